@@ -1,0 +1,67 @@
+"""resumable_nb: cached, resumable notebook steps for IPython and Jupyter.
+
+``%load_ext resumable_nb`` registers the ``%%step`` cell magic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import (
+    CorruptEntry,
+    RestoreError,
+    ResumableError,
+    ResumableWarning,
+    StepUsageError,
+    StoreError,
+    Unfingerprintable,
+    Unstorable,
+)
+from .fingerprint import fingerprint
+
+__all__ = [
+    "CorruptEntry",
+    "RestoreError",
+    "ResumableError",
+    "ResumableWarning",
+    "StepUsageError",
+    "StoreError",
+    "Unfingerprintable",
+    "Unstorable",
+    "__version__",
+    "fingerprint",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+__version__ = "0.1.0"
+
+_ATTR = "_resumable_nb_magics"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Called by ``%load_ext resumable_nb``: register the magics and settings."""
+    from .magics import ResumableNB
+
+    if getattr(ipython, _ATTR, None) is not None:
+        return
+    magics = ResumableNB(shell=ipython, config=ipython.config)
+    ipython.register_magics(magics)  # also makes it a configurable: %config ResumableNB...
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+    setattr(ipython, _ATTR, magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Called by ``%unload_ext`` / ``%reload_ext``: undo every registration."""
+    magics = getattr(ipython, _ATTR, None)
+    if magics is None:
+        return
+    magics.close()
+    for kind, names in magics.magics.items():
+        for name in names:
+            ipython.magics_manager.magics[kind].pop(name, None)
+    ipython.magics_manager.registry.pop(type(magics).__name__, None)
+    while magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    setattr(ipython, _ATTR, None)

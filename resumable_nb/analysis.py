@@ -1,0 +1,531 @@
+"""Static analysis of a step's source: which names it reads, binds and deletes.
+
+Pure: no IPython here. The caller passes the *transformed* source (``shell.transform_cell``),
+so ``!cmd`` and ``%magic`` lines arrive as ``get_ipython().system(...)`` style calls, which
+this module understands for the few magics whose argument is Python code.
+
+The analysis errs on the side of reading too much: a name counted as an input that the cell
+does not really read costs a fingerprint; a missed input could make a hit stale.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from dataclasses import dataclass, field
+
+__all__ = ["CellAnalysis", "analyse", "normalised_code"]
+
+# Line/cell magics whose argument is Python code that runs in the user namespace.
+_CODE_MAGICS = {"time", "timeit", "prun"}
+# Magics known to neither read nor bind user variables (display/config only).
+_INERT_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "precision", "xmode", "pdb"}
+_DYNAMIC_CALLS = {"globals", "locals", "vars", "exec", "eval", "__import__"}
+_SHELL_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)|\{([^{}]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class CellAnalysis:
+    """What a cell reads and writes, as far as the source shows."""
+
+    inputs: frozenset[str]
+    """Names some path may read before the cell binds them (incl. globals read by functions
+    and lambdas the cell defines)."""
+    bound: frozenset[str]
+    """Names the cell assigns, imports, defines or deletes."""
+    deleted: frozenset[str]
+    """Names the cell ``del``-etes at top level (a subset of ``bound``)."""
+    imports: frozenset[str]
+    """Top-level module names the cell imports."""
+    dynamic: tuple[str, ...] = field(default=())
+    """Why the analysis is incomplete (``exec``, ``globals()``, ``import *``, ...); empty if
+    it is complete."""
+    has_await: bool = False
+
+
+def normalised_code(tree: ast.AST) -> str:
+    """The cell's code with comments, whitespace and line numbers gone: an AST dump."""
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def analyse(source: str) -> tuple[ast.Module, CellAnalysis]:
+    """Parse ``source`` (plain Python) and work out its inputs and bound names.
+
+    :raises SyntaxError: when ``source`` is not valid Python.
+    """
+    tree = ast.parse(source)
+    walker = _Walker()
+    walker.block(tree.body)
+    return tree, CellAnalysis(
+        inputs=frozenset(walker.reads),
+        bound=frozenset(walker.bound),
+        deleted=frozenset(walker.deleted),
+        imports=frozenset(walker.imports),
+        dynamic=tuple(dict.fromkeys(walker.dynamic)),
+        has_await=walker.has_await,
+    )
+
+
+class _Walker:
+    """Flow-sensitive walk of module-level statements.
+
+    ``defined`` is the set of names definitely bound at the current point; a load of a name
+    outside it is an input. Branches that may not run do not add to ``defined``.
+    """
+
+    def __init__(self) -> None:
+        self.defined: set[str] = set()
+        self.reads: set[str] = set()
+        self.bound: set[str] = set()
+        self.deleted: set[str] = set()
+        self.imports: set[str] = set()
+        self.dynamic: list[str] = []
+        self.has_await = False
+
+    # -- statements -------------------------------------------------------------------
+    def block(self, stmts: list[ast.stmt]) -> None:
+        for stmt in stmts:
+            self.stmt(stmt)
+
+    def branch(self, stmts: list[ast.stmt]) -> set[str]:
+        """Walk ``stmts`` as a path that may not run; return the names it binds."""
+        saved = set(self.defined)
+        self.block(stmts)
+        added = self.defined - saved
+        self.defined = saved
+        return added
+
+    def stmt(self, node: ast.stmt) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for dec in node.decorator_list:
+                self.expr(dec)
+            self.arguments_defaults(node.args)
+            self.expr_opt(node.returns)
+            self.function_body(node.args, node.body)
+            self.bind(node.name)
+        elif isinstance(node, ast.ClassDef):
+            for e in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
+                self.expr(e)
+            self.class_body(node.body)
+            self.bind(node.name)
+        elif isinstance(node, ast.Return):
+            self.expr_opt(node.value)
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                self.delete(target)
+        elif isinstance(node, ast.Assign):
+            self.expr(node.value)
+            for target in node.targets:
+                self.target(target)
+        elif isinstance(node, ast.AugAssign):
+            self.expr(node.value)
+            self.read_target(node.target)
+            self.target(node.target)
+        elif isinstance(node, ast.AnnAssign):
+            self.expr_opt(node.value)
+            self.expr(node.annotation)
+            if node.value is not None or not isinstance(node.target, ast.Name):
+                self.target(node.target)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            self.has_await |= isinstance(node, ast.AsyncFor)
+            self.expr(node.iter)
+            saved = set(self.defined)
+            self.target(node.target)
+            self.block(node.body)
+            self.defined = saved
+            self.branch(node.orelse)
+        elif isinstance(node, ast.While):
+            self.expr(node.test)
+            self.branch(node.body)
+            self.branch(node.orelse)
+        elif isinstance(node, ast.If):
+            self.expr(node.test)
+            a = self.branch(node.body)
+            b = self.branch(node.orelse)
+            self.defined |= a & b
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            self.has_await |= isinstance(node, ast.AsyncWith)
+            for item in node.items:
+                self.expr(item.context_expr)
+                if item.optional_vars is not None:
+                    self.target(item.optional_vars)
+            self.block(node.body)
+        elif isinstance(node, ast.Match):
+            self.expr(node.subject)
+            for case in node.cases:
+                saved = set(self.defined)
+                self.pattern(case.pattern)
+                self.expr_opt(case.guard)
+                self.block(case.body)
+                self.defined = saved
+        elif isinstance(node, ast.Raise):
+            self.expr_opt(node.exc)
+            self.expr_opt(node.cause)
+        elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            self.try_(node)  # type: ignore[arg-type]  # TryStar has Try's fields
+        elif isinstance(node, ast.Assert):
+            self.expr(node.test)
+            self.expr_opt(node.msg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            self.import_(node)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            self.dynamic.append(f"a '{type(node).__name__.lower()}' statement")
+            for name in node.names:
+                self.bound.add(name)
+        elif isinstance(node, ast.Expr):
+            self.expr(node.value)
+        # Pass, Break, Continue: nothing to do.
+
+    def try_(self, node: ast.Try) -> None:
+        """try/except/else/finally (and 3.11's try/except*: same fields)."""
+        self.branch(node.body)
+        for handler in node.handlers:
+            saved = set(self.defined)
+            self.expr_opt(handler.type)
+            if handler.name:
+                self.bind(handler.name)
+            self.block(handler.body)
+            self.defined = saved
+        self.branch(node.orelse)
+        self.block(node.finalbody)
+
+    def import_(self, node: ast.Import | ast.ImportFrom) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                self.imports.add(alias.name.split(".")[0])
+                self.bind(alias.asname or alias.name.split(".")[0])
+            return
+        if node.level == 0 and node.module:
+            self.imports.add(node.module.split(".")[0])
+        for alias in node.names:
+            if alias.name == "*":
+                self.dynamic.append("'from ... import *'")
+            else:
+                self.bind(alias.asname or alias.name)
+
+    # -- binding ------------------------------------------------------------------------
+    def bind(self, name: str) -> None:
+        self.defined.add(name)
+        self.bound.add(name)
+        self.deleted.discard(name)
+
+    def target(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            self.bind(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self.target(elt)
+        elif isinstance(node, ast.Starred):
+            self.target(node.value)
+        elif isinstance(node, ast.Attribute):
+            self.expr(node.value)  # obj.attr = v reads obj (and mutates it)
+        elif isinstance(node, ast.Subscript):
+            self.expr(node.value)
+            self.expr(node.slice)
+
+    def read_target(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            self.load(node.id)
+
+    def delete(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            self.load(node.id)
+            self.defined.discard(node.id)
+            self.bound.add(node.id)
+            self.deleted.add(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self.delete(elt)
+        else:
+            self.target(node)
+
+    def pattern(self, node: ast.pattern) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
+                self.bind(sub.name)
+            elif isinstance(sub, ast.MatchMapping) and sub.rest:
+                self.bind(sub.rest)
+            elif isinstance(sub, ast.MatchValue):
+                self.expr(sub.value)
+            elif isinstance(sub, ast.MatchClass):
+                self.expr(sub.cls)
+
+    # -- expressions --------------------------------------------------------------------
+    def load(self, name: str) -> None:
+        if name not in self.defined:
+            self.reads.add(name)
+
+    def expr_opt(self, node: ast.expr | None) -> None:
+        if node is not None:
+            self.expr(node)
+
+    def expr(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            self.load(node.id)
+        elif isinstance(node, ast.NamedExpr):
+            self.expr(node.value)
+            self.target(node.target)
+        elif isinstance(node, ast.Lambda):
+            self.arguments_defaults(node.args)
+            self.function_body(node.args, [ast.Return(node.body)])
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            self.comprehension(node)
+        elif isinstance(node, ast.BoolOp):
+            # Later operands may not run: a walrus there binds only maybe.
+            self.expr(node.values[0])
+            saved = set(self.defined)
+            for value in node.values[1:]:
+                self.expr(value)
+            self.defined = saved
+        elif isinstance(node, ast.IfExp):
+            self.expr(node.test)
+            saved = set(self.defined)
+            self.expr(node.body)
+            self.defined = set(saved)
+            self.expr(node.orelse)
+            self.defined = saved
+        elif isinstance(node, ast.Await):
+            self.has_await = True
+            self.expr(node.value)
+        elif isinstance(node, ast.Call):
+            self.call(node)
+        else:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.expr):
+                    self.expr(child)
+                elif isinstance(child, ast.keyword):
+                    self.expr(child.value)
+                elif isinstance(child, ast.comprehension):  # pragma: no cover - via comprehension()
+                    self.expr(child.iter)
+
+    def call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in _DYNAMIC_CALLS and func.id not in self.defined:
+            if func.id in {"exec", "eval"} and _const_str(node.args[:1]) is not None:
+                self.embedded_code(_const_str(node.args[:1]) or "", f"{func.id}()")
+            else:
+                self.dynamic.append(f"a call to {func.id}()")
+        if isinstance(func, ast.Attribute) and _is_ipython_call(func):
+            self.ipython_call(func.attr, node)
+        self.expr(func)
+        for arg in node.args:
+            self.expr(arg)
+        for kw in node.keywords:
+            self.expr(kw.value)
+
+    def ipython_call(self, method: str, node: ast.Call) -> None:
+        args = [_const_str([a]) for a in node.args]
+        if method in {"system", "getoutput"} and args and args[0] is not None:
+            self.shell_command(args[0])
+        elif method == "run_line_magic" and len(args) >= 2 and args[0] is not None:
+            self.magic(args[0], args[1] or "", None)
+        elif method == "run_cell_magic" and len(args) >= 3 and args[0] is not None:
+            self.magic(args[0], args[1] or "", args[2] or "")
+        else:
+            self.dynamic.append(f"IPython call get_ipython().{method}(...)")
+
+    def magic(self, name: str, line: str, cell: str | None) -> None:
+        if name in _INERT_MAGICS:
+            return
+        if name in _CODE_MAGICS:
+            code = cell if cell is not None else _strip_magic_options(line)
+            self.embedded_code(code, f"%{name}")
+            return
+        if name == "capture" and cell is not None:
+            target = _strip_magic_options(line).strip()
+            self.embedded_code(cell, "%%capture")
+            if target.isidentifier():
+                self.bind(target)
+            return
+        self.dynamic.append(f"the magic %{name}")
+
+    def shell_command(self, command: str) -> None:
+        # IPython expands $name, ${name} and {expression} from the user namespace.
+        for match in _SHELL_VAR.finditer(command):
+            if match.group(1):
+                self.load(match.group(1))
+            else:
+                self.embedded_code(match.group(2), "a shell command", mode="eval")
+
+    def embedded_code(self, code: str, where: str, mode: str = "exec") -> None:
+        try:
+            tree = ast.parse(code.strip(), mode=mode)
+        except SyntaxError:
+            self.dynamic.append(f"code in {where} that does not parse")
+            return
+        if isinstance(tree, ast.Expression):
+            self.expr(tree.body)
+        elif isinstance(tree, ast.Module):
+            self.block(tree.body)
+
+    # -- nested scopes ------------------------------------------------------------------
+    def arguments_defaults(self, args: ast.arguments) -> None:
+        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+            self.expr(default)
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if arg is not None:
+                self.expr_opt(arg.annotation)
+
+    def function_body(self, args: ast.arguments, body: list[ast.stmt]) -> None:
+        params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+        params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        for name in _free_names(body, params, self):
+            self.load(name)
+
+    def class_body(self, body: list[ast.stmt]) -> None:
+        # A class body runs now, in its own scope; its methods' free names are globals.
+        saved_defined, saved_bound, saved_deleted = set(self.defined), set(self.bound), set(self.deleted)
+        self.block(body)
+        self.defined, self.bound, self.deleted = saved_defined, saved_bound, saved_deleted
+
+    def comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+        gens = node.generators
+        self.expr(gens[0].iter)  # evaluated in the enclosing scope
+        saved = set(self.defined)
+        for i, gen in enumerate(gens):
+            if i:
+                self.expr(gen.iter)
+            self.target_local(gen.target)
+            for cond in gen.ifs:
+                self.expr(cond)
+        if isinstance(node, ast.DictComp):
+            self.expr(node.key)
+            self.expr(node.value)
+        else:
+            self.expr(node.elt)
+        # Comprehension variables are local to it; a walrus inside binds in our scope.
+        walrus = {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)
+                  and isinstance(n.target, ast.Name)}
+        self.defined = saved | (self.defined & walrus)
+
+    def target_local(self, node: ast.expr) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name):
+                self.defined.add(sub.id)
+            elif isinstance(sub, (ast.Attribute, ast.Subscript)):
+                self.expr(sub.value)
+
+
+def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[str]:
+    """Global names a function body may read: loads that are not local to it.
+
+    Records dynamic markers found inside (``global``, ``eval``...) on ``outer``.
+    """
+    local = set(params)
+    declared_global: set[str] = set()
+    loads: set[str] = set()
+    nested: list[tuple[ast.arguments, list[ast.stmt]]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            local.add(node.name)
+            for dec in node.decorator_list:
+                visit(dec)
+            if isinstance(node, ast.ClassDef):
+                for base in [*node.bases, *(k.value for k in node.keywords)]:
+                    visit(base)
+                # A class body's names are not visible to our body; walk its methods etc.
+                for stmt in node.body:
+                    visit_class_stmt(stmt)
+            else:
+                for default in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+                    visit(default)
+                nested.append((node.args, node.body))
+            return
+        if isinstance(node, ast.Lambda):
+            for default in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+                visit(default)
+            nested.append((node.args, [ast.Return(node.body)]))
+            return
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            targets = {n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+            inner: set[str] = set()
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                    inner.add(sub.id)
+                elif isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
+                    local.add(sub.target.id)
+            loads.update(inner - targets)
+            return
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            outer.dynamic.append(f"a '{type(node).__name__.lower()}' statement in a function")
+            declared_global.update(node.names)
+            outer.bound.update(node.names if isinstance(node, ast.Global) else ())
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name != "*":
+                    local.add(alias.asname or alias.name.split(".")[0])
+            return
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loads.add(node.id)
+            else:
+                local.add(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            local.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            local.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            local.add(node.rest)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in _DYNAMIC_CALLS):
+            outer.dynamic.append(f"a call to {node.func.id}() in a function")
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    def visit_class_stmt(stmt: ast.stmt) -> None:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for dec in stmt.decorator_list:
+                visit(dec)
+            nested.append((stmt.args, stmt.body))
+        else:
+            # Class-level statements: their loads are global reads unless class-bound;
+            # conservatively count them all.
+            for sub in ast.walk(stmt):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                    loads.add(sub.id)
+
+    for stmt in body:
+        visit(stmt)
+    free = (loads - local) | (loads & declared_global)
+    for args, inner_body in nested:
+        inner_params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+        inner_params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        free |= _free_names(inner_body, inner_params, outer) - (local - declared_global)
+    return free
+
+
+def _is_ipython_call(func: ast.expr) -> bool:
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "get_ipython"
+    )
+
+
+def _const_str(args: list[ast.expr]) -> str | None:
+    if args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+        return args[0].value
+    return None
+
+
+def _strip_magic_options(line: str) -> str:
+    """``%timeit -n 3 -r 1 f(x)`` -> ``f(x)``: drop leading ``-opt [value]`` words."""
+    try:
+        words = shlex.split(line, posix=False)
+    except ValueError:
+        return line
+    i = 0
+    with_value = {"-n", "-r", "-p", "-o", "-s", "-l", "-T", "-D"}
+    while i < len(words) and words[i].startswith("-"):
+        i += 2 if words[i] in with_value else 1
+    # Rebuild from the original text so that string literals keep their spacing.
+    rest = line
+    for word in words[:i]:
+        rest = rest.split(word, 1)[1] if word in rest else rest
+    return rest
+
+

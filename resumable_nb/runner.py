@@ -1,0 +1,387 @@
+"""One step, end to end: analyse -> fingerprint -> key -> hit (restore) or miss (run, store).
+
+The runner owns the rules that keep a hit honest:
+
+- the key covers the normalised code, the content of every input (and of every notebook
+  global that a function the step calls reads), and the identity of the modules it imports;
+- an input that cannot be fingerprinted makes the step run, with a notice — never a hit
+  keyed on the source alone;
+- outputs are the names the step binds or deletes, the inputs whose content changed (in-place
+  mutation), and whatever the namespace diff shows appeared or was rebound;
+- a failed restore (corrupt payload, a class that changed) turns the hit into a miss; the
+  namespace is only written once the whole entry has loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import io
+import json
+import re
+import time
+import tokenize
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import capture, serialize
+from .analysis import CellAnalysis, analyse, normalised_code
+from .errors import (
+    CorruptEntry,
+    RestoreError,
+    StepUsageError,
+    StoreError,
+    Unfingerprintable,
+    Unstorable,
+)
+from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
+from .store import Entry, Store
+
+__all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
+
+KEY_VERSION = 1
+"""Increment on any change to how keys are computed: every stored entry then misses."""
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+_IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_ih|_oh|_dh|In|Out|__.*__)$")
+_ABSENT = "absent"
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What happened to one step execution."""
+
+    name: str
+    status: str  # "ran" | "restored" | "failed"
+    key: str | None
+    duration: float
+    stored: bool = False
+    saved: float = 0.0
+    reason: str = ""
+    outputs: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    notices: list[str] = field(default_factory=list)
+
+
+class _Replayed:
+    """The last expression's display, replayed on a hit as the cell's result."""
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self._data = data
+        self._metadata = metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
+        return self._data, self._metadata
+
+    def __repr__(self) -> str:
+        return str(self._data.get("text/plain", ""))
+
+
+def step_key(code: str, inputs: dict[str, str], imports: Iterable[str], ignore: Iterable[str]) -> str:
+    """The cache key: versions + normalised code + input fingerprints + imported modules."""
+    material = json.dumps(
+        {"v": KEY_VERSION, "fp": FINGERPRINT_VERSION, "code": code,
+         "inputs": sorted(inputs.items()), "imports": sorted(imports), "ignore": sorted(ignore)},
+        sort_keys=True,
+    ).encode()
+    return "step-" + hashlib.sha256(material).hexdigest()
+
+
+class StepRunner:
+    """Runs ``%%step`` cells against one shell and one store (either may be swapped)."""
+
+    def __init__(self, shell: Any, store: Callable[[], Store | None],
+                 notice: Callable[[str], None]) -> None:
+        self.shell = shell
+        self._store = store
+        self._notice = notice
+        self._parsed: OrderedDict[str, tuple[str, CellAnalysis]] = OrderedDict()
+        self.history: list[StepResult] = []
+        self.verbose = True
+
+    # -- entry point --------------------------------------------------------------------
+    def run(self, name: str, body: str, *, force: bool = False, ignore: Iterable[str] = (),
+            header: str = "") -> Any:
+        """Run one step; return the value of its last expression (shown as the cell's result).
+
+        :raises StepUsageError: bad name, empty body, unsupported syntax.
+        :raises BaseException: whatever the step body raises (nothing is stored then).
+        """
+        __tracebackhide__ = True
+        ignore = tuple(sorted(set(ignore)))
+        _check_name(name)
+        for n in ignore:
+            if not n.isidentifier():
+                raise StepUsageError(f"--ignore takes variable names; {n!r} is not one")
+        if not body.strip():
+            raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
+                                 "the %%step line")
+        code, analysis = self._analyse(name, body)
+        result = StepResult(name=name, status="ran", key=None, duration=0.0)
+        inputs, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        store = self._store()
+        key = None
+        if uncacheable is None:
+            imports = sorted(import_identity(m) for m in analysis.imports)
+            key = step_key(code, inputs, imports, ignore)
+            result.key = key
+        if analysis.dynamic and uncacheable is None:
+            result.notices.append(f"step '{name}': {analysis.dynamic[0]} hides what it reads and "
+                                  "writes; every variable in the namespace is treated as an input")
+        if key is not None and store is not None and not force:
+            hit, value = self._try_restore(name, key, store, result)
+            if hit:
+                return value
+        elif force:
+            result.reason = "--force"
+        elif uncacheable:
+            result.reason = uncacheable
+        return self._run_and_store(name, body, header, analysis, inputs, key, store, result)
+
+    # -- analysis -----------------------------------------------------------------------
+    def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis]:
+        transformed = self.shell.transform_cell(body)
+        digest = hashlib.sha256(transformed.encode("utf-8", "surrogatepass")).hexdigest()
+        cached = self._parsed.get(digest)
+        if cached is not None:
+            self._parsed.move_to_end(digest)
+            return cached
+        try:
+            tree, analysis = analyse(transformed)
+        except SyntaxError as exc:
+            raise StepUsageError(f"step '{name}' is not valid Python: {exc.msg} "
+                                 f"(line {(exc.lineno or 0) + 1} of the cell)") from None
+        if analysis.has_await:
+            raise StepUsageError(f"step '{name}' uses top-level await, which %%step does not "
+                                 "support yet: wrap it in asyncio.run(...) or a function")
+        entry = (normalised_code(tree), analysis)
+        self._parsed[digest] = entry
+        if len(self._parsed) > 512:
+            self._parsed.popitem(last=False)
+        return entry
+
+    def _user_names(self) -> set[str]:
+        hidden = self.shell.user_ns_hidden
+        ns = self.shell.user_ns
+        return {k for k, v in ns.items()
+                if not _IPYTHON_NAMES.match(k) and not (k in hidden and hidden[k] is v)}
+
+    def _fingerprint_inputs(self, name: str, analysis: CellAnalysis, ignore: tuple[str, ...],
+                            result: StepResult) -> tuple[dict[str, str], str | None]:
+        """Fingerprint every input, following the notebook globals that functions read.
+
+        Returns the fingerprints and, if one input cannot be fingerprinted, why.
+        """
+        ns = self.shell.user_ns
+        hidden = self.shell.user_ns_hidden
+        wanted = set(analysis.inputs)
+        if analysis.dynamic:
+            wanted |= self._user_names()
+        queue = sorted(wanted - set(ignore), reverse=True)
+        fps: dict[str, str] = {}
+        fper = Fingerprinter(ns)
+        while queue:
+            var = queue.pop()
+            if var in fps:
+                continue
+            if var not in ns:
+                if not hasattr(builtins, var):
+                    fps[var] = _ABSENT
+                continue
+            value = ns[var]
+            if var in hidden and hidden[var] is value:
+                continue  # IPython's own (get_ipython, exit...), unchanged
+            fper.globals_read.clear()
+            try:
+                fps[var] = fper.hash(value)
+            except Unfingerprintable as exc:
+                where = f" (through {exc.path})" if exc.path else ""
+                reason = f"input '{var}'{where}: {exc.reason}"
+                result.notices.append(f"step '{name}' runs without the cache: {reason} "
+                                      f"(pass --ignore {var} to leave it out of the key)")
+                return fps, reason
+            queue.extend(sorted(fper.globals_read - fps.keys() - set(ignore), reverse=True))
+        return fps, None
+
+    # -- hit ----------------------------------------------------------------------------
+    def _try_restore(self, name: str, key: str, store: Store, result: StepResult) -> tuple[bool, Any]:
+        """Restore the entry under ``key``: (True, cell result) on a hit, (False, None) if not."""
+        __tracebackhide__ = True
+        start = time.perf_counter()
+        try:
+            entry = store.get(key)
+            if entry is None:
+                result.reason = "no cache entry for this code and these inputs"
+                return False, None
+            payload = store.load(entry, self.shell.user_ns)
+        except (CorruptEntry, RestoreError) as exc:
+            corrupt = isinstance(exc, CorruptEntry)
+            what = "cache entry is corrupt" if corrupt else "cache entry cannot be restored"
+            result.reason = f"{what} ({exc})"
+            result.notices.append(f"step '{name}': {what} ({exc}); re-running it")
+            if corrupt:
+                _forget(store, key)
+            return False, None
+        ns = self.shell.user_ns
+        ns.update(payload["outputs"])
+        for var in payload["deleted"]:
+            ns.pop(var, None)
+        result.status = "restored"
+        result.outputs = tuple(payload["outputs"])
+        result.deleted = tuple(payload["deleted"])
+        result.duration = time.perf_counter() - start
+        result.saved = max(0.0, entry.duration - result.duration)
+        self._finish(result)
+        if self.verbose:
+            print(_restored_line(result, entry))
+        capture.replay(self.shell, payload["events"])
+        shown = payload.get("result")
+        return True, (_Replayed(*shown) if shown is not None else None)
+
+    # -- miss ---------------------------------------------------------------------------
+    def _run_and_store(self, name: str, body: str, header: str, analysis: CellAnalysis,
+                       inputs: dict[str, str], key: str | None, store: Store | None,
+                       result: StepResult) -> Any:
+        __tracebackhide__ = True
+        ns = self.shell.user_ns
+        before = {k: id(ns[k]) for k in self._user_names()}
+        start = time.perf_counter()
+        with capture.capture(self.shell) as events:
+            try:
+                value = self._execute(body, header)
+                capture.flush_figures()
+            except BaseException:
+                result.status = "failed"
+                result.duration = time.perf_counter() - start
+                self._finish(result)
+                raise
+        result.duration = time.perf_counter() - start
+        after = self._user_names()
+        outputs = {k for k in after if before.get(k) != id(ns[k])} | (analysis.bound & after)
+        outputs |= self._mutated(inputs, after - outputs)
+        deleted = tuple(sorted(set(before) - after))
+        result.outputs = tuple(sorted(outputs))
+        result.deleted = deleted
+        if value is _NOTHING or _quiet(body):
+            value = None
+        shown = None
+        if value is not None:
+            data, metadata = self.shell.display_formatter.format(value)
+            shown = (capture._plain(data), capture._plain(metadata))
+        if key is not None and store is not None:
+            payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
+                       "events": list(events), "result": shown}
+            self._store_payload(name, key, store, payload, result)
+        self._finish(result)
+        return value
+
+    def _execute(self, body: str, header: str) -> Any:
+        """Run the body in the user namespace like a cell; return its last expression's value."""
+        __tracebackhide__ = True
+        shell = self.shell
+        raw = f"{header}\n{body}" if header else body
+        filename = shell.compile.cache(raw, shell.execution_count)
+        tree = ast.parse(shell.transform_cell(body))
+        if header:
+            ast.increment_lineno(tree, header.count("\n") + 1)
+        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        stmts = tree.body[:-1] if last is not None else tree.body
+        flags = getattr(shell.compile, "flags", 0)
+        module = ast.Module(body=stmts, type_ignores=[])
+        exec(compile(module, filename, "exec", flags=flags, dont_inherit=True),
+             shell.user_global_ns, shell.user_ns)
+        if last is None:
+            return _NOTHING
+        expression = ast.Expression(body=last.value)
+        return eval(compile(expression, filename, "eval", flags=flags, dont_inherit=True),
+                    shell.user_global_ns, shell.user_ns)
+
+    def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
+        """Inputs that still exist and whose content changed: mutated in place."""
+        ns = self.shell.user_ns
+        fper = Fingerprinter(ns)
+        changed = set()
+        for var, before in inputs.items():
+            if var not in candidates or before == _ABSENT:
+                continue
+            try:
+                if fper.hash(ns[var]) != before:
+                    changed.add(var)
+            except Unfingerprintable:
+                changed.add(var)
+        return changed
+
+    def _store_payload(self, name: str, key: str, store: Store, payload: dict[str, Any],
+                       result: StepResult) -> None:
+        ns = self.shell.user_ns
+        try:
+            store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
+                      duration=result.duration, extra={"reason": result.reason})
+            result.stored = True
+        except StoreError as exc:
+            result.notices.append(f"step '{name}' ran but was not cached: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a pickling failure: find the culprit
+            culprit = _find_unstorable(payload["outputs"], ns)
+            detail = str(culprit) if culprit else f"{type(exc).__name__}: {exc}"
+            result.notices.append(f"step '{name}' ran but was not cached: output {detail}")
+
+    def _finish(self, result: StepResult) -> None:
+        self.history.append(result)
+        for text in result.notices:
+            self._notice(text)
+
+
+class _Nothing:
+    """No last expression (distinct from an expression that evaluated to None)."""
+
+
+_NOTHING = _Nothing()
+
+
+def _check_name(name: str) -> None:
+    if not name:
+        raise StepUsageError("%%step needs a step name, e.g. `%%step load`")
+    if not _NAME.match(name):
+        raise StepUsageError(f"invalid step name {name!r}: use letters, digits, '_', '-' or '.', "
+                             "starting with a letter or '_'")
+
+
+def _quiet(body: str) -> bool:
+    """A trailing ';' hides the last expression, as in a normal cell."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(body).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    skip = {tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT,
+            tokenize.INDENT, tokenize.DEDENT}
+    for token in reversed(tokens):
+        if token.type in skip:
+            continue
+        return token.type == tokenize.OP and token.string == ";"
+    return False
+
+
+def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> Unstorable | None:
+    for var in sorted(outputs):
+        try:
+            serialize.storable_check(var, outputs[var], ns)
+        except Unstorable as exc:
+            return exc
+    return None
+
+
+def _forget(store: Store, key: str) -> None:
+    try:
+        store.delete(key)
+    except Exception:  # noqa: BLE001, S110 - the entry is ignored either way
+        pass
+
+
+def _restored_line(result: StepResult, entry: Entry) -> str:
+    names = ", ".join(result.outputs) or "nothing"
+    return (f"[resumable_nb] step '{result.name}' restored from cache: {names} "
+            f"(ran {entry.duration:.2f} s originally)")
+

@@ -1,0 +1,270 @@
+"""Pickling of step outputs: protocol 5, out-of-band buffers, notebook code by value.
+
+The C pickler does the bulk work; ``reducer_override`` handles what plain pickle gets wrong
+in a notebook:
+
+- functions and lambdas defined in the notebook are stored by value (code, defaults,
+  closure) and rebuilt with the *live* user namespace as their globals, so a restored
+  function reads today's globals like one defined by running the cell;
+- classes defined in the notebook are stored by value when the step defines them, and by
+  reference otherwise — checked against the class's fingerprint on load, so an instance is
+  never re-attached to a class whose code changed (that would mix new methods with old
+  state);
+- modules are stored by name and imported on load;
+- open files, sockets, locks, DB connections and generators are refused: restoring a file
+  handle opened for writing would truncate the user's file.
+
+We do not use dill: it is 6x slower on a DataFrame, binds restored functions to a copy of
+their globals, and restores file handles.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import marshal
+import pickle
+import types
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, Protocol
+
+from .errors import RestoreError, Unstorable
+from .fingerprint import Fingerprinter, _is_resource, _type_name
+
+__all__ = ["dump", "load", "storable_check"]
+
+_FORMAT = 1
+
+
+class Writer(Protocol):
+    def write(self, data: Any, /) -> int: ...
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: Writer, namespace: Mapping[str, Any], defined: set[int],
+                 buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> None:
+        super().__init__(file, protocol=5,  # type: ignore[arg-type]
+                         buffer_callback=buffer_callback)
+        self.namespace = namespace
+        self.defined = defined  # ids of classes this step defines: stored by value
+
+    def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is types.FunctionType:
+            if obj.__globals__ is self.namespace or obj.__module__ == "__main__":
+                return _reduce_function(obj)
+            return NotImplemented
+        if isinstance(obj, type):
+            cls: type = obj
+            if cls.__module__ == "__main__" or (self.namespace.get("__name__") == cls.__module__):
+                if id(cls) in self.defined or self.namespace.get(cls.__name__) is not cls:
+                    return _reduce_class(cls)
+                return _class_ref, (cls.__qualname__, _class_fingerprint(cls, self.namespace))
+            return NotImplemented
+        if t is types.ModuleType:
+            return importlib.import_module, (obj.__name__,)
+        if t is types.CodeType:
+            return marshal.loads, (marshal.dumps(obj),)
+        if _is_resource(obj):
+            raise pickle.PicklingError(_resource_reason(obj))
+        return NotImplemented
+
+
+def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
+         buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> None:
+    """Pickle ``value`` into ``file``; large contiguous buffers go to ``buffer_callback``."""
+    defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
+    _Pickler(file, namespace, defined, buffer_callback).dump(value)
+
+
+def load(data: bytes | bytearray | memoryview, buffers: list[Any],
+         namespace: MutableMapping[str, Any]) -> Any:
+    """Unpickle ``data``; notebook functions get ``namespace`` as their globals.
+
+    :raises RestoreError: when a referenced notebook class is missing or its code changed.
+    """
+    unpickler = _Unpickler(_BytesReader(data), buffers=buffers)
+    unpickler.namespace = namespace
+    return unpickler.load()
+
+
+def storable_check(name: str, value: Any, namespace: Mapping[str, Any]) -> None:
+    """Pickle ``value`` to nowhere to find out whether (and why not) it can be stored.
+
+    :raises Unstorable: naming ``name`` and the reason.
+    """
+    try:
+        dump(value, _NullWriter(), namespace, buffer_callback=lambda b: None)
+    except RecursionError:
+        raise Unstorable(name, "it is nested too deeply to pickle") from None
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is reported the same way
+        raise Unstorable(name, f"it cannot be pickled ({_short(exc)})") from None
+
+
+class _Unpickler(pickle.Unpickler):
+    namespace: MutableMapping[str, Any]
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == __name__ and name in _NEEDS_NAMESPACE:
+            return functools.partial(_NEEDS_NAMESPACE[name], self.namespace)
+        return super().find_class(module, name)
+
+
+def _resource_reason(obj: Any) -> str:
+    if isinstance(obj, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+        return f"a {_type_name(obj)} is a paused computation, not data; store a list instead"
+    return (f"{_type_name(obj)} is a live handle (file, connection, lock...); restoring it "
+            "could change files or services, so re-create it in a step that is not cached")
+
+
+# -- functions ----------------------------------------------------------------------------
+def _reduce_function(fn: types.FunctionType) -> tuple[Any, ...]:
+    state = {
+        "defaults": fn.__defaults__,
+        "kwdefaults": fn.__kwdefaults__,
+        "dict": fn.__dict__ or None,
+        "annotations": fn.__annotations__ or None,
+        "doc": fn.__doc__,
+        "qualname": fn.__qualname__,
+        "module": fn.__module__,
+        "closure": tuple(_cell_contents(c) for c in fn.__closure__ or ()),
+    }
+    # Skeleton first, state after: a recursive closure refers back to the function itself.
+    return (_make_function, (fn.__code__, fn.__name__, len(fn.__closure__ or ())), state,
+            None, None, _set_function_state)
+
+
+def _make_function(namespace: MutableMapping[str, Any], code: types.CodeType, name: str,
+                   ncells: int) -> types.FunctionType:
+    closure = tuple(types.CellType() for _ in range(ncells)) or None
+    return types.FunctionType(code, namespace, name, None, closure)  # type: ignore[arg-type]
+
+
+def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
+    fn.__defaults__ = state["defaults"]
+    fn.__kwdefaults__ = state["kwdefaults"]
+    fn.__doc__ = state["doc"]
+    fn.__qualname__ = state["qualname"]
+    fn.__module__ = state["module"]
+    if state["dict"]:
+        fn.__dict__.update(state["dict"])
+    if state["annotations"]:
+        fn.__annotations__ = state["annotations"]
+    for cell, stored in zip(fn.__closure__ or (), state["closure"], strict=True):
+        if stored is not _EMPTY:
+            cell.cell_contents = stored
+
+
+class _Empty:
+    """Stands for an empty closure cell (a name not yet assigned in the enclosing scope)."""
+
+    def __reduce__(self) -> str:
+        return "_EMPTY"
+
+
+_EMPTY = _Empty()
+
+
+def _cell_contents(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _EMPTY
+
+
+# -- classes ------------------------------------------------------------------------------
+_SKIP_ATTRS = {"__dict__", "__weakref__", "__slotnames__"}  # copyreg caches __slotnames__
+
+
+def _reduce_class(cls: type) -> tuple[Any, ...]:
+    attrs = {k: v for k, v in vars(cls).items()
+             if k not in _SKIP_ATTRS and not isinstance(v, (types.MemberDescriptorType,
+                                                             types.GetSetDescriptorType))}
+    slots = attrs.get("__slots__")
+    skeleton = (type(cls), cls.__name__, cls.__bases__, {"__slots__": slots} if slots is not None else {})
+    return (_make_class, skeleton, attrs, None, None, _set_class_state)
+
+
+def _make_class(namespace: MutableMapping[str, Any], meta: type, name: str, bases: tuple[type, ...],
+                body: dict[str, Any]) -> type:
+    return meta(name, bases, dict(body))
+
+
+def _set_class_state(cls: type, attrs: dict[str, Any]) -> None:
+    for k, v in attrs.items():
+        if k in {"__slots__", "__doc__"} and k in vars(cls):
+            continue
+        try:
+            setattr(cls, k, v)
+        except (AttributeError, TypeError):
+            pass
+
+
+def _class_fingerprint(cls: type, namespace: Mapping[str, Any]) -> str:
+    return Fingerprinter(namespace).hash(cls)
+
+
+def _class_ref(namespace: MutableMapping[str, Any], qualname: str, fingerprint: str) -> type:
+    cls = namespace.get(qualname.split(".")[0])
+    for part in qualname.split(".")[1:]:
+        cls = getattr(cls, part, None)
+    if not isinstance(cls, type):
+        raise RestoreError(f"class {qualname} is not defined in this kernel: run the cell that "
+                           "defines it first")
+    if _class_fingerprint(cls, namespace) != fingerprint:
+        raise RestoreError(f"class {qualname} has changed since this entry was stored")
+    return cls
+
+
+_NEEDS_NAMESPACE: dict[str, Callable[..., Any]] = {
+    "_make_function": _make_function,
+    "_make_class": _make_class,
+    "_class_ref": _class_ref,
+}
+
+
+# -- plumbing -----------------------------------------------------------------------------
+def _iter_values(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        outputs = value.get("outputs", value)
+        if isinstance(outputs, dict):
+            return list(outputs.values())
+    return [value]
+
+
+class _NullWriter:
+    def write(self, data: Any) -> int:
+        return len(memoryview(data))
+
+
+class _BytesReader:
+    """A minimal file-like reader over a buffer, without copying it."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
+        chunk = self._view[self._pos:end].tobytes()
+        self._pos = end
+        return chunk
+
+    def readinto(self, buf: Any) -> int:
+        target = memoryview(buf).cast("B")
+        n = min(len(target), len(self._view) - self._pos)
+        target[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def readline(self) -> bytes:
+        rest = self._view[self._pos:]
+        i = bytes(rest[:4096]).find(b"\n")
+        n = len(rest) if i < 0 else i + 1
+        return self.read(n)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) < 160 else text[:157] + "..."
+

@@ -1,0 +1,373 @@
+"""The step store: a small index in diskcache, payload files written by us.
+
+Layout under the cache root (created 0700)::
+
+    index/    diskcache: step key -> signed manifest (JSON bytes); eviction off
+    objects/  content-addressed payload files: <hmac>.rnb
+    tmp/      payloads being written; renamed into objects/ only when complete
+
+A payload file is one pickle stream (protocol 5) followed by its out-of-band buffers, each
+aligned to 64 bytes. Its size and HMAC-SHA256 are in the manifest; the manifest itself is
+signed. Nothing is unpickled before both checks pass, so a torn, flipped or planted file
+reads as :class:`~resumable_nb.errors.CorruptEntry` (a miss), never as a wrong value.
+
+Write order: payload to ``tmp/`` -> fsync -> rename into ``objects/`` -> fsync the folder ->
+index entry (one SQLite transaction, synchronous=FULL). A crash at any point leaves either
+no entry (a miss) or a complete one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import hmac
+import json
+import os
+import pickle
+import secrets
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import diskcache.core
+
+from . import serialize
+from .errors import CorruptEntry, RestoreError, StoreError
+
+__all__ = ["Entry", "Store", "default_key_file"]
+
+STORE_VERSION = 1
+_ALIGN = 64
+_CHUNK = 1 << 24
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A manifest: what one stored step contains and how to check it."""
+
+    key: str
+    step: str
+    file: str
+    size: int
+    digest: str
+    pickle_len: int
+    buffers: tuple[tuple[int, int], ...]
+    outputs: tuple[str, ...]
+    deleted: tuple[str, ...]
+    output_sizes: Mapping[str, int]
+    duration: float
+    created: float
+    python: str
+    version: int = STORE_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "key": self.key, "step": self.step, "file": self.file,
+            "size": self.size, "digest": self.digest, "pickle_len": self.pickle_len,
+            "buffers": [list(b) for b in self.buffers], "outputs": list(self.outputs),
+            "deleted": list(self.deleted), "output_sizes": dict(self.output_sizes),
+            "duration": self.duration, "created": self.created, "python": self.python,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Entry:
+        return cls(
+            key=d["key"], step=d["step"], file=d["file"], size=int(d["size"]), digest=d["digest"],
+            pickle_len=int(d["pickle_len"]), buffers=tuple((int(a), int(b)) for a, b in d["buffers"]),
+            outputs=tuple(d["outputs"]), deleted=tuple(d["deleted"]),
+            output_sizes=dict(d["output_sizes"]), duration=float(d["duration"]),
+            created=float(d["created"]), python=d["python"], version=int(d["version"]),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+class _SafeDisk(diskcache.Disk):
+    """diskcache's Disk, but it never unpickles a value (CVE-2025-69872: a planted pickle in
+    the index would run code inside ``get``). We only ever store bytes."""
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise CorruptEntry("an index value is a pickle, which resumable_nb never writes")
+        return super().fetch(mode, filename, value, read)
+
+
+def default_key_file() -> Path:
+    """Where the per-user HMAC key lives: ``$RESUMABLE_NB_KEY_FILE``, else
+    ``$XDG_CONFIG_HOME/resumable_nb/hmac.key`` (``~/.config/...``)."""
+    env = os.environ.get("RESUMABLE_NB_KEY_FILE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "resumable_nb" / "hmac.key"
+
+
+def _load_key(path: Path) -> bytes:
+    """Read the HMAC key, creating it (0600, in a 0700 folder) on first use."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+            f.flush()
+            os.fsync(f.fileno())
+    st = path.stat()
+    if st.st_mode & 0o077:
+        raise StoreError(f"the key file {path} is readable by others: run `chmod 600 {path}`")
+    key = path.read_bytes()
+    if len(key) < 32:
+        raise StoreError(f"the key file {path} is too short: delete it to make a new one "
+                         "(existing cache entries will then re-run)")
+    return key
+
+
+def _check_dir(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise StoreError(f"refusing cache dir {path}: it belongs to another user (uid {st.st_uid}); "
+                         "set RESUMABLE_NB_DIR to a folder of your own")
+    if stat.S_IMODE(st.st_mode) & 0o022:
+        raise StoreError(f"refusing cache dir {path}: others can write to it; run `chmod 700 {path}`")
+
+
+class _HashingWriter:
+    """Writes to a file while feeding an HMAC and counting bytes."""
+
+    def __init__(self, f: Any, mac: hmac.HMAC) -> None:
+        self.f = f
+        self.mac = mac
+        self.pos = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), _CHUNK):
+            chunk = view[start:start + _CHUNK]
+            self.mac.update(chunk)
+            self.f.write(chunk)
+        self.pos += len(view)
+        return len(view)
+
+    def pad(self) -> None:
+        extra = (-self.pos) % _ALIGN
+        if extra:
+            self.write(b"\0" * extra)
+
+
+class Store:
+    """Step entries under one cache root.
+
+    :raises StoreError: if the root cannot be created, is not ours or is writable by others.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], key_file: Path | None = None) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _check_dir(self.root)
+            for sub in ("objects", "tmp"):
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            self._key = _load_key(key_file or default_key_file())
+            self._index = diskcache.Cache(
+                str(self.root / "index"), disk=_SafeDisk, eviction_policy="none",
+                disk_min_file_size=2**31, sqlite_synchronous=2, size_limit=2**62,
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot use cache dir {self.root}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self._index.close()
+
+    # -- manifests ----------------------------------------------------------------------
+    def _sign(self, body: bytes) -> str:
+        return hmac.new(self._key, body, hashlib.sha256).hexdigest()
+
+    def get(self, key: str) -> Entry | None:
+        """The verified manifest stored under ``key``, or None.
+
+        :raises CorruptEntry: when the manifest is unreadable or its signature is wrong.
+        """
+        try:
+            raw = self._index.get(key)
+        except CorruptEntry:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sqlite or disk errors: a corrupt index
+            raise CorruptEntry(f"the cache index could not be read ({exc})") from None
+        if raw is None:
+            return None
+        try:
+            outer = json.loads(bytes(raw))
+            body = outer["m"].encode()
+            if not hmac.compare_digest(self._sign(body), outer["sig"]):
+                raise CorruptEntry("its manifest signature does not match")
+            entry = Entry.from_json(json.loads(body))
+        except CorruptEntry:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise CorruptEntry("its manifest is unreadable") from None
+        if entry.key != key or entry.version != STORE_VERSION:
+            raise CorruptEntry("its manifest belongs to another key or format")
+        return entry
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def delete(self, key: str) -> None:
+        self._index.delete(key)
+
+    # -- writing ------------------------------------------------------------------------
+    def put(self, key: str, step: str, payload: Mapping[str, Any], namespace: Mapping[str, Any],
+            *, outputs: tuple[str, ...], deleted: tuple[str, ...], duration: float,
+            extra: Mapping[str, Any] | None = None) -> Entry:
+        """Store ``payload`` (pickled with :mod:`serialize`) under ``key``.
+
+        Streams to a temp file: a multi-GB array is never copied into a bytes object.
+
+        :raises StoreError: when the disk is full or read-only (nothing is left behind).
+        :raises Exception: whatever pickling raises (the caller names the culprit).
+        """
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        tmp_dir = self.root / "tmp"
+        buffers: list[pickle.PickleBuffer] = []
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+                w = _HashingWriter(f, mac)
+                serialize.dump(payload, w, namespace, buffer_callback=buffers.append)
+                pickle_len = w.pos
+                spans = []
+                for buf in buffers:
+                    w.pad()
+                    view = _raw(buf)
+                    spans.append((w.pos, view.nbytes))
+                    w.write(view)
+                f.flush()
+                os.fsync(f.fileno())
+                size = w.pos
+            digest = mac.hexdigest()
+            final = self.root / "objects" / f"{digest}.rnb"
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(_os_message(exc, self.root)) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        sizes = _output_sizes(payload)
+        entry = Entry(
+            key=key, step=step, file=final.name, size=size, digest=digest, pickle_len=pickle_len,
+            buffers=tuple(spans), outputs=outputs, deleted=deleted, output_sizes=sizes,
+            duration=duration, created=time.time(), python=_python(), extra=dict(extra or {}),
+        )
+        body = json.dumps(entry.to_json(), sort_keys=True).encode()
+        record = json.dumps({"m": body.decode(), "sig": self._sign(body)}).encode()
+        try:
+            self._index.set(key, record)
+        except OSError as exc:
+            raise StoreError(_os_message(exc, self.root)) from None
+        except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError on a full disk
+            raise StoreError(f"could not write the cache index in {self.root} ({exc})") from None
+        return entry
+
+    # -- reading ------------------------------------------------------------------------
+    def load(self, entry: Entry, namespace: MutableMapping[str, Any]) -> Any:
+        """Read, verify and unpickle an entry's payload.
+
+        :raises CorruptEntry: missing, truncated or altered file, or an unpickling error.
+        :raises RestoreError: the payload refers to a notebook class that changed.
+        """
+        path = self.root / "objects" / entry.file
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if os.fstat(f.fileno()).st_size != entry.size:
+                    raise CorruptEntry(f"payload {entry.file} has the wrong size (truncated?)")
+                data = _read_exact(f, entry.pickle_len, mac)
+                pos = entry.pickle_len
+                buffers: list[bytearray] = []
+                for offset, length in entry.buffers:
+                    if offset > pos:
+                        _read_exact(f, offset - pos, mac)
+                    buffers.append(_read_exact(f, length, mac))
+                    pos = offset + length
+        except FileNotFoundError:
+            raise CorruptEntry(f"payload {entry.file} is missing") from None
+        except OSError as exc:
+            raise CorruptEntry(f"payload {entry.file} could not be read ({exc.strerror})") from None
+        if not hmac.compare_digest(mac.hexdigest(), entry.digest):
+            raise CorruptEntry(f"payload {entry.file} failed its integrity check")
+        try:
+            return serialize.load(data, buffers, namespace)
+        except (CorruptEntry, StoreError, RestoreError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a module that no longer imports
+            raise RestoreError(f"it could not be unpickled here ({type(exc).__name__}: {exc})") from None
+
+    # -- housekeeping -------------------------------------------------------------------
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _raw(buf: pickle.PickleBuffer) -> memoryview:
+    try:
+        return buf.raw()
+    except BufferError:  # not contiguous: copy (rare; numpy sends only contiguous buffers)
+        return memoryview(bytes(buf))
+
+
+def _read_exact(f: Any, n: int, mac: hmac.HMAC) -> bytearray:
+    out = bytearray(n)
+    view = memoryview(out)
+    got = 0
+    while got < n:
+        k = f.readinto(view[got:got + _CHUNK])
+        if not k:
+            raise CorruptEntry("payload ended early (truncated)")
+        got += k
+    mac.update(out)
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _os_message(exc: OSError, root: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"the disk holding {root} is full: free space or set RESUMABLE_NB_DIR elsewhere"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{root} is not writable: set RESUMABLE_NB_DIR to a writable folder"
+    return f"could not write to {root} ({exc.strerror or exc})"
+
+
+def _output_sizes(payload: Mapping[str, Any]) -> dict[str, int]:
+    """Rough in-memory sizes of the outputs, for display (``nbytes`` where there is one)."""
+    sizes: dict[str, int] = {}
+    for name, value in payload.get("outputs", {}).items():
+        nbytes = getattr(value, "nbytes", None)
+        if not isinstance(nbytes, int) and hasattr(value, "memory_usage"):
+            try:
+                nbytes = int(value.memory_usage(index=True).sum())
+            except Exception:  # noqa: BLE001 - best effort, display only
+                nbytes = None
+        sizes[name] = int(nbytes) if isinstance(nbytes, int) else sys.getsizeof(value)
+    return sizes
+
+
+def _python() -> str:
+    return ".".join(map(str, sys.version_info[:3]))

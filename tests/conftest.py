@@ -1,0 +1,88 @@
+"""Shared fixtures: a real InteractiveShell with the extension loaded on a temp cache dir,
+and real ipykernel kernels (jupyter_client) on a shared cache dir."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from resumable_nb.runner import StepResult
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests never touch ~/.config: one HMAC key for the session, shared with kernels."""
+    key = tmp_path_factory.mktemp("key") / "hmac.key"
+    old = os.environ.get("RESUMABLE_NB_KEY_FILE")
+    os.environ["RESUMABLE_NB_KEY_FILE"] = str(key)
+    yield key
+    if old is None:
+        os.environ.pop("RESUMABLE_NB_KEY_FILE", None)
+    else:
+        os.environ["RESUMABLE_NB_KEY_FILE"] = old
+
+
+class Shell:
+    """A real InteractiveShell with helpers to run cells and read what happened."""
+
+    def __init__(self, ip: InteractiveShell, cache: Path, log: Path) -> None:
+        self.ip = ip
+        self.cache = cache
+        self.log = log
+
+    def run(self, cell: str, *, ok: bool = True) -> Any:
+        result = self.ip.run_cell(cell)
+        if ok and not result.success:
+            raise AssertionError(f"cell failed: {result.error_in_exec or result.error_before_exec!r}")
+        return result
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.ip.user_ns
+
+    @property
+    def magics(self) -> Any:
+        return self.ip._resumable_nb_magics  # type: ignore[attr-defined]
+
+    @property
+    def last(self) -> StepResult:
+        return self.magics.runner.history[-1]
+
+    def count(self, tag: str) -> int:
+        """How many times a cell logged ``tag`` via ``mark(tag)``."""
+        if not self.log.exists():
+            return 0
+        return self.log.read_text().split().count(tag)
+
+    def fresh(self) -> None:
+        """Forget the namespace (as a new kernel would) but keep the cache."""
+        self.ip.reset(new_session=False)
+        self.ip.run_cell("%reload_ext resumable_nb")
+        self.ip.run_cell(f"%config ResumableNB.cache_dir = {str(self.cache)!r}")
+        self.ip.user_ns["mark"] = _marker(self.log)
+        self.ip.user_ns_hidden["mark"] = self.ip.user_ns["mark"]
+
+
+def _marker(log: Path) -> Any:
+    def mark(tag: str) -> None:
+        with open(log, "a") as f:
+            f.write(tag + "\n")
+
+    return mark
+
+
+@pytest.fixture
+def shell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
+    ip = InteractiveShell.instance()
+    ip.colors = "nocolor" if hasattr(ip, "colors") else None  # plain tracebacks
+    sh = Shell(ip, tmp_path / "cache", tmp_path / "executions.log")
+    ip.run_cell("%load_ext resumable_nb")
+    sh.fresh()
+    yield sh
+    ip.run_cell("%unload_ext resumable_nb")
+    ip.reset(new_session=False)

@@ -1,0 +1,409 @@
+"""%%step through a real InteractiveShell: hits, misses, outputs, errors, replayed output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import Shell
+
+# -- hits and misses ---------------------------------------------------------------------------
+
+
+def test_same_code_and_inputs_hits_and_restores(shell: Shell) -> None:
+    shell.run("a = 3")
+    cell = "%%step s\nmark('s')\nb = [a] * 2\nc = {'k': a}"
+    shell.run(cell)
+    assert shell.last.status == "ran" and shell.last.stored
+    shell.run(cell)
+    assert shell.count("s") == 1
+    assert shell.last.status == "restored"
+    shell.fresh()
+    shell.run("a = 3")
+    shell.run(cell)
+    assert shell.count("s") == 1
+    assert shell.ns["b"] == [3, 3] and shell.ns["c"] == {"k": 3}
+
+
+@pytest.mark.parametrize(
+    ("setup", "change"),
+    [
+        ("v = 1", "v = 2"),
+        ("v = [1, 2, 3]", "v[1] = 20"),
+        ("v = {'a': 1, 'b': 2}", "v['b'] = 3"),
+        ("v = {'x', 'y'}", "v.add('z')"),
+        ("import numpy as np; v = np.arange(6.0)", "v[4] = -1"),
+        ("import numpy as np; v = np.zeros((2, 3))", "v = np.zeros((3, 2))"),
+        ("import numpy as np; v = np.zeros(4, dtype='f8')", "v = np.zeros(4, dtype='i8')"),
+        ("import pandas as pd; v = pd.DataFrame({'a': [1.0, 2.0]})", "v.loc[1, 'a'] = 5.0"),
+        ("import pandas as pd; v = pd.DataFrame({'s': ['x', 'y']})", "v.loc[0, 's'] = 'z'"),
+        ("import pandas as pd; v = pd.DataFrame({'s': ['x', 'y']}, dtype=object)", "v.loc[0, 's'] = 'z'"),
+    ],
+    ids=["scalar", "list-item", "dict-value", "set-member", "np-element", "np-shape", "np-dtype",
+         "df-cell", "df-str-column", "df-object-column"],
+)
+def test_changing_an_input_reruns_and_changing_back_hits(shell: Shell, setup: str, change: str) -> None:
+    shell.run(setup)
+    shell.run("import copy; original = copy.deepcopy(v)")
+    cell = "%%step use\nmark('use')\nout = repr(v)"
+    shell.run(cell)
+    shell.run(change)
+    shell.run(cell)
+    assert shell.count("use") == 2, "a changed input must re-run the step"
+    changed_out = shell.ns["out"]
+    shell.run("v = copy.deepcopy(original)")
+    shell.run(cell)
+    assert shell.count("use") == 2, "changing the input back must hit the first entry"
+    assert shell.ns["out"] != changed_out
+
+
+def test_comments_and_whitespace_hit_code_changes_miss(shell: Shell) -> None:
+    shell.run("%%step w\nmark('w')\nx = 1 + 2")
+    shell.run("%%step w\n# a comment\nmark( 'w' )\n\nx   =   1+2  # more")
+    assert shell.count("w") == 1
+    shell.run("%%step w\nmark('w')\nx = 1 + 3")
+    assert shell.count("w") == 2
+    assert shell.ns["x"] == 4
+
+
+def test_step_name_is_not_part_of_the_key(shell: Shell) -> None:
+    shell.run("%%step one\nmark('n')\nx = 5")
+    shell.run("%%step two\nmark('n')\nx = 5")
+    assert shell.count("n") == 1
+
+
+def test_force_reruns_and_overwrites(shell: Shell) -> None:
+    shell.run("%%step f\nmark('f')\nx = 1")
+    shell.run("%%step f --force\nmark('f')\nx = 1")
+    assert shell.count("f") == 2
+    assert shell.last.status == "ran" and shell.last.reason == "--force"
+    shell.run("%%step f\nmark('f')\nx = 1")
+    assert shell.count("f") == 2
+
+
+def test_ignore_leaves_an_input_out_of_the_key(shell: Shell) -> None:
+    shell.run("noise = 1; data = 2")
+    shell.run("%%step i --ignore noise\nmark('i')\ny = data + noise")
+    shell.run("noise = 100")
+    shell.run("%%step i --ignore noise\nmark('i')\ny = data + noise")
+    assert shell.count("i") == 1
+    assert shell.ns["y"] == 3  # the user's responsibility, as documented
+
+
+# -- code defined in the notebook ---------------------------------------------------------------
+
+
+def test_transitive_function_changes_rerun(shell: Shell) -> None:
+    shell.run("K = 10\ndef f(x):\n    return x + K\ndef g(x):\n    return f(x) * 2")
+    cell = "%%step call\nmark('call')\nr = g(1)"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("call") == 1
+    shell.run("def f(x):\n    return x - K")
+    shell.run(cell)
+    assert shell.count("call") == 2 and shell.ns["r"] == -18
+    shell.run("K = 11")
+    shell.run(cell)
+    assert shell.count("call") == 3 and shell.ns["r"] == -20
+
+
+@pytest.mark.parametrize(
+    ("define", "redefine"),
+    [
+        ("h = lambda x: x + 1", "h = lambda x: x + 2"),
+        ("def h(x, k=1):\n    return x + k", "def h(x, k=2):\n    return x + k"),
+        ("def mk(n):\n    return lambda x: x + n\nh = mk(1)", "h = mk(2)"),
+        ("class H:\n    def __call__(self, x):\n        return x + 1\nh = H()",
+         "class H:\n    def __call__(self, x):\n        return x + 2\nh = H()"),
+    ],
+    ids=["lambda", "defaults", "closure", "class"],
+)
+def test_notebook_code_is_keyed_by_content(shell: Shell, define: str, redefine: str) -> None:
+    shell.run(define)
+    cell = "%%step code\nmark('code')\nr = h(1)"
+    shell.run(cell)
+    shell.run(define)  # re-running the same definition: same content, a hit
+    shell.run(cell)
+    assert shell.count("code") == 1
+    shell.run(redefine)
+    shell.run(cell)
+    assert shell.count("code") == 2 and shell.ns["r"] == 3
+
+
+def test_installed_functions_count_by_version_not_source() -> None:
+    from resumable_nb.fingerprint import Fingerprinter, module_identity
+
+    assert module_identity("numpy") == f"numpy=={np.__version__}"
+    fp = Fingerprinter({})
+    assert fp.hash(np.mean) == fp.hash(np.mean)
+    assert fp.hash(pd.read_csv) != fp.hash(pd.read_json)
+    assert not fp.globals_read, "installed functions are not followed into their globals"
+
+
+def test_defined_functions_and_classes_restore_in_a_new_kernel(shell: Shell) -> None:
+    cell = ("%%step defs\nmark('defs')\nBASE = 100\nclass P:\n    def __init__(self, v):\n"
+            "        self.v = v\n    def total(self):\n        return self.v + BASE\n"
+            "def make(v):\n    return P(v)\np = make(1)\nadd = lambda x: x + BASE")
+    shell.run(cell)
+    shell.fresh()
+    shell.run(cell)
+    assert shell.count("defs") == 1
+    shell.run("assert isinstance(p, P) and p.total() == 101 and add(1) == 101")
+    shell.run("BASE = 5")
+    shell.run("assert add(1) == 6")  # restored functions read the live namespace
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "mutation", "var", "check"),
+    [
+        ("lst = [1]", "lst.append(2)", "lst", "lst == [1, 2]"),
+        ("d = {}", "d['k'] = 'v'", "d", "d == {'k': 'v'}"),
+        ("class O: pass\nobj = O()", "obj.attr = 7", "obj", "obj.attr == 7"),
+        ("import pandas as pd, numpy as np\ndf = pd.DataFrame({'a': [1.0, np.nan, 3.0]})",
+         "df.dropna(inplace=True)", "df", "len(df) == 2"),
+    ],
+    ids=["list-append", "dict-setitem", "setattr", "dropna-inplace"],
+)
+def test_in_place_mutation_is_an_output(shell: Shell, setup: str, mutation: str, var: str,
+                                        check: str) -> None:
+    shell.run(setup)
+    cell = f"%%step mut\nmark('mut')\n{mutation}"
+    shell.run(cell)
+    assert shell.last.outputs == (var,)
+    shell.fresh()
+    shell.run(setup)
+    shell.run(cell)
+    assert shell.count("mut") == 1
+    shell.run(f"assert {check}")
+
+
+def test_del_is_replayed_on_a_hit(shell: Shell) -> None:
+    shell.run("tmp = 1; keep = 2")
+    cell = "%%step d\nmark('d')\ndel tmp\nkeep2 = keep"
+    shell.run(cell)
+    assert "tmp" not in shell.ns
+    shell.run("tmp = 1")
+    shell.run(cell)
+    assert shell.count("d") == 1
+    assert "tmp" not in shell.ns and shell.ns["keep2"] == 2
+
+
+def test_dynamic_names_are_caught_by_the_namespace_diff(shell: Shell) -> None:
+    cell = "%%step dyn\nmark('dyn')\nglobals()['made'] = 41 + 1"
+    shell.run(cell)
+    assert "made" in shell.last.outputs
+    shell.fresh()
+    shell.run(cell)
+    assert shell.count("dyn") == 1 and shell.ns["made"] == 42
+
+
+# -- replayed output ---------------------------------------------------------------------------
+
+
+def test_stdout_stderr_and_display_replay_in_order(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    cell = ("%%step out\nimport sys\nfrom IPython.display import display, HTML\n"
+            "print('one')\nprint('two', file=sys.stderr)\ndisplay(HTML('<b>three</b>'))\nprint('four')\n"
+            "41 + 1")
+    shell.run(cell)
+    first = capsys.readouterr()
+    shell.run(cell)
+    second = capsys.readouterr()
+    assert shell.last.status == "restored"
+    replayed = second.out.split("\n", 1)[1]  # after the "[resumable_nb] ... restored" line
+    assert replayed.index("one") < replayed.index("HTML") < replayed.index("four") < replayed.index("42")
+    assert replayed.count("HTML object") == 1
+    assert "two" in second.err
+    assert [line for line in first.out.splitlines()] == [
+        line for line in second.out.splitlines() if not line.startswith("[resumable_nb]")]
+
+
+def test_last_expression_is_the_cell_result_on_miss_and_hit(shell: Shell) -> None:
+    cell = "%%step e\nvalue = 6\nvalue * 7"
+    r1 = shell.run(cell)
+    r2 = shell.run(cell)
+    assert r1.result == 42
+    assert repr(r2.result) == "42"
+    quiet = shell.run("%%step q\nz = 1\nz + 1;")
+    assert quiet.result is None
+
+
+def test_ipython_syntax_inside_a_step(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%%step sh\nmark('sh')\nfiles = !echo hello\n!echo direct\n%time t = sum(range(10))")
+    assert list(shell.ns["files"]) == ["hello"] and shell.ns["t"] == 45
+    shell.run("%%step sh\nmark('sh')\nfiles = !echo hello\n!echo direct\n%time t = sum(range(10))")
+    assert shell.count("sh") == 1
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_exception_is_shown_once_at_the_users_line_and_nothing_is_cached(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    cell = "%%step boom\nmark('boom')\nok = 1\nraise ValueError('bad value')"
+    result = shell.run(cell, ok=False)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert isinstance(result.error_in_exec, ValueError)
+    assert text.count("ValueError: bad value") == 1 and text.count("Traceback") == 1
+    assert "raise ValueError('bad value')" in text
+    assert "runner.py" not in text and "magics.py" not in text
+    shell.run(cell, ok=False)
+    assert shell.count("boom") == 2
+    shell.run("x = 1 + 1")  # the shell is healthy
+    assert shell.ns["x"] == 2
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("%%step\nx = 1", "needs a step name"),
+        ("%%step 9bad\nx = 1", "invalid step name"),
+        ("%%step a b\nx = 1", "unrecognized arguments"),
+        ("%%step a --nope\nx = 1", "unrecognized arguments"),
+        ("%%step a\n   \n", "empty"),
+        ("%%step a --ignore 1x\ny = 1", "is not one"),
+        ("%%step a\nx = (", "not valid Python"),
+    ],
+)
+def test_bad_input_gives_one_line_and_changes_nothing(
+        shell: Shell, capsys: pytest.CaptureFixture[str], cell: str, message: str) -> None:
+    shell.run("x = 'untouched'")
+    before = {k for k in shell.ns if not k.startswith("_")}
+    shell.run(cell, ok=False)
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert message in lines[0]
+    assert shell.ns["x"] == "untouched"
+    assert {k for k in shell.ns if not k.startswith("_")} == before
+    assert not list(shell.cache.glob("objects/*.rnb"))
+
+
+def test_unfingerprintable_input_runs_every_time_with_a_notice(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("import threading\nlock = threading.Lock()")
+    cell = "%%step lk\nmark('lk')\nwith lock:\n    y = 1"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("lk") == 2
+    err = capsys.readouterr().err
+    assert "input 'lock'" in err and "--ignore lock" in err
+    assert len([line for line in err.splitlines() if "lock" in line]) == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [("gen = (i for i in range(3))", "gen"),
+     ("import sqlite3\nconn = sqlite3.connect(':memory:')", "conn"),
+     ("fh = open(__import__('os').devnull, 'w')", "fh")],
+)
+def test_unstorable_output_leaves_step_uncached_and_vars_intact(
+        shell: Shell, capsys: pytest.CaptureFixture[str], make: str, name: str) -> None:
+    cell = f"%%step u\nmark('u')\nother = 5\n{make}"
+    shell.run(cell)
+    err = capsys.readouterr().err
+    assert f"output {name}" in err and "not cached" in err
+    assert name in shell.ns and shell.ns["other"] == 5
+    shell.run(cell)
+    assert shell.count("u") == 2
+
+
+def test_corrupted_or_truncated_payload_is_detected_and_rerun(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("import numpy as np")
+    cell = "%%step c\nmark('c')\narr = np.arange(100_000) * 2"
+    shell.run(cell)
+    [payload] = shell.cache.glob("objects/*.rnb")
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    payload.write_bytes(bytes(data))
+    shell.fresh()
+    shell.run("import numpy as np")
+    shell.run(cell)
+    assert shell.count("c") == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert (shell.ns["arr"] == np.arange(100_000) * 2).all()
+    # truncated: the rewritten entry is cut short
+    [payload] = [p for p in shell.cache.glob("objects/*.rnb") if p != payload] or [payload]
+    payload.write_bytes(payload.read_bytes()[:1000])
+    shell.fresh()
+    shell.run("import numpy as np")
+    shell.run(cell)
+    assert shell.count("c") == 3
+    assert (shell.ns["arr"] == np.arange(100_000) * 2).all()
+    shell.run(cell)
+    assert shell.count("c") == 3, "the re-run overwrote the bad entry"
+
+
+def test_restore_never_half_writes_the_namespace(shell: Shell) -> None:
+    shell.run("class Thing:\n    pass")
+    cell = "%%step t\nmark('t')\na1 = 1\nthing = Thing()"
+    shell.run(cell)
+    shell.fresh()
+    shell.run("class Thing:\n    pass")
+    shell.run("a1 = 'old'")
+    # The entry refers to Thing by reference; a different Thing must not be re-attached.
+    shell.run("class Thing:\n    x = 1")
+    shell.run(cell)
+    assert shell.count("t") == 2
+    assert shell.ns["a1"] == 1 and type(shell.ns["thing"]).__dict__.get("x") == 1
+
+
+def test_cache_dir_is_private(shell: Shell) -> None:
+    shell.run("%%step p\nq = 1")
+    assert (shell.cache.stat().st_mode & 0o777) == 0o700
+
+
+def test_cache_dir_writable_by_others_is_refused(shell: Shell, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    shell.run(f"%config ResumableNB.cache_dir = {str(shared)!r}")
+    shell.run("%%step r\nmark('r')\nq = 1")
+    shell.run("%%step r\nmark('r')\nq = 1")
+    assert shell.count("r") == 2 and shell.ns["q"] == 1
+    err = capsys.readouterr().err
+    assert "others can write" in err and err.count("caching is off") == 1
+
+
+def test_reload_ext_leaves_one_magic_and_one_configurable(shell: Shell) -> None:
+    shell.run("%reload_ext resumable_nb")
+    shell.run("%reload_ext resumable_nb")
+    kinds = [type(c).__name__ for c in shell.ip.configurables]
+    assert kinds.count("ResumableNB") == 1
+
+
+def test_cache_dir_follows_the_env_and_the_notebook(tmp_path: Path) -> None:
+    from resumable_nb.location import cache_root
+
+    nb = tmp_path / "sub" / "analysis.ipynb"
+    assert cache_root("", {"__vsc_ipynb_file__": str(nb)}, env={}) == nb.parent / ".resumable_nb"
+    assert cache_root("", {"__session__": str(nb)}, env={}) == nb.parent / ".resumable_nb"
+    assert cache_root("", {}, env={"JPY_SESSION_NAME": str(nb)}) == nb.parent / ".resumable_nb"
+    assert cache_root("", {}, env={"RESUMABLE_NB_DIR": str(tmp_path / "x")}) == tmp_path / "x"
+    assert cache_root(str(tmp_path / "y"), {}, env={"RESUMABLE_NB_DIR": "z"}) == tmp_path / "y"
+    assert cache_root("", {}, env={}) == Path.cwd() / ".resumable_nb"
+
+
+def test_pandas_and_numpy_outputs_round_trip(shell: Shell) -> None:
+    cell = ("%%step frames\nimport numpy as np, pandas as pd\n"
+            "arr = np.arange(12, dtype='f4').reshape(3, 4)\n"
+            "df = pd.DataFrame({'a': [1, 2], 's': ['x', None], 'c': pd.Categorical(['p', 'q'])})\n"
+            "alias = [arr, arr]")
+    shell.run(cell)
+    shell.fresh()
+    shell.run(cell)
+    assert shell.last.status == "restored"
+    arr = shell.ns["arr"]
+    assert arr.dtype == np.float32 and arr.shape == (3, 4)
+    assert shell.ns["alias"][0] is shell.ns["alias"][1]
+    pd.testing.assert_frame_equal(shell.ns["df"], pd.DataFrame(
+        {"a": [1, 2], "s": ["x", None], "c": pd.Categorical(["p", "q"])}))
