@@ -182,7 +182,12 @@ class Store:
                 disk_min_file_size=2**31, sqlite_synchronous=2, size_limit=2**62,
             )
         except OSError as exc:
-            raise StoreError(f"cannot use cache dir {self.root}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot use cache dir {self.root}: {_os_message(exc, self.root)}") from None
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sqlite3 errors: read-only or damaged index
+            raise StoreError(f"cannot open the cache index in {self.root} ({exc}); if the folder "
+                             "is read-only, set RESUMABLE_NB_DIR to a writable one") from None
 
     def close(self) -> None:
         self._index.close()
