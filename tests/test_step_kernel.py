@@ -140,16 +140,17 @@ def test_rich_output_replayed_in_order_in_a_new_kernel(start: StartKernel) -> No
     assert shape(second) == shape(first)
     kinds = [kind for kind, _ in shape(second)]
     assert kinds == ["stdout", "stderr", "display_data", "display_data", "stdout", "execute_result"]
-    png = [p for kind, p in second.outputs if kind == "display_data" and "image/png" in p][0]
+    png = next(p for kind, p in second.outputs if kind == "display_data" and "image/png" in p)
     assert base64.b64decode(png["image/png"]).startswith(b"\x89PNG")
-    result = [p for kind, p in second.outputs if kind == "execute_result"][0]
+    result = next(p for kind, p in second.outputs if kind == "execute_result")
     assert "text/html" in result and "<table" in result["text/html"]
 
 
 def test_keys_do_not_depend_on_pythonhashseed(start: StartKernel) -> None:
     setup = ("words = {'alpha', 'beta', 'gamma', 'delta', 'epsilon'}\n"
              "index = {w: len(w) for w in ['x', 'yy', 'zzz']}\nnested = (frozenset(words), index)")
-    cell = "%%step seeds\nmark('seeds')\nsizes = sorted(len(w) for w in words) + list(index.values())\nn = nested"
+    cell = ("%%step seeds\nmark('seeds')\nsizes = sorted(len(w) for w in words) + list(index.values())\n"
+            "n = nested")
     keys = []
     for seed in ("1", "2", "3"):
         k = start(seed)
