@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check resumable_nb tests scripts
+	$(VENV)/bin/ruff check resumable_nb tests scripts benchmarks
 	$(VENV)/bin/mypy
 
 test: lint

@@ -34,6 +34,7 @@ def frame(fp: Fingerprinter, df: pd.DataFrame) -> None:
     fp._begin(b"P", df.shape[1])
     fp._feed(type(df).__qualname__)
     fp._feed(df.attrs)
+    fp._feed(df.flags.allows_duplicate_labels)
     index(fp, df.columns)
     index(fp, df.index)
     for i in range(df.shape[1]):
@@ -52,9 +53,10 @@ def index(fp: Fingerprinter, idx: pd.Index) -> None:
     if isinstance(idx, pd.MultiIndex):
         multiindex(fp, idx)
         return
-    fp._begin(b"I", 2)
+    fp._begin(b"I", 3)
     fp._str(b"t", type(idx).__qualname__)
     fp._feed(idx.name)
+    fp._feed(getattr(idx, "freqstr", None))
     if isinstance(idx, pd.RangeIndex):
         fp._feed(range(idx.start, idx.stop, idx.step))
     else:
@@ -80,6 +82,20 @@ def values(fp: Fingerprinter, arr: Any) -> None:
         return
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
         _fp_numpy.array(fp, np.asarray(arr))
+        return
+    asi8 = getattr(arr, "asi8", None)
+    if isinstance(asi8, np.ndarray):  # tz-aware datetimes, periods: int64 ticks + the dtype
+        _fp_numpy.array(fp, asi8)
+        return
+    if isinstance(dtype, pd.IntervalDtype):
+        fp._str(b"c", str(arr.closed))
+        values(fp, arr.left)
+        values(fp, arr.right)
+        return
+    data, mask = getattr(arr, "_data", None), getattr(arr, "_mask", None)
+    if isinstance(data, np.ndarray) and isinstance(mask, np.ndarray):  # Int64, Float64, boolean
+        _fp_numpy.array(fp, mask)
+        _fp_numpy.array(fp, np.where(mask, np.zeros((), data.dtype), data))
         return
     objects = np.asarray(arr, dtype=object)
     mask = np.asarray(pd.isna(objects), dtype=bool).reshape(-1) if len(objects) else np.zeros(0, bool)

@@ -22,6 +22,9 @@ _CODE_MAGICS = {"time", "timeit", "prun"}
 # Magics known to neither read nor bind user variables (display/config only).
 _INERT_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "precision", "xmode", "pdb"}
 _DYNAMIC_CALLS = {"globals", "locals", "vars", "exec", "eval", "__import__"}
+# Names that hand out the namespace itself when used other than as a call we understand.
+_NAMESPACE_HANDLES = _DYNAMIC_CALLS | {"get_ipython"}
+_IPYTHON_METHODS = {"system", "getoutput", "run_line_magic", "run_cell_magic"}
 _SHELL_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)|\{([^{}]+)\}")
 
 
@@ -150,7 +153,9 @@ class _Walker:
                 self.expr(item.context_expr)
                 if item.optional_vars is not None:
                     self.target(item.optional_vars)
-            self.block(node.body)
+            # A context manager may swallow an exception (contextlib.suppress): what the
+            # body binds is only maybe bound after it.
+            self.branch(node.body)
         elif isinstance(node, ast.Match):
             self.expr(node.subject)
             for case in node.cases:
@@ -191,6 +196,9 @@ class _Walker:
         self.block(node.finalbody)
 
     def import_(self, node: ast.Import | ast.ImportFrom) -> None:
+        if any(alias.name.split(".")[0] == "__main__" for alias in node.names) or (
+                isinstance(node, ast.ImportFrom) and node.module == "__main__"):
+            self.dynamic.append("an import of __main__")
         if isinstance(node, ast.Import):
             for alias in node.names:
                 self.imports.add(alias.name.split(".")[0])
@@ -241,20 +249,30 @@ class _Walker:
             self.target(node)
 
     def pattern(self, node: ast.pattern) -> None:
+        """Values (``case K.A``, mapping keys, class names) are read first; captures bind
+        only once the whole pattern matched."""
+        captures = []
         for sub in ast.walk(node):
             if isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
-                self.bind(sub.name)
-            elif isinstance(sub, ast.MatchMapping) and sub.rest:
-                self.bind(sub.rest)
+                captures.append(sub.name)
+            elif isinstance(sub, ast.MatchMapping):
+                for key in sub.keys:
+                    self.expr(key)
+                if sub.rest:
+                    captures.append(sub.rest)
             elif isinstance(sub, ast.MatchValue):
                 self.expr(sub.value)
             elif isinstance(sub, ast.MatchClass):
                 self.expr(sub.cls)
+        for name in captures:
+            self.bind(name)
 
     # -- expressions --------------------------------------------------------------------
     def load(self, name: str) -> None:
         if name not in self.defined:
             self.reads.add(name)
+            if name in _NAMESPACE_HANDLES:
+                self.dynamic.append(f"a use of {name}")
 
     def expr_opt(self, node: ast.expr | None) -> None:
         if node is not None:
@@ -290,6 +308,13 @@ class _Walker:
             self.expr(node.value)
         elif isinstance(node, ast.Call):
             self.call(node)
+        elif (isinstance(node, ast.Attribute) and node.attr == "modules"
+              and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+            self.dynamic.append("sys.modules")
+            self.expr(node.value)
+        elif _is_builtins_handle(node):
+            self.dynamic.append(f"builtins.{node.attr}")  # type: ignore[attr-defined]
+            self.expr(node.value)  # type: ignore[attr-defined]
         else:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.expr):
@@ -301,20 +326,28 @@ class _Walker:
 
     def call(self, node: ast.Call) -> None:
         func = node.func
-        if isinstance(func, ast.Name) and func.id in _DYNAMIC_CALLS and func.id not in self.defined:
-            if func.id in {"exec", "eval"} and _const_str(node.args[:1]) is not None:
-                self.embedded_code(_const_str(node.args[:1]) or "", f"{func.id}()")
+        if isinstance(func, ast.Attribute) and _is_ipython_call(func) and func.attr in _IPYTHON_METHODS:
+            # A transformed ``!cmd`` / ``%magic`` line: get_ipython() here is no handle on
+            # the namespace; what the command reads is in its string arguments.
+            self.ipython_call(func.attr, node)
+            self.reads.add("get_ipython")
+        elif isinstance(func, ast.Name) and func.id in _DYNAMIC_CALLS and func.id not in self.defined:
+            code = _const_str(node.args[:1])
+            if func.id in {"exec", "eval"} and code is not None and len(node.args) == 1:
+                self.embedded_code(code, f"{func.id}()")
             else:
                 self.dynamic.append(f"a call to {func.id}()")
-        if isinstance(func, ast.Attribute) and _is_ipython_call(func):
-            self.ipython_call(func.attr, node)
-        self.expr(func)
+            self.reads.add(func.id)
+        else:
+            self.expr(func)
         for arg in node.args:
             self.expr(arg)
         for kw in node.keywords:
             self.expr(kw.value)
 
     def ipython_call(self, method: str, node: ast.Call) -> None:
+        """``get_ipython().system/getoutput/run_line_magic/run_cell_magic(...)``: what the
+        transformed ``!cmd`` and ``%magic`` lines call."""
         args = [_const_str([a]) for a in node.args]
         if method in {"system", "getoutput"} and args and args[0] is not None:
             self.shell_command(args[0])
@@ -323,17 +356,22 @@ class _Walker:
         elif method == "run_cell_magic" and len(args) >= 3 and args[0] is not None:
             self.magic(args[0], args[1] or "", args[2] or "")
         else:
-            self.dynamic.append(f"IPython call get_ipython().{method}(...)")
+            self.dynamic.append(f"get_ipython().{method}(...) with a computed argument")
 
     def magic(self, name: str, line: str, cell: str | None) -> None:
         if name in _INERT_MAGICS:
             return
         if name in _CODE_MAGICS:
-            code = cell if cell is not None else _strip_magic_options(line)
-            self.embedded_code(code, f"%{name}")
+            rest = _strip_magic_options(name, line)
+            if cell is None:
+                self.embedded_code(rest, f"%{name}")
+            else:
+                if name == "timeit" and rest.strip():
+                    self.embedded_code(rest, f"%%{name} setup")  # the line is setup code
+                self.embedded_code(cell, f"%%{name}")
             return
         if name == "capture" and cell is not None:
-            target = _strip_magic_options(line).strip()
+            target = _strip_magic_options(name, line).strip()
             self.embedded_code(cell, "%%capture")
             if target.isidentifier():
                 self.bind(target)
@@ -374,10 +412,40 @@ class _Walker:
             self.load(name)
 
     def class_body(self, body: list[ast.stmt]) -> None:
-        # A class body runs now, in its own scope; its methods' free names are globals.
-        saved_defined, saved_bound, saved_deleted = set(self.defined), set(self.bound), set(self.deleted)
-        self.block(body)
-        self.defined, self.bound, self.deleted = saved_defined, saved_bound, saved_deleted
+        """A class body runs now, in its own scope. Its methods (and lambdas) do not see that
+        scope: their free names are globals, resolved against the module scope."""
+        module_defined = set(self.defined)
+        saved_bound, saved_deleted = set(self.bound), set(self.deleted)
+        for stmt in body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for dec in stmt.decorator_list:
+                    self.expr(dec)
+                self.arguments_defaults(stmt.args)
+                self.expr_opt(stmt.returns)
+                class_defined, self.defined = self.defined, module_defined
+                self.function_body(stmt.args, stmt.body)
+                self.defined = class_defined
+                self.defined.add(stmt.name)
+            else:
+                self.stmt(stmt)
+                self.class_level_scopes(stmt, module_defined)
+        self.defined, self.bound, self.deleted = module_defined, saved_bound, saved_deleted
+
+    def class_level_scopes(self, stmt: ast.stmt, module_defined: set[str]) -> None:
+        """Comprehensions and lambdas in a class body skip the class scope: names they read
+        (beyond their first iterable) are globals even when the class binds the same name."""
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp, ast.Lambda)):
+                targets = ({n.id for g in node.generators for n in ast.walk(g.target)
+                            if isinstance(n, ast.Name)} if not isinstance(node, ast.Lambda) else
+                           {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)})
+                first = node.generators[0].iter if not isinstance(node, ast.Lambda) else None
+                skip = set(map(id, ast.walk(first))) if first is not None else set()
+                for sub in ast.walk(node):
+                    if (isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load)
+                            and id(sub) not in skip and sub.id not in targets
+                            and sub.id not in module_defined):
+                        self.reads.add(sub.id)
 
     def comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
         gens = node.generators
@@ -394,10 +462,9 @@ class _Walker:
             self.expr(node.value)
         else:
             self.expr(node.elt)
-        # Comprehension variables are local to it; a walrus inside binds in our scope.
-        walrus = {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)
-                  and isinstance(n.target, ast.Name)}
-        self.defined = saved | (self.defined & walrus)
+        # Comprehension variables are local to it. A walrus inside binds in our scope, but
+        # only if the loop body ran at least once: maybe-bound, so not "defined".
+        self.defined = saved
 
     def target_local(self, node: ast.expr) -> None:
         for sub in ast.walk(node):
@@ -431,6 +498,11 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
             else:
                 for default in [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
                     visit(default)
+                for arg in ast.walk(node.args):  # annotations run when the def does
+                    if isinstance(arg, ast.arg) and arg.annotation is not None:
+                        visit(arg.annotation)
+                if node.returns is not None:
+                    visit(node.returns)
                 nested.append((node.args, node.body))
             return
         if isinstance(node, ast.Lambda):
@@ -440,8 +512,13 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
             return
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
             targets = {n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+            first = node.generators[0].iter  # evaluated in our scope, before the targets bind
+            visit(first)
+            skip = set(map(id, ast.walk(first)))
             inner: set[str] = set()
             for sub in ast.walk(node):
+                if id(sub) in skip:
+                    continue
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
                     inner.add(sub.id)
                 elif isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
@@ -472,6 +549,15 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id in _DYNAMIC_CALLS):
             outer.dynamic.append(f"a call to {node.func.id}() in a function")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and _is_ipython_call(node.func) and node.func.attr in _IPYTHON_METHODS):
+            # !cmd / %magic in a function: what its strings read (conservatively global).
+            probe = _Walker()
+            probe.ipython_call(node.func.attr, node)
+            loads.update(probe.reads)
+            outer.dynamic.extend(probe.dynamic)
+        elif _is_builtins_handle(node):
+            outer.dynamic.append("builtins' namespace functions in a function")
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -497,6 +583,12 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
     return free
 
 
+def _is_builtins_handle(node: ast.AST) -> bool:
+    """``builtins.exec``, ``__builtins__.globals`` and the like."""
+    return (isinstance(node, ast.Attribute) and node.attr in _NAMESPACE_HANDLES
+            and isinstance(node.value, ast.Name) and node.value.id in {"builtins", "__builtins__"})
+
+
 def _is_ipython_call(func: ast.expr) -> bool:
     return (
         isinstance(func, ast.Attribute)
@@ -512,14 +604,19 @@ def _const_str(args: list[ast.expr]) -> str | None:
     return None
 
 
-def _strip_magic_options(line: str) -> str:
+# Options that take a value, per magic (the others are flags: %timeit -o, %prun -r).
+_VALUE_OPTIONS = {"timeit": {"-n", "-r", "-p"}, "prun": {"-l", "-s", "-T", "-D"}, "time": set(),
+                  "capture": set()}
+
+
+def _strip_magic_options(magic: str, line: str) -> str:
     """``%timeit -n 3 -r 1 f(x)`` -> ``f(x)``: drop leading ``-opt [value]`` words."""
     try:
         words = shlex.split(line, posix=False)
     except ValueError:
         return line
     i = 0
-    with_value = {"-n", "-r", "-p", "-o", "-s", "-l", "-T", "-D"}
+    with_value = _VALUE_OPTIONS.get(magic, set())
     while i < len(words) and words[i].startswith("-"):
         i += 2 if words[i] in with_value else 1
     # Rebuild from the original text so that string literals keep their spacing.

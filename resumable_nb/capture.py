@@ -1,12 +1,13 @@
 """Record a step's printed and displayed output while still showing it live, and replay it.
 
 Events are kept in the order they happened: ``("stream", "stdout"|"stderr", text)``,
-``("display", data, metadata)`` and ``("clear", wait)``. They are plain data (str/dict/bytes),
+``("display", data, metadata, display_id)`` and ``("clear", wait)``. They are plain data (str/dict/bytes),
 stored with the step's outputs.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,8 +57,14 @@ def capture(shell: Any) -> Iterator[list[Event]]:
     busy = [False]
 
     def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("update") and not kwargs.get("transient"):
-            events.append(("display", _plain(data), _plain(metadata or {})))
+        if kwargs.get("update"):
+            # display(..., display_id=...).update(): the replay shows the final state.
+            for i in range(len(events) - 1, -1, -1):
+                if events[i][0] == "display" and events[i][3] == _display_id(kwargs):
+                    events[i] = ("display", _plain(data), _plain(metadata or {}), events[i][3])
+                    break
+        else:
+            events.append(("display", _plain(data), _plain(metadata or {}), _display_id(kwargs)))
         # A terminal publisher prints text/plain to stdout: that is the display, not a print.
         busy[0] = True
         try:
@@ -72,14 +79,33 @@ def capture(shell: Any) -> Iterator[list[Event]]:
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout = _Tee(old_out, "stdout", events, busy)
     sys.stderr = _Tee(old_err, "stderr", events, busy)
+    # Logging handlers made before the step hold the old streams: point them at ours.
+    handlers = [h for h in _stream_handlers() if h.stream in (old_out, old_err)]
+    saved = [(h, h.stream) for h in handlers]
+    for h in handlers:
+        h.stream = sys.stdout if h.stream is old_out else sys.stderr
     pub.publish = publish
     pub.clear_output = clear_output
     try:
         yield events
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+        for h, stream in saved:
+            h.stream = stream
         _restore_attr(pub, "publish", original_publish, had_publish)
         _restore_attr(pub, "clear_output", original_clear, had_clear)
+
+
+def _display_id(kwargs: dict[str, Any]) -> str | None:
+    transient = kwargs.get("transient") or {}
+    return transient.get("display_id") if isinstance(transient, dict) else None
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:  # type: ignore[type-arg]
+    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger)]
+    return [h for lg in loggers for h in lg.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
 
 
 def _restore_attr(obj: Any, name: str, original: Any, had: bool) -> None:

@@ -28,6 +28,8 @@ Decisions worth knowing (each is a golden-vector test):
 
 from __future__ import annotations
 
+import copyreg
+import dis
 import functools
 import importlib.metadata
 import importlib.util
@@ -47,7 +49,7 @@ from .errors import Unfingerprintable
 
 __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "fingerprint", "import_identity", "module_identity"]
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400
@@ -73,22 +75,50 @@ def fingerprint(value: Any, namespace: Mapping[str, Any] | None = None) -> str:
 
 
 class Fingerprinter:
-    """One hashing pass; collects the notebook globals that functions read."""
+    """One hashing pass; collects the notebook globals that functions read.
 
-    def __init__(self, namespace: Mapping[str, Any] | None = None) -> None:
+    ``follow_globals=False`` feeds only the *names* of the notebook globals a function reads
+    (collected in :attr:`globals_read`): the runner fingerprints each of those as an input of
+    its own, so a big global read by ten functions is hashed once, not eleven times.
+    """
+
+    def __init__(self, namespace: Mapping[str, Any] | None = None, *,
+                 follow_globals: bool = True) -> None:
         self.namespace = namespace
+        self.follow_globals = follow_globals
         self.globals_read: set[str] = set()
+        self.dynamic: str | None = None  # why a notebook function hides what it reads
         self._h = xxhash.xxh3_128()
         self._memo: dict[int, int] = {}
+        self._stack: list[int] = []  # ids of the containers being hashed (cycle detection)
         self._keep: list[Any] = []  # keeps memoised objects alive so ids are not reused
-        self._depth = 0
         self._path: list[str] = []
+        self._local_module_dicts: set[int] = set()
 
     def hash(self, value: Any) -> str:
+        """The fingerprint of ``value``.
+
+        :raises Unfingerprintable: the value (or something it holds) has no stable content.
+        """
         self._h.reset()
         self._memo.clear()
+        self._stack.clear()
         self._keep.clear()
-        self._feed(value)
+        self._path.clear()
+        self._local_module_dicts.clear()
+        try:
+            self._feed(value)
+        except Unfingerprintable as exc:
+            if not exc.path and self._path:
+                exc.path = ".".join(self._path)
+            raise
+        except RecursionError:
+            raise Unfingerprintable("nested too deeply to fingerprint", ".".join(self._path)) from None
+        except Exception as exc:  # noqa: BLE001 - a value whose own methods fail
+            raise Unfingerprintable(f"fingerprinting failed ({type(exc).__name__}: {exc})",
+                                    ".".join(self._path)) from None
+        finally:
+            self._keep.clear()
         return self._h.hexdigest()
 
     # -- low-level writers -------------------------------------------------------------
@@ -116,15 +146,13 @@ class Fingerprinter:
             return
         self._memo[key] = len(self._memo)
         self._keep.append(value)
-        self._depth += 1
+        self._stack.append(key)
         try:
-            if self._depth > _MAX_DEPTH:
+            if len(self._stack) > _MAX_DEPTH:
                 raise Unfingerprintable("nested too deeply to fingerprint")
             self._dispatch(value)
-        except RecursionError:
-            raise Unfingerprintable("nested too deeply to fingerprint") from None
         finally:
-            self._depth -= 1
+            self._stack.pop()
 
     def _dispatch(self, value: Any) -> None:
         t = type(value)
@@ -139,13 +167,26 @@ class Fingerprinter:
         elif t is bytearray:
             self._raw(b"y", bytes(value))
         elif t is memoryview:
-            self._raw(b"m", value.tobytes())
+            self._begin(b"m", 2)
+            self._feed((value.format, value.shape))
+            self._raw(b"b", value.tobytes())
         elif _is_resource(value):
             raise Unfingerprintable(f"{_type_name(value)} has no stable content")
         elif isinstance(value, types.ModuleType):
-            self._str(b"M", module_identity(value.__name__, value))
-        elif isinstance(value, (types.FunctionType)):
+            self._module(value)
+        elif isinstance(value, types.FunctionType):
             self._function(value)
+        elif t is property:
+            self._begin(b"y", 4)
+            for part in (value.fget, value.fset, value.fdel, value.__doc__):
+                self._feed(part)
+        elif t is staticmethod or t is classmethod:
+            self._str(b"z", t.__name__)
+            self._feed(value.__func__)
+        elif t is types.MappingProxyType:
+            self._mapping(b"X", value)
+        elif t is range:
+            _range(self, value)
         elif isinstance(value, types.MethodType):
             self._begin(b"b", 2)
             self._feed(value.__func__)
@@ -157,6 +198,13 @@ class Fingerprinter:
                 self._feed(owner)
         elif isinstance(value, type):
             self._class(value)
+        elif isinstance(value, _DESCRIPTORS):
+            owner = value.__objclass__
+            self._str(b"d", f"{owner.__module__}.{owner.__qualname__}.{value.__name__}")
+        elif isinstance(value, types.MethodWrapperType):
+            self._begin(b"b", 2)
+            self._str(b"d", f"{type(value.__self__).__qualname__}.{value.__name__}")
+            self._feed(value.__self__)
         elif isinstance(value, types.CodeType):
             self._code(value)
         elif isinstance(value, functools.partial):
@@ -168,6 +216,11 @@ class Fingerprinter:
             handler = _lazy_handler(t)
             if handler is not None:
                 handler(self, value)
+            elif getattr(value, "__wrapped__", None) is not None and callable(value):
+                # functools.wraps, lru_cache...: the wrapped function is what runs.
+                self._begin(b"w", 2)
+                self._str(b"t", f"{t.__module__}.{t.__qualname__}")
+                self._feed(value.__wrapped__)
             else:
                 self._reduced(value)
 
@@ -185,44 +238,89 @@ class Fingerprinter:
             self._h.update(d)
 
     def _sub(self, value: Any) -> bytes:
-        """Fingerprint ``value`` with a fresh hasher (for order-independent containers)."""
-        outer = self._h
+        """Fingerprint ``value`` alone (an element of an order-independent container).
+
+        Back-references inside may point only at the containers being hashed around it
+        (cycles), never at objects met earlier in some other element: which element came
+        first depends on the hash seed.
+        """
+        outer, memo = self._h, self._memo
         self._h = xxhash.xxh3_128()
+        self._memo = {i: n for n, i in enumerate(self._stack)}
         try:
             self._feed(value)
             return self._h.digest()
         finally:
-            self._h = outer
+            self._h, self._memo = outer, memo
 
     # -- code --------------------------------------------------------------------------
     def _is_notebook(self, fn: types.FunctionType) -> bool:
+        """Defined by running notebook code: its globals are the user namespace (a wrapper
+        made by a library decorator only *claims* ``__module__ == "__main__"``)."""
         ns = self.namespace
-        return (ns is not None and fn.__globals__ is ns) or fn.__module__ == "__main__"
+        if ns is None:
+            ns = getattr(sys.modules.get("__main__"), "__dict__", None)
+        return ns is not None and fn.__globals__ is ns
+
+    def _by_module(self, tag: bytes, module_name: str | None, qualname: str) -> None:
+        """An object reached by name in a module: the module's identity + the name."""
+        self._begin(tag, 2)
+        self._module_named(module_name)
+        self._str(b"q", qualname)
+
+    def _module_named(self, name: str | None) -> None:
+        module = sys.modules.get(name or "")
+        if module is None:
+            self._str(b"M", f"{name}==?")
+        else:
+            self._feed(module)
 
     def _function(self, fn: types.FunctionType) -> None:
-        if not self._is_notebook(fn):
-            self._str(b"f", f"{module_identity(fn.__module__ or '')}:{fn.__qualname__}")
+        if id(fn.__globals__) in self._local_module_dicts:
+            # Defined in a local module we are hashing the content of: by code. Its globals
+            # are that module's other attributes, which the module's content covers.
+            self._begin(b"L", 5)
+            self._str(b"n", fn.__qualname__)
+            self._code(fn.__code__)
+            self._feed(fn.__defaults__)
+            self._feed(fn.__kwdefaults__)
+            self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
             return
-        self._begin(b"N", 6)
+        if not self._is_notebook(fn):
+            if _importable_as(fn):
+                self._by_module(b"f", fn.__module__, fn.__qualname__)
+                return
+            # Made at run time by library code (a factory, eval, lambdify): its code and
+            # closure are the content; its foreign globals count by their module.
+            self._begin(b"F", 5)
+            self._module_named(str(fn.__globals__.get("__name__", "?")))
+            self._code(fn.__code__)
+            self._feed(fn.__defaults__)
+            self._feed(fn.__kwdefaults__)
+            self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
+            return
+        self._begin(b"N", 7)
         self._str(b"n", fn.__qualname__)
         self._code(fn.__code__)
         self._feed(fn.__defaults__)
         self._feed(fn.__kwdefaults__)
         self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
-        reads = _global_names(fn.__code__)
+        self._feed(dict(fn.__dict__))
+        reads = global_names(fn.__code__)
+        if self.dynamic is None and reads & _DYNAMIC_NAMES:
+            self.dynamic = (f"function {fn.__qualname__} calls "
+                            f"{sorted(reads & _DYNAMIC_NAMES)[0]}()")
         g = fn.__globals__
-        ns_is_user = self.namespace is not None and g is self.namespace
         present = [n for n in sorted(reads) if n in g]
         self._begin(b"g", len(present))
         for name in present:
-            if ns_is_user:
-                self.globals_read.add(name)
+            self.globals_read.add(name)
             self._str(b"k", name)
+            if not self.follow_globals:
+                continue
             self._path.append(name)
-            try:
-                self._feed(g[name])
-            finally:
-                self._path.pop()
+            self._feed(g[name])
+            self._path.pop()
 
     def _code(self, code: types.CodeType) -> None:
         # Filenames and line numbers are left out: IPython names every execution's file
@@ -237,14 +335,13 @@ class Fingerprinter:
         self._feed((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags))
 
     def _class(self, cls: type) -> None:
-        module = cls.__module__
-        ns = self.namespace
-        defined_here = module == "__main__" or (ns is not None and module == ns.get("__name__"))
-        if not defined_here:
-            self._str(b"t", f"{module_identity(module)}:{cls.__qualname__}")
+        in_local = id(getattr(sys.modules.get(cls.__module__), "__dict__", None)) in self._local_module_dicts
+        if not in_local and not _is_notebook_module(cls.__module__, self.namespace) and _importable_as(cls):
+            self._by_module(b"t", cls.__module__, cls.__qualname__)
             return
         attrs = {k: v for k, v in vars(cls).items()
-                 if k not in {"__dict__", "__weakref__", "__module__", "__slotnames__"}}
+                 if k not in _CLASS_SKIP
+                 and not isinstance(v, (types.MemberDescriptorType, types.GetSetDescriptorType))}
         self._begin(b"K", 3)
         self._str(b"n", cls.__qualname__)
         self._feed(cls.__bases__)
@@ -253,15 +350,46 @@ class Fingerprinter:
             self._str(b"k", k)
             self._feed(attrs[k])
 
+    def _module(self, module: types.ModuleType) -> None:
+        """Installed: ``name==version`` (its options, e.g. ``pd.set_option``, do not count).
+        Local and loaded: what the kernel *runs*, i.e. the loaded content — its functions and
+        classes by code, its data by value (``helpers.factor = 5`` counts) — not the file on
+        disk, which may have been edited since the import."""
+        source = getattr(module, "__file__", None)
+        if source is None or not _is_local(source):
+            self._str(b"M", f"{module.__name__}=={_version(module.__name__.split('.')[0])}")
+            return
+        content = {k: v for k, v in vars(module).items()
+                   if not k.startswith("__") and not _is_resource(v)}
+        self._local_module_dicts.add(id(vars(module)))
+        self._begin(b"O", len(content))
+        self._str(b"n", module.__name__)
+        for k in sorted(content):
+            self._str(b"k", k)
+            try:
+                self._h.update(self._sub(content[k]))
+            except Unfingerprintable:
+                # A module-level object holding a live resource (a handler with a lock...):
+                # its code still counts through the functions; its state cannot.
+                self._str(b"?", _type_name(content[k]))
+
     # -- everything else ---------------------------------------------------------------
     def _reduced(self, value: Any) -> None:
+        reducer = copyreg.dispatch_table.get(type(value))
         try:
-            rv = value.__reduce_ex__(4)
+            rv = reducer(value) if reducer is not None else value.__reduce_ex__(4)
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot fingerprint"
             raise Unfingerprintable(f"{_type_name(value)} cannot be fingerprinted ({exc})") from None
         if isinstance(rv, str):
-            self._str(b"G", f"{module_identity(type(value).__module__)}:{rv}")
+            # A global reference: the object *is* a module attribute. Count it by name only
+            # when that name really leads back to it, in an installed module.
+            module = getattr(value, "__module__", None) or type(value).__module__
+            if _is_notebook_module(module, self.namespace) or not _resolves_to(module, rv, value):
+                raise Unfingerprintable(f"{_type_name(value)} {rv!r} is known only by its name")
+            self._by_module(b"G", module, rv)
             return
+        if not isinstance(rv, tuple) or len(rv) < 2:
+            raise Unfingerprintable(f"{_type_name(value)}.__reduce_ex__ returned {type(rv).__name__}")
         parts = list(rv) + [None] * (6 - len(rv))
         func, args, state, listitems, dictitems = parts[:5]
         self._begin(b"R", 5)
@@ -307,7 +435,9 @@ def _singleton(fp: Fingerprinter, v: Any) -> None:
 
 
 def _range(fp: Fingerprinter, v: range) -> None:
-    fp._raw(b"r", struct.pack("<3q", v.start, v.stop, v.step) if abs(v.stop) < 2**62 else repr(v).encode())
+    fp._begin(b"r", 3)
+    for part in (v.start, v.stop, v.step):
+        _int(fp, part)
 
 
 def _slice(fp: Fingerprinter, v: slice) -> None:
@@ -320,7 +450,7 @@ def _slice(fp: Fingerprinter, v: slice) -> None:
 _EXACT: dict[type, Callable[[Fingerprinter, Any], None]] = {
     type(None): _none, bool: _bool, int: _int, float: _float, complex: _complex,
     str: _str, bytes: _bytes, type(Ellipsis): _singleton, type(NotImplemented): _singleton,
-    range: _range, slice: _slice,
+    slice: _slice,
 }
 
 
@@ -371,13 +501,44 @@ class _EmptyCellType:
 _EmptyCell = _EmptyCellType()
 
 
-def _global_names(code: types.CodeType) -> set[str]:
-    """Names a code object (and the code objects nested in it) may look up as globals."""
-    names = set(code.co_names)
+_DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,
+                types.WrapperDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL", "STORE_NAME",
+                         "DELETE_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
+_DYNAMIC_NAMES = frozenset({"globals", "locals", "vars", "eval", "exec", "get_ipython", "__import__"})
+_CLASS_SKIP = frozenset({"__dict__", "__weakref__", "__module__", "__slotnames__", "_abc_impl"})
+
+
+@functools.lru_cache(maxsize=4096)
+def global_names(code: types.CodeType) -> frozenset[str]:
+    """Names a code object (and the code objects nested in it) looks up as globals.
+
+    From the bytecode, not ``co_names``: that also lists attribute names (``self.data``),
+    which would pull an unrelated global ``data`` into the function's fingerprint.
+    """
+    names = {ins.argval for ins in dis.get_instructions(code)
+             if ins.opname in _GLOBAL_OPS and isinstance(ins.argval, str)}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
+            names |= global_names(const)
+    return frozenset(names)
+
+
+def _is_notebook_module(module: str | None, namespace: Mapping[str, Any] | None) -> bool:
+    return module == "__main__" or (namespace is not None and module == namespace.get("__name__"))
+
+
+def _resolves_to(module: str | None, qualname: str, obj: Any) -> bool:
+    """Does ``module.qualname`` lead to ``obj`` itself (what pickle by reference relies on)?"""
+    target: Any = sys.modules.get(module or "")
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target is obj
+
+
+def _importable_as(obj: Any) -> bool:
+    return not _is_notebook_module(getattr(obj, "__module__", None), None) and _resolves_to(
+        getattr(obj, "__module__", None), getattr(obj, "__qualname__", ""), obj)
 
 
 @functools.cache
@@ -396,21 +557,23 @@ def _distributions() -> Mapping[str, list[str]]:
 
 
 def module_identity(name: str, module: types.ModuleType | None = None) -> str:
-    """What identifies a module's code: ``name==version`` for installed ones, the content
-    hash of the source for local ones (so that editing ``helpers.py`` invalidates steps).
+    """What identifies a module's code: ``name==version`` for installed ones; for a local
+    one (next to the notebook) that is loaded, the fingerprint of its loaded content (what
+    the kernel runs, even if the file was edited since); not yet loaded, the content hash
+    of its source file and of the local modules it imports, transitively (what an import
+    will load).
 
     >>> module_identity("json").startswith("json==")
     True
     """
     if module is None:
         module = sys.modules.get(name)
-    top = name.split(".")[0]
     if module is None:
-        return f"{name}==?"
+        return import_identity(name)
     source = getattr(module, "__file__", None)
-    if source is None or os.path.realpath(source).startswith(_installed_prefixes()):
-        return f"{name}=={_version(top)}"
-    return f"{name}@{_source_hash(Path(source))}"
+    if source is None or not _is_local(source):
+        return f"{name}=={_version(name.split('.')[0])}"
+    return f"{name}@{Fingerprinter().hash(module)}"
 
 
 def import_identity(name: str) -> str:
@@ -424,9 +587,105 @@ def import_identity(name: str) -> str:
     if spec is None:
         return f"{name}==missing"
     origin = spec.origin
-    if not origin or not os.path.isfile(origin) or os.path.realpath(origin).startswith(_installed_prefixes()):
+    if not origin or not os.path.isfile(origin) or not _is_local(origin):
         return f"{name}=={_version(name)}"
-    return f"{name}@{_source_hash(Path(origin))}"
+    return f"{name}@file:{_local_identity(Path(origin))}"
+
+
+def _is_local(path: str) -> bool:
+    return not os.path.realpath(path).startswith(_installed_prefixes())
+
+
+def _local_identity(source: Path) -> str:
+    h = xxhash.xxh3_128()
+    for path in sorted(_local_closure(source)):
+        h.update(str(path.name).encode())
+        h.update(_file_hash(path).encode())
+    return h.hexdigest()
+
+
+def _local_closure(source: Path) -> set[Path]:
+    """``source`` and the local (not installed) modules it imports, transitively."""
+    todo, done = [source], set()
+    while todo:
+        path = todo.pop()
+        if path in done:
+            continue
+        done.add(path)
+        if path.name == "__init__.py":  # a package: all of its modules
+            todo.extend(p for p in path.parent.rglob("*.py") if p not in done)
+        todo.extend(d for d in _local_imports(path) if d not in done)
+    return done
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def _file_hash(path: Path) -> str:
+    return _file_hash_cached(_stat_key(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_hash_cached(key: tuple[str, int, int]) -> str:
+    try:
+        return xxhash.xxh3_128_hexdigest(Path(key[0]).read_bytes())
+    except OSError:
+        return "unreadable"
+
+
+def _local_imports(path: Path) -> tuple[Path, ...]:
+    return _local_imports_cached(_stat_key(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_imports_cached(key: tuple[str, int, int]) -> tuple[Path, ...]:
+    import ast
+
+    path = Path(key[0])
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    found: list[Path] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module.split(".")[0]]
+        elif isinstance(node, ast.ImportFrom):
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            stems = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            for stem in stems:
+                for candidate in (base / f"{stem}.py", base / stem / "__init__.py"):
+                    if candidate.is_file():
+                        found.append(candidate)
+            continue
+        else:
+            continue
+        for name in names:
+            origin = _find_origin(name)
+            if origin is not None and _is_local(origin):
+                found.append(Path(origin))
+    return tuple(found)
+
+
+def _find_origin(name: str) -> str | None:
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if origin is None and module is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec is not None else None
+    return origin if origin and os.path.isfile(origin) else None
 
 
 def _version(top: str) -> str:
@@ -440,17 +699,3 @@ def _version(top: str) -> str:
         return f"py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}"
     version = getattr(sys.modules.get(top), "__version__", None)
     return str(version) if version else "?"
-
-
-def _source_hash(source: Path) -> str:
-    """Hash of a local module's source files (every ``.py`` of a local package)."""
-    h = xxhash.xxh3_128()
-    paths = sorted(source.parent.rglob("*.py")) if source.name == "__init__.py" else [source]
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            data = b""
-        h.update(str(path.name).encode() + struct.pack("<Q", len(data)))
-        h.update(data)
-    return h.hexdigest()

@@ -121,16 +121,12 @@ class StepRunner:
                                  "the %%step line")
         code, analysis = self._analyse(name, body)
         result = StepResult(name=name, status="ran", key=None, duration=0.0)
-        inputs, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
         store = self._store()
         key = None
         if uncacheable is None:
-            imports = sorted(import_identity(m) for m in analysis.imports)
             key = step_key(code, inputs, imports, ignore)
             result.key = key
-        if analysis.dynamic and uncacheable is None:
-            result.notices.append(f"step '{name}': {analysis.dynamic[0]} hides what it reads and "
-                                  "writes; every variable in the namespace is treated as an input")
         if key is not None and store is not None and not force:
             hit, value = self._try_restore(name, key, store, result)
             if hit:
@@ -170,19 +166,20 @@ class StepRunner:
                 if not _IPYTHON_NAMES.match(k) and not (k in hidden and hidden[k] is v)}
 
     def _fingerprint_inputs(self, name: str, analysis: CellAnalysis, ignore: tuple[str, ...],
-                            result: StepResult) -> tuple[dict[str, str], str | None]:
+                            result: StepResult) -> tuple[dict[str, str], list[str], str | None]:
         """Fingerprint every input, following the notebook globals that functions read.
 
-        Returns the fingerprints and, if one input cannot be fingerprinted, why.
+        Returns the fingerprints, the identities of the modules the cell imports, and — if
+        something cannot be fingerprinted — why (the step then runs uncached).
         """
         ns = self.shell.user_ns
         hidden = self.shell.user_ns_hidden
-        wanted = set(analysis.inputs)
-        if analysis.dynamic:
-            wanted |= self._user_names()
-        queue = sorted(wanted - set(ignore), reverse=True)
+        skip = set(ignore)
+        dynamic = analysis.dynamic[0] if analysis.dynamic else None
+        wanted = set(analysis.inputs) | (self._user_names() if dynamic else set())
+        queue = sorted(wanted - skip, reverse=True)
         fps: dict[str, str] = {}
-        fper = Fingerprinter(ns)
+        fper = Fingerprinter(ns, follow_globals=False)
         while queue:
             var = queue.pop()
             if var in fps:
@@ -192,19 +189,30 @@ class StepRunner:
                     fps[var] = _ABSENT
                 continue
             value = ns[var]
-            if var in hidden and hidden[var] is value:
-                continue  # IPython's own (get_ipython, exit...), unchanged
+            if var in hidden and hidden[var] is value and not _IPYTHON_NAMES.match(var):
+                continue  # IPython's own (get_ipython, exit...), unchanged; but _, Out... count
             fper.globals_read.clear()
             try:
                 fps[var] = fper.hash(value)
             except Unfingerprintable as exc:
-                where = f" (through {exc.path})" if exc.path else ""
+                where = f" (through {exc.path})" if exc.path and exc.path != var else ""
                 reason = f"input '{var}'{where}: {exc.reason}"
                 result.notices.append(f"step '{name}' runs without the cache: {reason} "
                                       f"(pass --ignore {var} to leave it out of the key)")
-                return fps, reason
-            queue.extend(sorted(fper.globals_read - fps.keys() - set(ignore), reverse=True))
-        return fps, None
+                return fps, [], reason
+            queue.extend(sorted(fper.globals_read - fps.keys() - skip, reverse=True))
+            if dynamic is None and fper.dynamic is not None:
+                dynamic = fper.dynamic  # a helper from an earlier cell reads globals() & co.
+                queue.extend(sorted(self._user_names() - fps.keys() - skip, reverse=True))
+        if dynamic is not None:
+            result.notices.append(f"step '{name}': {dynamic} hides what it reads and writes; "
+                                  "every variable in the namespace is treated as an input")
+        try:
+            imports = sorted(import_identity(m) for m in analysis.imports)
+        except Unfingerprintable as exc:
+            result.notices.append(f"step '{name}' runs without the cache: {exc.reason}")
+            return fps, [], exc.reason
+        return fps, imports, None
 
     # -- hit ----------------------------------------------------------------------------
     def _try_restore(self, name: str, key: str, store: Store, result: StepResult) -> tuple[bool, Any]:
@@ -226,7 +234,13 @@ class StepRunner:
                 _forget(store, key)
             return False, None
         ns = self.shell.user_ns
-        ns.update(payload["outputs"])
+        outputs = dict(payload["outputs"])
+        for var in payload.get("mutated", ()):
+            # Changed in place by the step: change the object the namespace holds in place
+            # too, so other references to it (holder = [arr]) see it, as after a real run.
+            if var in outputs and var in ns and _assign_in_place(ns[var], outputs[var]):
+                del outputs[var]
+        ns.update(outputs)
         for var in payload["deleted"]:
             ns.pop(var, None)
         result.status = "restored"
@@ -261,7 +275,11 @@ class StepRunner:
         result.duration = time.perf_counter() - start
         after = self._user_names()
         outputs = {k for k in after if before.get(k) != id(ns[k])} | (analysis.bound & after)
-        outputs |= self._mutated(inputs, after - outputs)
+        # Changed in place: the same object as before, with other content (lst.append(x),
+        # arr += 1). Restored in place on a hit, so that other references see the change.
+        same_object = {k for k in after if k in before and before[k] == id(ns[k])}
+        mutated = self._mutated(inputs, same_object)
+        outputs |= mutated
         deleted = tuple(sorted(set(before) - after))
         result.outputs = tuple(sorted(outputs))
         result.deleted = deleted
@@ -273,7 +291,7 @@ class StepRunner:
             shown = (capture._plain(data), capture._plain(metadata))
         if key is not None and store is not None:
             payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
-                       "events": list(events), "result": shown}
+                       "events": list(events), "result": shown, "mutated": sorted(mutated)}
             self._store_payload(name, key, store, payload, result)
         self._finish(result)
         return value
@@ -302,7 +320,7 @@ class StepRunner:
     def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
         """Inputs that still exist and whose content changed: mutated in place."""
         ns = self.shell.user_ns
-        fper = Fingerprinter(ns)
+        fper = Fingerprinter(ns, follow_globals=False)  # as the inputs were fingerprinted
         changed = set()
         for var, before in inputs.items():
             if var not in candidates or before == _ABSENT:
@@ -362,6 +380,29 @@ def _quiet(body: str) -> bool:
             continue
         return token.type == tokenize.OP and token.string == ";"
     return False
+
+
+def _assign_in_place(current: Any, new: Any) -> bool:
+    """Make ``current`` equal to ``new`` without replacing it; False where we cannot."""
+    t = type(current)
+    if type(new) is not t:
+        return False
+    if t is list or t is bytearray:
+        current[:] = new
+    elif t is dict or t is set:
+        current.clear()
+        current.update(new)
+    elif t.__module__ == "numpy" and t.__name__ == "ndarray":
+        if current.shape != new.shape or current.dtype != new.dtype or not current.flags.writeable:
+            return False
+        current[...] = new
+    elif (hasattr(current, "__dict__") and not hasattr(t, "__slots__")
+          and t.__module__ == "__main__" and type(current.__dict__) is dict):
+        current.__dict__.clear()
+        current.__dict__.update(new.__dict__)
+    else:
+        return False
+    return True
 
 
 def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> Unstorable | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from .errors import RestoreError, Unstorable
-from .fingerprint import Fingerprinter, _is_resource, _type_name
+from .fingerprint import Fingerprinter, _importable_as, _is_resource, _type_name
 
 __all__ = ["dump", "load", "storable_check"]
 
@@ -51,9 +51,24 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
         if t is types.FunctionType:
-            if obj.__globals__ is self.namespace or obj.__module__ == "__main__":
+            # Only code that ran in the notebook: a library wrapper made with functools.wraps
+            # claims __module__ == "__main__" but its globals are the library's.
+            if obj.__globals__ is self.namespace:
                 return _reduce_function(obj)
-            return NotImplemented
+            if _importable_as(obj):
+                return NotImplemented
+            # Made at run time by a library (contextmanager, wraps...): by value, with its
+            # own module's globals.
+            return _reduce_function(obj, str(obj.__globals__.get("__name__", "")))
+        if t is functools._lru_cache_wrapper:  # type: ignore[attr-defined]
+            params = obj.cache_parameters()
+            return _make_lru, (obj.__wrapped__, params["maxsize"], params["typed"])
+        if t is property:
+            return property, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
+        if t is staticmethod or t is classmethod:
+            return t, (obj.__func__,)
+        if t is types.MappingProxyType:
+            return _mappingproxy, (dict(obj),)
         if isinstance(obj, type):
             cls: type = obj
             if cls.__module__ == "__main__" or (self.namespace.get("__name__") == cls.__module__):
@@ -117,8 +132,18 @@ def _resource_reason(obj: Any) -> str:
             "could change files or services, so re-create it in a step that is not cached")
 
 
+def _mappingproxy(d: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    return types.MappingProxyType(d)
+
+
 # -- functions ----------------------------------------------------------------------------
-def _reduce_function(fn: types.FunctionType) -> tuple[Any, ...]:
+def _make_lru(fn: Any, maxsize: int | None, typed: bool) -> Any:
+    return functools.lru_cache(maxsize=maxsize, typed=typed)(fn)
+
+
+def _reduce_function(fn: types.FunctionType, module: str | None = None) -> tuple[Any, ...]:
+    """By value. ``module`` None: a notebook function (globals = the live namespace on load);
+    else the module whose globals it uses."""
     state = {
         "defaults": fn.__defaults__,
         "kwdefaults": fn.__kwdefaults__,
@@ -130,14 +155,15 @@ def _reduce_function(fn: types.FunctionType) -> tuple[Any, ...]:
         "closure": tuple(_cell_contents(c) for c in fn.__closure__ or ()),
     }
     # Skeleton first, state after: a recursive closure refers back to the function itself.
-    return (_make_function, (fn.__code__, fn.__name__, len(fn.__closure__ or ())), state,
+    return (_make_function, (fn.__code__, fn.__name__, len(fn.__closure__ or ()), module), state,
             None, None, _set_function_state)
 
 
 def _make_function(namespace: MutableMapping[str, Any], code: types.CodeType, name: str,
-                   ncells: int) -> types.FunctionType:
+                   ncells: int, module: str | None = None) -> types.FunctionType:
+    globals_ = namespace if module is None else vars(importlib.import_module(module))
     closure = tuple(types.CellType() for _ in range(ncells)) or None
-    return types.FunctionType(code, namespace, name, None, closure)  # type: ignore[arg-type]
+    return types.FunctionType(code, globals_, name, None, closure)  # type: ignore[arg-type]
 
 
 def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
@@ -173,7 +199,8 @@ def _cell_contents(cell: types.CellType) -> Any:
 
 
 # -- classes ------------------------------------------------------------------------------
-_SKIP_ATTRS = {"__dict__", "__weakref__", "__slotnames__"}  # copyreg caches __slotnames__
+# copyreg caches __slotnames__; ABCMeta makes _abc_impl anew when the class is rebuilt.
+_SKIP_ATTRS = {"__dict__", "__weakref__", "__slotnames__", "_abc_impl"}
 
 
 def _reduce_class(cls: type) -> tuple[Any, ...]:

@@ -98,6 +98,11 @@ class _SafeDisk(diskcache.Disk):
             raise CorruptEntry("an index value is a pickle, which resumable_nb never writes")
         return super().fetch(mode, filename, value, read)
 
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise CorruptEntry("an index key is a pickle, which resumable_nb never writes")
+        return super().get(key, raw)
+
 
 def default_key_file() -> Path:
     """Where the per-user HMAC key lives: ``$RESUMABLE_NB_KEY_FILE``, else
@@ -110,17 +115,27 @@ def default_key_file() -> Path:
 
 
 def _load_key(path: Path) -> bytes:
-    """Read the HMAC key, creating it (0600, in a 0700 folder) on first use."""
+    """Read the HMAC key, creating it (0600, in a 0700 folder) on first use.
+
+    The key is written to a temp file, fsynced and hard-linked into place: a crash or a
+    second kernel starting at the same moment never sees a half-written key.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-            f.flush()
-            os.fsync(f.fileno())
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hmac-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # atomic, and fails if another process won the race
+            except FileExistsError:
+                pass
+            else:
+                _fsync_dir(path.parent)
+        finally:
+            os.unlink(tmp)
     st = path.stat()
     if st.st_mode & 0o077:
         raise StoreError(f"the key file {path} is readable by others: run `chmod 600 {path}`")
@@ -176,6 +191,7 @@ class Store:
             _check_dir(self.root)
             for sub in ("objects", "tmp"):
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            _sweep_tmp(self.root / "tmp")
             self._key = _load_key(key_file or default_key_file())
             self._index = diskcache.Cache(
                 str(self.root / "index"), disk=_SafeDisk, eviction_policy="none",
@@ -243,7 +259,7 @@ class Store:
         mac = hmac.new(self._key, digestmod=hashlib.sha256)
         tmp_dir = self.root / "tmp"
         buffers: list[pickle.PickleBuffer] = []
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"{os.getpid()}-", suffix=".part")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as f:
@@ -322,6 +338,20 @@ class Store:
     # -- housekeeping -------------------------------------------------------------------
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _sweep_tmp(tmp: Path) -> None:
+    """Remove what killed writers left in tmp/ (``<pid>-*.part`` of processes now gone)."""
+    for part in tmp.glob("*.part"):
+        pid = part.name.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except PermissionError:
+            pass
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:

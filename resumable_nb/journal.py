@@ -1,0 +1,359 @@
+"""The run journal: an append-only, crash-safe event log per notebook, and what it means.
+
+One file per notebook under ``<cache>/journal/``. Each event is one line::
+
+    {"kind": "step_finished", "run": "...", "time": ..., ...}<TAB><xxh3-64 of the JSON>\\n
+
+written with a single ``write`` on an ``O_APPEND`` descriptor; a record that finishes a
+computed step is fsynced before the step counts as complete. Nothing is ever rewritten.
+
+Reading is forgiving at the end and strict in the middle: a torn last record (the process died
+mid-append) is ignored; a damaged record followed by good ones stops the read there, with a
+warning. Every state a user sees is derived from the events (:func:`runs`).
+
+Events: ``run_started`` (notebook, pid, host, python, resumed_from), ``step_started`` (step,
+key, attempt, source), ``step_finished`` (step, status ran/cached/failed, duration, error,
+outputs {name: bytes}, deleted, saved), ``run_ended`` (status).
+
+One kernel at a time holds a notebook's journal (``fcntl.flock`` on ``<name>.lock``, released
+by the kernel's death); a second kernel is told who holds it and journals nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from . import _faults
+
+__all__ = ["JOURNAL_VERSION", "Journal", "RunView", "StepView", "journal_path", "read_events", "runs"]
+
+JOURNAL_VERSION = 1
+
+
+def new_run_id() -> str:
+    """Time-ordered and unique: ``20261122T031500.123456-9f2c1a``."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def journal_path(root: Path, notebook: str | None) -> Path:
+    """``<root>/journal/<stem>-<hash of the notebook's absolute path>.jsonl``."""
+    if notebook:
+        name = Path(notebook).stem
+        digest = xxhash.xxh3_64_hexdigest(str(Path(notebook).absolute()).encode())[:8]
+    else:
+        name = "ipython"
+        digest = xxhash.xxh3_64_hexdigest(str(Path.cwd()).encode())[:8]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+    return root / "journal" / f"{safe}-{digest}.jsonl"
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _encode(record: Mapping[str, Any]) -> bytes:
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{body}\t{xxhash.xxh3_64_hexdigest(body.encode())}\n".encode()
+
+
+def _decode(line: bytes) -> dict[str, Any] | None:
+    try:
+        text = line.decode()
+        body, _, check = text.rpartition("\t")
+        if not body or xxhash.xxh3_64_hexdigest(body.encode()) != check:
+            return None
+        record = json.loads(body)
+        return record if isinstance(record, dict) and "kind" in record else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def read_events(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """All good events of a journal file, and a warning if a damaged record cut it short."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], None
+    lines = data.split(b"\n")
+    complete = lines[:-1]  # the last piece has no newline: torn (or empty)
+    events: list[dict[str, Any]] = []
+    for i, line in enumerate(complete):
+        record = _decode(line)
+        if record is not None:
+            events.append(record)
+            continue
+        if any(_decode(later) is not None for later in complete[i + 1:]):
+            return events, (f"journal {path.name} is damaged at record {i + 1}: the "
+                            f"{len(complete) - i - 1} records after it are ignored")
+        break  # damage at the very end: a torn append, not a warning
+    return events, None
+
+
+# -- derived state ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class StepView:
+    """One execution of a step within a run."""
+
+    name: str
+    run: str
+    key: str | None
+    attempt: int
+    source: str
+    started: float
+    status: str = "running"  # ran | cached | failed | interrupted | running
+    duration: float = 0.0
+    saved: float = 0.0
+    error: str = ""
+    reason: str = ""
+    outputs: dict[str, int] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.status in ("ran", "cached")
+
+
+@dataclass(slots=True)
+class RunView:
+    """One run: a kernel's session on a notebook (or a CLI execution)."""
+
+    run: str
+    notebook: str | None
+    pid: int
+    host: str
+    started: float
+    resumed_from: str | None = None
+    python: str = ""
+    ended: str | None = None
+    steps: list[StepView] = field(default_factory=list)
+    live: bool = False
+
+    @property
+    def state(self) -> str:
+        """running / completed / failed / interrupted."""
+        if self.ended:
+            return self.ended
+        if self.live:
+            return "running"
+        return "interrupted"
+
+
+def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> dict[str, RunView]:
+    """Fold events into runs (in start order). ``live_run`` is a run whose process is alive."""
+    out: dict[str, RunView] = {}
+    open_steps: dict[tuple[str, str], StepView] = {}
+    attempts: dict[tuple[str, str], int] = {}
+    for e in events:
+        kind, run_id = e.get("kind"), e.get("run")
+        if not isinstance(run_id, str):
+            continue
+        if kind == "run_started":
+            out[run_id] = RunView(run=run_id, notebook=e.get("notebook"), pid=int(e.get("pid", 0)),
+                                  host=str(e.get("host", "")), started=float(e.get("time", 0)),
+                                  resumed_from=e.get("resumed_from"), python=str(e.get("python", "")))
+            continue
+        run = out.get(run_id)
+        if run is None:
+            continue
+        if kind == "step_started":
+            name = str(e["step"])
+            attempts[(run_id, name)] = attempts.get((run_id, name), 0) + 1
+            step = StepView(name=name, run=run_id, key=e.get("key"), attempt=attempts[(run_id, name)],
+                            source=str(e.get("source", "")), started=float(e.get("time", 0)))
+            run.steps.append(step)
+            open_steps[(run_id, name)] = step
+        elif kind == "step_finished":
+            finished = open_steps.pop((run_id, str(e["step"])), None)
+            if finished is None:
+                continue
+            step = finished
+            step.status = str(e.get("status", "failed"))
+            step.duration = float(e.get("duration", 0.0))
+            step.saved = float(e.get("saved", 0.0))
+            step.error = str(e.get("error", ""))
+            step.reason = str(e.get("reason", ""))
+            step.outputs = dict(e.get("outputs", {}))
+            step.deleted = list(e.get("deleted", []))
+        elif kind == "run_ended":
+            run.ended = str(e.get("status", "completed"))
+    for run in out.values():
+        run.live = run.run == live_run or (run.ended is None and _held_by_other(run))
+        for step in run.steps:
+            if step.status == "running" and not (run.live and step is run.steps[-1]):
+                step.status = "interrupted"
+    return out
+
+
+def _held_by_other(run: RunView) -> bool:
+    """Is the process that wrote ``run`` still alive on this host?"""
+    if run.host != socket.gethostname() or run.pid <= 0 or run.pid == os.getpid():
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _proc_start(run.pid) <= run.started + 1  # a reused pid started after the run did
+
+
+def _proc_start(pid: int) -> float:
+    """When ``pid`` started (epoch seconds), from /proc; 0 where that is unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(stat[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+
+
+def chain(all_runs: Mapping[str, RunView], run_id: str) -> list[StepView]:
+    """The completed steps whose outputs make up ``run_id``'s namespace, in execution order:
+    those of the run it resumed from (recursively), then its own."""
+    seen: set[str] = set()
+    order: list[RunView] = []
+    current: str | None = run_id
+    while current is not None and current in all_runs and current not in seen:
+        seen.add(current)
+        order.append(all_runs[current])
+        current = all_runs[current].resumed_from
+    steps: list[StepView] = []
+    for run in reversed(order):
+        steps.extend(s for s in run.steps if s.complete)
+    return steps
+
+
+# -- writing ---------------------------------------------------------------------------------
+class Journal:
+    """This kernel's writer for one notebook's journal."""
+
+    def __init__(self, root: Path, notebook: str | None) -> None:
+        self.path = journal_path(root, notebook)
+        self.notebook = notebook
+        self.run_id: str | None = None
+        self.resumed_from: str | None = None
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self.holder: str | None = None  # who holds the notebook when we cannot
+
+    # -- the hold ---------------------------------------------------------------------------
+    def acquire(self) -> bool:
+        """Take the notebook's hold; False (and ``holder`` says who) if another process has it."""
+        if self._lock_fd is not None:
+            return True
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = self.path.with_suffix(".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except ValueError:
+                info = {}
+            os.close(fd)
+            self.holder = (f"pid {info.get('pid', '?')} on {info.get('host', '?')} "
+                           f"(run {info.get('run', '?')})")
+            return False
+        self._lock_fd = fd
+        self.holder = None
+        return True
+
+    def _write_holder(self) -> None:
+        if self._lock_fd is None:
+            return
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "run": self.run_id})
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, info.encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    # -- events -----------------------------------------------------------------------------
+    def _append(self, records: list[dict[str, Any]], durable: bool) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        data = b"".join(_encode(r) for r in records)
+        os.write(self._fd, data)
+        if durable:
+            os.fsync(self._fd)
+
+    def start_run(self, resumed_from: str | None = None) -> str:
+        """Begin a new run (ending the current one, if any, as completed)."""
+        if self.run_id is not None:
+            self.end_run("completed")
+        self.run_id = new_run_id()
+        self.resumed_from = resumed_from
+        self._write_holder()
+        self._append([{
+            "kind": "run_started", "run": self.run_id, "time": time.time(), "v": JOURNAL_VERSION,
+            "notebook": self.notebook, "pid": os.getpid(), "host": socket.gethostname(),
+            "python": sys.version.split()[0], "resumed_from": resumed_from,
+        }], durable=True)
+        return self.run_id
+
+    def ensure_run(self) -> str:
+        return self.run_id if self.run_id is not None else self.start_run()
+
+    def step_started(self, step: str, key: str | None, source: str) -> None:
+        self._append([self._started(step, key, source)], durable=False)
+
+    def _started(self, step: str, key: str | None, source: str) -> dict[str, Any]:
+        return {"kind": "step_started", "run": self.ensure_run(), "time": time.time(),
+                "step": step, "key": key, "source": source}
+
+    def step_finished(self, step: str, status: str, *, key: str | None, duration: float,
+                      outputs: Mapping[str, int] | None = None, deleted: Iterable[str] = (),
+                      error: str = "", saved: float = 0.0, reason: str = "",
+                      started: tuple[str | None, str] | None = None) -> None:
+        """Record the end of a step; a computed step's record is fsynced (it is then complete).
+
+        ``started`` = (key, source) writes the step_started record in the same append (a hit).
+        """
+        records = [self._started(step, *started)] if started is not None else []
+        records.append({
+            "kind": "step_finished", "run": self.ensure_run(), "time": time.time(), "step": step,
+            "status": status, "key": key, "duration": round(duration, 6), "saved": round(saved, 6),
+            "outputs": dict(outputs or {}), "deleted": list(deleted), "error": error[:500],
+            "reason": reason[:500],
+        })
+        _faults.point("journal-before-finish")
+        self._append(records, durable=status == "ran")
+        _faults.point("journal-after-finish")
+
+    def end_run(self, status: str) -> None:
+        if self.run_id is None:
+            return
+        with contextlib.suppress(OSError):
+            self._append([{"kind": "run_ended", "run": self.run_id, "time": time.time(),
+                           "status": status}], durable=True)
+        self.run_id = None
+
+    # -- views ------------------------------------------------------------------------------
+    def read(self) -> tuple[dict[str, RunView], str | None]:
+        events, warning = read_events(self.path)
+        return runs(events, live_run=self.run_id), warning
+
+
+def iter_journals(root: Path) -> Iterator[Path]:
+    yield from sorted((root / "journal").glob("*.jsonl"))
