@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 from .errors import (
@@ -47,6 +48,7 @@ def load_ipython_extension(ipython: Any) -> None:
         return
     magics = ResumableNB(shell=ipython, config=ipython.config)
     ipython.register_magics(magics)  # also makes it a configurable: %config ResumableNB...
+    atexit.register(magics.close)  # a clean exit ends the run as completed (or failed)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     setattr(ipython, _ATTR, magics)
@@ -57,6 +59,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = getattr(ipython, _ATTR, None)
     if magics is None:
         return
+    atexit.unregister(magics.close)
     magics.close()
     for kind, names in magics.magics.items():
         for name in names:

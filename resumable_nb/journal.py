@@ -119,10 +119,12 @@ class StepView:
     reason: str = ""
     outputs: dict[str, int] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return self.status in ("ran", "cached")
+        """Finished, and its outputs are in the cache under ``key``."""
+        return self.status in ("ran", "cached") and self.key is not None
 
 
 @dataclass(slots=True)
@@ -186,6 +188,8 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             step.reason = str(e.get("reason", ""))
             step.outputs = dict(e.get("outputs", {}))
             step.deleted = list(e.get("deleted", []))
+            step.inputs = list(e.get("inputs", []))
+            step.key = e.get("key")
         elif kind == "run_ended":
             run.ended = str(e.get("status", "completed"))
     for run in out.values():
@@ -325,6 +329,7 @@ class Journal:
     def step_finished(self, step: str, status: str, *, key: str | None, duration: float,
                       outputs: Mapping[str, int] | None = None, deleted: Iterable[str] = (),
                       error: str = "", saved: float = 0.0, reason: str = "",
+                      inputs: Iterable[str] = (),
                       started: tuple[str | None, str] | None = None) -> None:
         """Record the end of a step; a computed step's record is fsynced (it is then complete).
 
@@ -335,7 +340,7 @@ class Journal:
             "kind": "step_finished", "run": self.ensure_run(), "time": time.time(), "step": step,
             "status": status, "key": key, "duration": round(duration, 6), "saved": round(saved, 6),
             "outputs": dict(outputs or {}), "deleted": list(deleted), "error": error[:500],
-            "reason": reason[:500],
+            "reason": reason[:500], "inputs": sorted(inputs),
         })
         _faults.point("journal-before-finish")
         self._append(records, durable=status == "ran")

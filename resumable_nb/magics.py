@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Unicode, observe
 
 from . import location
-from .errors import StepUsageError, StoreError
-from .runner import StepRunner
-from .store import Store
+from .errors import StepUsageError
+from .session import Session
 
 __all__ = ["ResumableNB"]
 
@@ -35,37 +34,23 @@ class ResumableNB(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Set before traitlets applies the config: its observers below run during __init__.
-        self._store: Store | None = None
-        self._store_opened = False
-        self.runner = StepRunner(shell, self.store, _notice)
+        self.session = Session(shell, lambda: self.root,
+                               lambda: Path(self.key_file) if self.key_file else None, _notice)
+        self.runner = self.session.runner
         super().__init__(shell=shell, **kwargs)
         self.runner.verbose = self.verbose
 
-    # -- state ----------------------------------------------------------------------------
     @property
     def root(self) -> Path:
         user_ns = self.shell.user_ns if self.shell is not None else {}
         return location.cache_root(self.cache_dir, user_ns)
 
-    def store(self) -> Store | None:
-        """The open store, or None (caching off) after telling the user why, once."""
-        if not self._store_opened:
-            self._store_opened = True
-            try:
-                self._store = Store(self.root, Path(self.key_file) if self.key_file else None)
-            except StoreError as exc:
-                _notice(f"caching is off: {exc}. Steps still run.")
-        return self._store
-
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        self._store = None
-        self._store_opened = False
+        self.session.close()
 
     @observe("cache_dir", "key_file")
     def _reopen(self, change: Any) -> None:
-        self.close()
+        self.session.close()
 
     @observe("verbose")
     def _verbose_changed(self, change: Any) -> None:
@@ -106,6 +91,81 @@ class ResumableNB(Magics):
                                    header=f"%%step {line}")
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
+
+
+    @magic_arguments()
+    @argument("run_id", nargs="?", default=None, help="The run to resume (default: the latest).")
+    @argument("--run", action="store_true", help="Then run the notebook's remaining cells.")
+    @line_magic
+    def resume(self, line: str) -> None:
+        """Restore the state of the last run of this notebook, in a fresh kernel.
+
+        Binds, for every variable, the value from the last completed step that wrote it (in
+        the order the steps ran), without executing any step. Says which step was interrupted
+        or failed and which %%step cells have not run. ``--run`` then runs the cells left,
+        in notebook order (steps may still hit the cache).
+
+        Example, after the kernel died::
+
+            %load_ext resumable_nb
+            %resume --run
+        """
+        __tracebackhide__ = True
+        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run]")
+        try:
+            self.session.resume(args.run_id, args.run)
+        except StepUsageError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments()
+    @argument("--from", dest="from_", default=None, metavar="NAME", help="The first step to re-run.")
+    @argument("--to", default=None, metavar="NAME", help="The last step to run (default: the end).")
+    @argument("--dry-run", action="store_true", help="Print the plan; execute nothing.")
+    @line_magic
+    def replay(self, line: str) -> None:
+        """Restore the state just before a step last ran, then re-run it and the steps after it.
+
+        The named step runs again (its cache entry is ignored); the steps after it, in
+        notebook order, run normally: those whose inputs come out identical hit the cache.
+
+        Example::
+
+            %replay --from clean --to train --dry-run
+            %replay --from clean
+        """
+        __tracebackhide__ = True
+        args = self._parse(self.replay, line, "%replay --from NAME [--to NAME] [--dry-run]")
+        try:
+            if not args.from_:
+                raise StepUsageError(f"%replay needs --from NAME; {self._known_steps()}")
+            self.session.replay(args.from_, args.to, args.dry_run)
+        except StepUsageError as exc:
+            raise UsageError(str(exc)) from None
+
+    @line_magic
+    def steps(self, line: str) -> None:
+        """Show this kernel's run: one row per step (state, attempts, duration, time saved,
+        outputs), with the notebook's steps that have not run yet.
+
+        Example::
+
+            %steps
+        """
+        if line.strip():
+            raise UsageError("%steps takes no arguments")
+        print(self.session.table())
+
+    def _parse(self, magic: Any, line: str, usage: str) -> Any:
+        try:
+            return parse_argstring(magic, line)
+        except UsageError as exc:
+            raise UsageError(f"{exc}. Usage: {usage}") from None
+
+    def _known_steps(self) -> str:
+        names = self.session.completed_steps()
+        if not names:
+            return "no step has completed in this kernel's run yet"
+        return f"completed steps: {', '.join(names)}"
 
 
 def _notice(text: str) -> None:

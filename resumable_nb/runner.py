@@ -38,7 +38,8 @@ from .errors import (
     Unstorable,
 )
 from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
-from .store import Entry, Store
+from .journal import Journal
+from .store import Entry, Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
 
@@ -64,6 +65,10 @@ class StepResult:
     outputs: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     notices: list[str] = field(default_factory=list)
+    inputs: tuple[str, ...] = ()
+    output_sizes: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    source: str = ""
 
 
 class _Replayed:
@@ -94,10 +99,12 @@ class StepRunner:
     """Runs ``%%step`` cells against one shell and one store (either may be swapped)."""
 
     def __init__(self, shell: Any, store: Callable[[], Store | None],
-                 notice: Callable[[str], None]) -> None:
+                 notice: Callable[[str], None],
+                 journal: Callable[[], Journal | None] = lambda: None) -> None:
         self.shell = shell
         self._store = store
         self._notice = notice
+        self._journal = journal
         self._parsed: OrderedDict[str, tuple[str, CellAnalysis]] = OrderedDict()
         self.history: list[StepResult] = []
         self.verbose = True
@@ -120,8 +127,9 @@ class StepRunner:
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
         code, analysis = self._analyse(name, body)
-        result = StepResult(name=name, status="ran", key=None, duration=0.0)
+        result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
         inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        result.inputs = tuple(sorted(inputs))
         store = self._store()
         key = None
         if uncacheable is None:
@@ -248,6 +256,7 @@ class StepRunner:
         result.deleted = tuple(payload["deleted"])
         result.duration = time.perf_counter() - start
         result.saved = max(0.0, entry.duration - result.duration)
+        result.output_sizes = dict(entry.output_sizes)
         self._finish(result)
         if self.verbose:
             print(_restored_line(result, entry))
@@ -262,13 +271,15 @@ class StepRunner:
         __tracebackhide__ = True
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
+        self._record_start(result)
         start = time.perf_counter()
         with capture.capture(self.shell) as events:
             try:
                 value = self._execute(body, header)
                 capture.flush_figures()
-            except BaseException:
+            except BaseException as exc:
                 result.status = "failed"
+                result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 result.duration = time.perf_counter() - start
                 self._finish(result)
                 raise
@@ -289,12 +300,21 @@ class StepRunner:
         if value is not None:
             data, metadata = self.shell.display_formatter.format(value)
             shown = (capture._plain(data), capture._plain(metadata))
+        payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
+                   "events": list(events), "result": shown, "mutated": sorted(mutated)}
         if key is not None and store is not None:
-            payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
-                       "events": list(events), "result": shown, "mutated": sorted(mutated)}
             self._store_payload(name, key, store, payload, result)
+        if not result.output_sizes:
+            result.output_sizes = output_sizes(payload)
         self._finish(result)
         return value
+
+    def run_plain(self, source: str) -> Any:
+        """Run a plain (non-step) cell's code like a cell: for ``%resume --run``."""
+        __tracebackhide__ = True
+        value = self._execute(source, "")
+        capture.flush_figures()
+        return None if value is _NOTHING or _quiet(source) else value
 
     def _execute(self, body: str, header: str) -> Any:
         """Run the body in the user namespace like a cell; return its last expression's value."""
@@ -336,9 +356,10 @@ class StepRunner:
                        result: StepResult) -> None:
         ns = self.shell.user_ns
         try:
-            store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
-                      duration=result.duration, extra={"reason": result.reason})
+            entry = store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
+                              duration=result.duration, extra={"reason": result.reason})
             result.stored = True
+            result.output_sizes = dict(entry.output_sizes)
         except StoreError as exc:
             result.notices.append(f"step '{name}' ran but was not cached: {exc}")
         except Exception as exc:  # noqa: BLE001 - a pickling failure: find the culprit
@@ -346,7 +367,29 @@ class StepRunner:
             detail = str(culprit) if culprit else f"{type(exc).__name__}: {exc}"
             result.notices.append(f"step '{name}' ran but was not cached: output {detail}")
 
+    def _record_start(self, result: StepResult) -> None:
+        journal = self._journal()
+        if journal is not None:
+            try:
+                journal.step_started(result.name, result.key, result.source)
+            except OSError as exc:
+                result.notices.append(f"the run journal could not be written ({exc.strerror})")
+
     def _finish(self, result: StepResult) -> None:
+        """Record the step's end: in the journal (a computed step is complete only once this
+        record is durable), in the history, and tell the user what needs telling."""
+        journal = self._journal()
+        if journal is not None:
+            status = {"restored": "cached"}.get(result.status, result.status)
+            try:
+                journal.step_finished(
+                    result.name, status, key=result.key if result.stored or status == "cached" else None,
+                    duration=result.duration, outputs=result.output_sizes, deleted=result.deleted,
+                    error=result.error, saved=result.saved, reason=result.reason,
+                    inputs=result.inputs,
+                    started=(result.key, result.source) if status == "cached" else None)
+            except OSError as exc:
+                result.notices.append(f"the run journal could not be written ({exc.strerror})")
         self.history.append(result)
         for text in result.notices:
             self._notice(text)

@@ -93,13 +93,17 @@ def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
 
 
 def load(data: bytes | bytearray | memoryview, buffers: list[Any],
-         namespace: MutableMapping[str, Any]) -> Any:
+         namespace: MutableMapping[str, Any], classes: Mapping[str, Any] | None = None) -> Any:
     """Unpickle ``data``; notebook functions get ``namespace`` as their globals.
+
+    ``classes`` is where classes stored by reference are looked up (default: ``namespace``;
+    ``%resume`` passes the namespace it is building).
 
     :raises RestoreError: when a referenced notebook class is missing or its code changed.
     """
     unpickler = _Unpickler(_BytesReader(data), buffers=buffers)
     unpickler.namespace = namespace
+    unpickler.classes = namespace if classes is None else classes
     return unpickler.load()
 
 
@@ -118,8 +122,11 @@ def storable_check(name: str, value: Any, namespace: Mapping[str, Any]) -> None:
 
 class _Unpickler(pickle.Unpickler):
     namespace: MutableMapping[str, Any]
+    classes: Mapping[str, Any]
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == __name__ and name == "_class_ref":
+            return functools.partial(_class_ref, self.classes, self.namespace)
         if module == __name__ and name in _NEEDS_NAMESPACE:
             return functools.partial(_NEEDS_NAMESPACE[name], self.namespace)
         return super().find_class(module, name)
@@ -228,11 +235,14 @@ def _set_class_state(cls: type, attrs: dict[str, Any]) -> None:
 
 
 def _class_fingerprint(cls: type, namespace: Mapping[str, Any]) -> str:
-    return Fingerprinter(namespace).hash(cls)
+    # follow_globals=False: the class's code, not the current values of the globals its
+    # methods read (those are inputs of whatever step uses them).
+    return Fingerprinter(namespace, follow_globals=False).hash(cls)
 
 
-def _class_ref(namespace: MutableMapping[str, Any], qualname: str, fingerprint: str) -> type:
-    cls = namespace.get(qualname.split(".")[0])
+def _class_ref(classes: Mapping[str, Any], namespace: Mapping[str, Any], qualname: str,
+               fingerprint: str) -> type:
+    cls = classes.get(qualname.split(".")[0])
     for part in qualname.split(".")[1:]:
         cls = getattr(cls, part, None)
     if not isinstance(cls, type):
@@ -246,7 +256,6 @@ def _class_ref(namespace: MutableMapping[str, Any], qualname: str, fingerprint: 
 _NEEDS_NAMESPACE: dict[str, Callable[..., Any]] = {
     "_make_function": _make_function,
     "_make_class": _make_class,
-    "_class_ref": _class_ref,
 }
 
 

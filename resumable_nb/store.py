@@ -37,10 +37,10 @@ from typing import Any
 import diskcache
 import diskcache.core
 
-from . import serialize
+from . import _faults, serialize
 from .errors import CorruptEntry, RestoreError, StoreError
 
-__all__ = ["Entry", "Store", "default_key_file"]
+__all__ = ["Entry", "Store", "default_key_file", "output_sizes"]
 
 STORE_VERSION = 1
 _ALIGN = 64
@@ -264,6 +264,7 @@ class Store:
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as f:
                 w = _HashingWriter(f, mac)
+                _faults.point("payload-before-write")
                 serialize.dump(payload, w, namespace, buffer_callback=buffers.append)
                 pickle_len = w.pos
                 spans = []
@@ -272,20 +273,23 @@ class Store:
                     view = _raw(buf)
                     spans.append((w.pos, view.nbytes))
                     w.write(view)
+                    _faults.point("payload-mid-write")
                 f.flush()
                 os.fsync(f.fileno())
                 size = w.pos
             digest = mac.hexdigest()
             final = self.root / "objects" / f"{digest}.rnb"
+            _faults.point("payload-before-rename")
             os.replace(tmp, final)
             _fsync_dir(final.parent)
+            _faults.point("payload-after-rename")
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(_os_message(exc, self.root)) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        sizes = _output_sizes(payload)
+        sizes = output_sizes(payload)
         entry = Entry(
             key=key, step=step, file=final.name, size=size, digest=digest, pickle_len=pickle_len,
             buffers=tuple(spans), outputs=outputs, deleted=deleted, output_sizes=sizes,
@@ -295,6 +299,7 @@ class Store:
         record = json.dumps({"m": body.decode(), "sig": self._sign(body)}).encode()
         try:
             self._index.set(key, record)
+            _faults.point("index-after-set")
         except OSError as exc:
             raise StoreError(_os_message(exc, self.root)) from None
         except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError on a full disk
@@ -302,7 +307,8 @@ class Store:
         return entry
 
     # -- reading ------------------------------------------------------------------------
-    def load(self, entry: Entry, namespace: MutableMapping[str, Any]) -> Any:
+    def load(self, entry: Entry, namespace: MutableMapping[str, Any],
+             classes: Mapping[str, Any] | None = None) -> Any:
         """Read, verify and unpickle an entry's payload.
 
         :raises CorruptEntry: missing, truncated or altered file, or an unpickling error.
@@ -329,7 +335,7 @@ class Store:
         if not hmac.compare_digest(mac.hexdigest(), entry.digest):
             raise CorruptEntry(f"payload {entry.file} failed its integrity check")
         try:
-            return serialize.load(data, buffers, namespace)
+            return serialize.load(data, buffers, namespace, classes)
         except (CorruptEntry, StoreError, RestoreError):
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a module that no longer imports
@@ -390,7 +396,7 @@ def _os_message(exc: OSError, root: Path) -> str:
     return f"could not write to {root} ({exc.strerror or exc})"
 
 
-def _output_sizes(payload: Mapping[str, Any]) -> dict[str, int]:
+def output_sizes(payload: Mapping[str, Any]) -> dict[str, int]:
     """Rough in-memory sizes of the outputs, for display (``nbytes`` where there is one)."""
     sizes: dict[str, int] = {}
     for name, value in payload.get("outputs", {}).items():

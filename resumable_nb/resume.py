@@ -1,0 +1,205 @@
+"""What ``%resume`` and ``%replay`` restore and run: pure logic over journal, store, notebook.
+
+The namespace after a sequence of completed steps is, for every name, the value from the
+last step that wrote it (or nothing, if that step deleted it). Only the entries that are the
+last writer of some name are loaded. An entry that cannot be loaded (evicted, corrupt, a
+class that changed) cuts the sequence there: the state restored is the one just before that
+step, which is consistent, and the step is reported as left to run.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
+from .journal import RunView, StepView, chain
+from .store import Store
+
+__all__ = [
+    "Cell",
+    "Restored",
+    "ResumePlan",
+    "cells_to_run",
+    "choose_run",
+    "notebook_cells",
+    "plan_resume",
+    "restore_state",
+]
+
+# Cells that control resumable_nb itself: never re-run by %resume --run / %replay.
+_CONTROL = ("%load_ext", "%reload_ext", "%resume", "%replay", "%steps", "%step_cache", "%config")
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """A code cell of the saved notebook."""
+
+    index: int
+    source: str
+    step: str | None = None  # the step name, for a %%step cell
+    line: str = ""  # the %%step line's arguments
+    body: str = ""  # the %%step cell's body
+
+    @property
+    def control(self) -> bool:
+        lines = [ln.strip() for ln in self.source.splitlines()
+                 if ln.strip() and not ln.strip().startswith("#")]
+        return bool(lines) and all(ln.startswith(_CONTROL) for ln in lines)
+
+
+def notebook_cells(path: Path) -> list[Cell]:
+    """The code cells of a saved ``.ipynb``, with ``%%step`` cells parsed.
+
+    :raises OSError, ValueError: unreadable or not a notebook.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+        first, _, body = source.partition("\n")
+        if first.strip().startswith("%%step"):
+            line = first.strip()[len("%%step"):].strip()
+            words = _split(line)
+            name = next((w for w in words if not w.startswith("-")), "")
+            cells.append(Cell(i, source, step=name or None, line=line, body=body))
+        else:
+            cells.append(Cell(i, source))
+    return cells
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return line.split()
+
+
+@dataclass(slots=True)
+class Restored:
+    """The outcome of rebuilding a namespace from completed steps."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    steps: list[StepView] = field(default_factory=list)  # the steps whose state this is
+    stopped_at: StepView | None = None  # the first step whose entry could not be used
+    why: str = ""
+    nbytes: int = 0
+    saved: float = 0.0
+
+
+def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping[str, Any]) -> Restored:
+    """The namespace as it stood after ``steps`` (completed, in execution order).
+
+    Reads the store; does not touch ``namespace`` (functions are bound to it as globals,
+    classes are looked up in the state being built, then in it).
+    """
+    usable = list(steps)
+    stopped: tuple[StepView, str] | None = None
+    while True:
+        writer: dict[str, int | None] = {}
+        for i, step in enumerate(usable):
+            for name in step.outputs:
+                writer[name] = i
+            for name in step.deleted:
+                writer[name] = None
+        values: dict[str, Any] = {}
+        failed: int | None = None
+        for i in sorted({i for i in writer.values() if i is not None}):
+            try:
+                entry = store.get(usable[i].key or "")
+                if entry is None:
+                    raise CorruptEntry("its cache entry is gone (cleared?)")
+                payload = store.load(entry, namespace, ChainMap(values, namespace))
+            except (CorruptEntry, RestoreError, StoreError) as exc:
+                failed = i
+                stopped = (usable[i], str(exc))  # an earlier failure replaces a later one
+                break
+            for name, j in writer.items():
+                if j == i and name in payload["outputs"]:
+                    values[name] = payload["outputs"][name]
+        if failed is None:
+            break
+        usable = usable[:failed]
+    restored = Restored(values=values, deleted={n for n, j in writer.items() if j is None},
+                        steps=usable)
+    if stopped is not None:
+        restored.stopped_at, restored.why = stopped
+    restored.nbytes = sum(usable[j].outputs.get(n, 0) for n, j in writer.items() if j is not None)
+    restored.saved = sum(s.duration + s.saved for s in usable)
+    return restored
+
+
+def bind(namespace: MutableMapping[str, Any], restored: Restored,
+         also_remove: Iterable[str] = ()) -> None:
+    """Write a restored state into the namespace in one go."""
+    namespace.update(restored.values)
+    for name in set(restored.deleted) | set(also_remove):
+        if name not in restored.values:
+            namespace.pop(name, None)
+
+
+# -- plans ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class ResumePlan:
+    """What ``%resume`` found: the run, the state it can restore, what is left."""
+
+    run: RunView
+    restored: Restored
+    interrupted: list[StepView]  # steps of the run that started and never finished / failed
+    remaining: list[str]  # step names of the notebook not restored, in notebook order
+    cells: list[Cell] | None  # the saved notebook's code cells, when known
+
+
+def choose_run(all_runs: Mapping[str, RunView], run_id: str | None, current: str | None) -> RunView:
+    """The run to resume: ``run_id``, else the latest run (not this kernel's) with steps.
+
+    :raises StepUsageError: unknown id, or nothing to resume — naming what exists.
+    """
+    if run_id:
+        matches = [r for r in all_runs.values() if r.run == run_id or r.run.startswith(run_id)]
+        if len(matches) != 1:
+            known = ", ".join(list(all_runs)[-5:]) or "none"
+            what = "no run" if not matches else "more than one run starting with"
+            raise StepUsageError(f"{what} {run_id!r}; recent runs: {known}")
+        return matches[0]
+    candidates = [r for r in all_runs.values() if r.run != current and r.steps]
+    if not candidates:
+        raise StepUsageError("nothing to resume: no earlier run of this notebook has recorded "
+                             "a step (run some %%step cells first)")
+    return candidates[-1]
+
+
+def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
+                namespace: MutableMapping[str, Any], cells: list[Cell] | None) -> ResumePlan:
+    steps = chain(all_runs, run.run)
+    restored = restore_state(steps, store, namespace)
+    done = {s.name for s in restored.steps}
+    trouble = [s for s in run.steps if s.status in ("interrupted", "failed", "running")
+               and s.name not in done]
+    if cells is not None:
+        remaining = [c.step for c in cells if c.step and c.step not in done]
+    else:
+        remaining = list(dict.fromkeys(s.name for s in run.steps if s.name not in done))
+    return ResumePlan(run, restored, trouble, list(dict.fromkeys(remaining)), cells)
+
+
+def cells_to_run(cells: list[Cell], done: set[str], start: str | None = None) -> list[Cell]:
+    """Code cells from the first step not in ``done`` (or from step ``start``) to the end,
+    leaving out the cells that control resumable_nb itself."""
+    first = None
+    for i, cell in enumerate(cells):
+        if cell.step and (cell.step == start if start else cell.step not in done):
+            first = i
+            break
+    if first is None:
+        return []
+    return [c for c in cells[first:] if not c.control]

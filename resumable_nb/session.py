@@ -1,0 +1,355 @@
+"""One kernel's resumable_nb state: the store, the journal, the runner — and the actions
+that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin layer on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import location
+from .errors import StepUsageError, StoreError
+from .journal import Journal, RunView, StepView, chain
+from .resume import (
+    Cell,
+    ResumePlan,
+    bind,
+    cells_to_run,
+    choose_run,
+    notebook_cells,
+    plan_resume,
+    restore_state,
+)
+from .runner import StepRunner
+from .store import Store
+
+__all__ = ["ReplayStep", "Session"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStep:
+    """One line of a replay plan."""
+
+    name: str
+    source: str
+    header: str
+    verdict: str  # "will run" | "will hit" | "unknown (...)"
+
+
+class Session:
+    """Store, journal and runner for one shell; opened lazily, closed by ``close()``."""
+
+    def __init__(self, shell: Any, root: Callable[[], Path], key_file: Callable[[], Path | None],
+                 notice: Callable[[str], None]) -> None:
+        self.shell = shell
+        self._root = root
+        self._key_file = key_file
+        self._notice = notice
+        self._store: Store | None = None
+        self._store_opened = False
+        self._journal: Journal | None = None
+        self._told_holder: str | None = None
+        self.runner = StepRunner(shell, self.store, notice, self.journal)
+
+    # -- resources --------------------------------------------------------------------------
+    @property
+    def notebook(self) -> Path | None:
+        return location.notebook_path(self.shell.user_ns)
+
+    def store(self) -> Store | None:
+        """The open store, or None (caching off) after telling the user why, once."""
+        if not self._store_opened:
+            self._store_opened = True
+            try:
+                self._store = Store(self._root(), self._key_file())
+            except StoreError as exc:
+                self._notice(f"caching is off: {exc}. Steps still run.")
+        return self._store
+
+    def journal(self) -> Journal | None:
+        """This notebook's journal, held by this kernel; None while another kernel holds it
+        (said once per holder) or when the cache folder is unusable."""
+        if self.store() is None:
+            return None
+        if self._journal is None:
+            nb = self.notebook
+            self._journal = Journal(self._root(), str(nb) if nb else None)
+        try:
+            held = self._journal.acquire()
+        except OSError as exc:
+            self._notice(f"the run journal cannot be opened ({exc.strerror}); steps are not journaled")
+            return None
+        if not held:
+            if self._told_holder != self._journal.holder:
+                self._told_holder = self._journal.holder
+                self._notice(f"this notebook's run is held by another kernel, {self._journal.holder}: "
+                             "this kernel caches steps but does not journal them (stop that kernel "
+                             "to take over)")
+            return None
+        return self._journal
+
+    def close(self, status: str | None = None) -> None:
+        """End the run (completed, or failed if the last step failed) and release everything."""
+        if self._journal is not None:
+            if status is None:
+                last = self.runner.history[-1] if self.runner.history else None
+                status = "failed" if last is not None and last.status == "failed" else "completed"
+            self._journal.end_run(status)
+            self._journal.release()
+            self._journal = None
+        if self._store is not None:
+            self._store.close()
+        self._store = None
+        self._store_opened = False
+
+    def _require(self) -> tuple[Journal, Store]:
+        store = self.store()
+        if store is None:
+            raise StepUsageError("caching is off in this kernel (see the message above): nothing "
+                                 "to restore")
+        journal = self.journal()
+        if journal is None:
+            raise StepUsageError(f"another kernel holds this notebook's run "
+                                 f"({self._journal.holder if self._journal else '?'}): stop it first")
+        return journal, store
+
+    def _runs(self, journal: Journal) -> dict[str, RunView]:
+        runs, warning = journal.read()
+        if warning:
+            self._notice(warning)
+        return runs
+
+    def _cells(self) -> list[Cell] | None:
+        nb = self.notebook
+        if nb is None or not nb.is_file():
+            return None
+        try:
+            return notebook_cells(nb)
+        except (OSError, ValueError) as exc:
+            self._notice(f"could not read {nb.name} ({exc}); using the journal's sources")
+            return None
+
+    # -- %resume ----------------------------------------------------------------------------
+    def resume(self, run_id: str | None, run_rest: bool) -> ResumePlan:
+        """Restore the state of ``run_id`` (or the latest run) and start a run resuming it.
+
+        :raises StepUsageError: nothing to resume, unknown run, caching off.
+        """
+        journal, store = self._require()
+        runs = self._runs(journal)
+        run = choose_run(runs, run_id, journal.run_id)
+        cells = self._cells()
+        plan = plan_resume(runs, run, store, self.shell.user_ns, cells)
+        bind(self.shell.user_ns, plan.restored)
+        journal.start_run(resumed_from=run.run)
+        print(render_resume(plan, journal.run_id or ""))
+        if run_rest:
+            self._run_rest(plan)
+        return plan
+
+    def _run_rest(self, plan: ResumePlan) -> None:
+        __tracebackhide__ = True
+        done = {s.name for s in plan.restored.steps}
+        if plan.cells is not None:
+            todo = cells_to_run(plan.cells, done)
+        else:
+            sources = {s.name: s.source for s in plan.run.steps}
+            todo = [Cell(-1, "", step=name, line=name, body=sources[name])
+                    for name in plan.remaining if sources.get(name)]
+        if not todo:
+            print("Nothing left to run.")
+            return
+        for cell in todo:
+            self._run_cell(cell)
+
+    def _run_cell(self, cell: Cell, force: bool = False) -> None:
+        __tracebackhide__ = True
+        if cell.step:
+            args = _parse_step_line(cell.line)
+            value = self.runner.run(cell.step, cell.body, force=force or args["force"],
+                                    ignore=args["ignore"], header=f"%%step {cell.line}")
+        else:
+            value = self.runner.run_plain(cell.source)
+        if value is not None:  # a cell's result, shown as a display inside %resume / %replay
+            from IPython.display import display
+
+            display(value)
+
+    # -- %replay ----------------------------------------------------------------------------
+    def replay_plan(self, start: str, stop: str | None) -> tuple[list[StepView], int, list[ReplayStep]]:
+        """The completed steps of this kernel's run, where ``start`` last ran, and the plan.
+
+        :raises StepUsageError: unknown step names, nothing to replay.
+        """
+        journal, store = self._require()
+        runs = self._runs(journal)
+        steps = chain(runs, journal.run_id) if journal.run_id else []
+        names = list(dict.fromkeys(s.name for s in steps))
+        at = max((i for i, s in enumerate(steps) if s.name == start), default=None)
+        if at is None:
+            known = ", ".join(names) or "none yet: run or %resume some steps first"
+            raise StepUsageError(f"no completed step {start!r} in this kernel's run; completed: {known}")
+        cells = self._cells()
+        if cells is not None and any(c.step == start for c in cells):
+            first = next(i for i, c in enumerate(cells) if c.step == start)
+            seq = [(c.step or "", c.body, f"%%step {c.line}") for c in cells[first:] if c.step]
+        else:
+            last_source = {s.name: s.source for s in steps}
+            order = list(dict.fromkeys(s.name for s in steps[at:]))
+            seq = [(n, last_source[n], f"%%step {n}") for n in order]
+        if stop is not None:
+            stops = [i for i, (n, _, _) in enumerate(seq) if n == stop]
+            if not stops:
+                raise StepUsageError(f"--to {stop!r} is not a step at or after {start!r}; "
+                                     f"those are: {', '.join(n for n, _, _ in seq)}")
+            seq = seq[:stops[0] + 1]
+        last = {s.name: s for s in steps}
+        changed: set[str] = set()
+        plan = []
+        for i, (name, source, header) in enumerate(seq):
+            prior = last.get(name)
+            if i == 0:
+                verdict = "will run"
+            elif prior is None:
+                verdict = "will run (never ran in this run)"
+            elif set(prior.inputs) & changed:
+                verdict = f"unknown (reads {', '.join(sorted(set(prior.inputs) & changed))})"
+            elif prior.key and store.get(prior.key) is not None:
+                verdict = "will hit"
+            else:
+                verdict = "will run (no cache entry)"
+            if verdict != "will hit":
+                changed |= set(prior.outputs) | set(prior.deleted) if prior else set()
+            plan.append(ReplayStep(name, source, header, verdict))
+        return steps, at, plan
+
+    def replay(self, start: str, stop: str | None, dry_run: bool) -> list[ReplayStep]:
+        """Restore the state just before ``start`` last ran, then re-run it and what follows.
+
+        :raises StepUsageError: unknown step names, nothing to replay.
+        """
+        __tracebackhide__ = True
+        steps, at, plan = self.replay_plan(start, stop)
+        print(render_replay(plan, dry_run))
+        if dry_run:
+            return plan
+        store = self.store()
+        assert store is not None
+        before = restore_state(steps[:at], store, self.shell.user_ns)
+        if before.stopped_at is not None:
+            raise StepUsageError(f"cannot rebuild the state before {start!r}: step "
+                                 f"{before.stopped_at.name!r} could not be restored ({before.why})")
+        made_later = set()
+        for s in steps[at:]:
+            made_later |= set(s.outputs) | set(s.deleted)
+        # Names first made at or after `start` go; names a plain cell made stay as they are.
+        made_by_steps = {n for s in steps for n in (*s.outputs, *s.deleted)}
+        keep_plain = made_later - made_by_steps
+        bind(self.shell.user_ns, before, also_remove=made_later - set(before.values) - keep_plain)
+        for i, step in enumerate(plan):
+            self._run_cell(Cell(-1, "", step=step.name, line=step.header[len("%%step "):],
+                                body=step.source), force=i == 0)
+        return plan
+
+    def completed_steps(self) -> list[str]:
+        """Names of the completed steps of this kernel's run (restored ones included)."""
+        journal = self.journal()
+        if journal is None or journal.run_id is None:
+            return []
+        return list(dict.fromkeys(s.name for s in chain(self._runs(journal), journal.run_id)))
+
+    # -- %steps -----------------------------------------------------------------------------
+    def table(self) -> str:
+        journal = self.journal()
+        if journal is None:
+            return "No run journal in this kernel (see the message above)."
+        runs = self._runs(journal)
+        current = runs.get(journal.run_id or "")
+        return render_table(runs, current, self._cells())
+
+
+# -- rendering -------------------------------------------------------------------------------
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def render_resume(plan: ResumePlan, new_run: str) -> str:
+    run = plan.run
+    lines = [f"Resuming run {run.run} ({run.state}); this kernel's run is {new_run}."]
+    r = plan.restored
+    if r.steps:
+        names = list(dict.fromkeys(s.name for s in r.steps))
+        lines.append(f"Restored {len(names)} step{'s' * (len(names) != 1)} ({', '.join(names)}): "
+                     f"{len(r.values)} variable{'s' * (len(r.values) != 1)}, {_size(r.nbytes)}, "
+                     f"{r.saved:.1f} s of computing saved. No step was executed.")
+    else:
+        lines.append("Restored nothing: no completed step could be restored.")
+    if r.stopped_at is not None:
+        lines.append(f"Step '{r.stopped_at.name}' could not be restored ({r.why}): it and the "
+                     "steps after it are left to run.")
+    for s in plan.interrupted:
+        why = "the kernel died while it ran" if s.status == "interrupted" else s.error or s.status
+        lines.append(f"Step '{s.name}' was {s.status}: {why}.")
+    if plan.remaining:
+        lines.append(f"Left to run: {', '.join(plan.remaining)} — `%resume --run` runs them.")
+    else:
+        lines.append("Nothing left to run.")
+    return "\n".join(lines)
+
+
+def render_replay(plan: list[ReplayStep], dry_run: bool) -> str:
+    head = "Replay plan (dry run: nothing executed):" if dry_run else "Replaying:"
+    return "\n".join([head, *(f"  {p.name:<16} {p.verdict}" for p in plan)])
+
+
+_STATE_LABEL = {"ran": "ran", "cached": "restored from cache", "failed": "failed",
+                "interrupted": "interrupted", "running": "running"}
+
+
+def render_table(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | None) -> str:
+    """A plain-text table of the current run's steps (and the notebook's steps not run)."""
+    own = current.steps if current else []
+    inherited = chain(runs, current.resumed_from) if current and current.resumed_from else []
+    rows: dict[str, list[str]] = {}
+    for s in inherited:
+        rows[s.name] = [s.name, "restored (resume)", "0", f"{s.duration:.2f}",
+                        f"{s.duration + s.saved:.2f}", _outputs(s)]
+    for s in own:
+        attempts = sum(1 for o in own if o.name == s.name)
+        rows[s.name] = [s.name, _STATE_LABEL.get(s.status, s.status), str(attempts),
+                        f"{s.duration:.2f}", f"{s.saved:.2f}", _outputs(s)]
+    order = [c.step for c in cells if c.step] if cells else []
+    names = list(dict.fromkeys([*order, *rows]))
+    table = [["step", "state", "attempts", "seconds", "saved s", "outputs"]]
+    for name in names:
+        table.append(rows.get(name, [name, "not run", "0", "", "", ""]))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    title = f"run {current.run} ({current.state})" if current else "no run yet in this kernel"
+    if current and current.resumed_from:
+        title += f", resumed from {current.resumed_from}"
+    lines = [title] + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                       for row in table]
+    return "\n".join(lines)
+
+
+def _outputs(step: StepView) -> str:
+    return ", ".join(f"{n} ({_size(b)})" for n, b in sorted(step.outputs.items())) or "-"
+
+
+def _parse_step_line(line: str) -> dict[str, Any]:
+    words = line.split()
+    force = "--force" in words
+    ignore: list[str] = []
+    if "--ignore" in words:
+        for w in words[words.index("--ignore") + 1:]:
+            if w.startswith("-"):
+                break
+            ignore.append(w)
+    return {"force": force, "ignore": ignore}
+
