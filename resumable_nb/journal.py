@@ -43,10 +43,17 @@ __all__ = ["JOURNAL_VERSION", "Journal", "RunView", "StepView", "journal_path", 
 JOURNAL_VERSION = 1
 
 
+_last_micros = 0
+
+
 def new_run_id() -> str:
-    """Time-ordered and unique: ``20261122T031500.123456-9f2c1a``."""
-    now = time.time()
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}"
+    """Time-ordered and unique: ``20261122T031500.123456-9f2c1a`` (UTC, microseconds, strictly
+    increasing within a process; the random suffix separates processes)."""
+    global _last_micros
+    micros = max(time.time_ns() // 1000, _last_micros + 1)
+    _last_micros = micros
+    seconds, fraction = divmod(micros, 1_000_000)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{fraction:06d}"
     return f"{stamp}-{secrets.token_hex(3)}"
 
 

@@ -150,17 +150,27 @@ class Session:
         return plan
 
     def _run_rest(self, plan: ResumePlan) -> None:
+        """Run what is left: first the plain cells above the resume point (imports, helper
+        definitions, settings: the journal does not hold their effects), keeping the restored
+        values; then every cell from the first step left, in notebook order."""
         __tracebackhide__ = True
         done = {s.name for s in plan.restored.steps}
-        if plan.cells is not None:
-            todo = cells_to_run(plan.cells, done)
-        else:
+        if plan.cells is None:
             sources = {s.name: s.source for s in plan.run.steps}
             todo = [Cell(-1, "", step=name, line=name, body=sources[name])
                     for name in plan.remaining if sources.get(name)]
+            setup: list[Cell] = []
+        else:
+            todo = cells_to_run(plan.cells, done)
+            first = todo[0].index if todo else len(plan.cells)
+            setup = [c for c in plan.cells if c.index < first and not c.step and not c.control]
+        ns = self.shell.user_ns
+        for cell in setup:
+            self._run_cell(cell)
+            # A plain cell above must not undo a restored step (results = [] at the top).
+            ns.update({k: v for k, v in plan.restored.values.items() if ns.get(k) is not v})
         if not todo:
             print("Nothing left to run.")
-            return
         for cell in todo:
             self._run_cell(cell)
 
@@ -285,7 +295,7 @@ def render_resume(plan: ResumePlan, new_run: str) -> str:
     r = plan.restored
     if r.steps:
         names = list(dict.fromkeys(s.name for s in r.steps))
-        lines.append(f"Restored {len(names)} step{'s' * (len(names) != 1)} ({', '.join(names)}): "
+        lines.append(f"Restored {len(names)} step{'s' * (len(names) != 1)} ({_names(names)}): "
                      f"{len(r.values)} variable{'s' * (len(r.values) != 1)}, {_size(r.nbytes)}, "
                      f"{r.saved:.1f} s of computing saved. No step was executed.")
     else:
@@ -297,10 +307,16 @@ def render_resume(plan: ResumePlan, new_run: str) -> str:
         why = "the kernel died while it ran" if s.status == "interrupted" else s.error or s.status
         lines.append(f"Step '{s.name}' was {s.status}: {why}.")
     if plan.remaining:
-        lines.append(f"Left to run: {', '.join(plan.remaining)} — `%resume --run` runs them.")
+        lines.append(f"Left to run: {_names(plan.remaining)} — `%resume --run` runs them.")
     else:
         lines.append("Nothing left to run.")
     return "\n".join(lines)
+
+
+def _names(names: list[str], most: int = 8) -> str:
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most - 2])}, ... {names[-1]}"
 
 
 def render_replay(plan: list[ReplayStep], dry_run: bool) -> str:

@@ -80,6 +80,24 @@ class Kernel:
         reply = self.ok(f"print(repr({expression}))")
         return ast.literal_eval(reply.stdout.strip())
 
+    def run_until(self, code: str, marker: str, timeout: float = 60) -> None:
+        """Send ``code`` and return once ``marker`` shows on stdout (the cell keeps running)."""
+        self.kc.execute(code, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except Exception:  # queue.Empty
+                continue
+            if msg["msg_type"] == "stream":
+                seen += msg["content"]["text"]
+                if marker in seen:
+                    return
+            elif msg["msg_type"] == "error":
+                raise AssertionError(f"cell failed before {marker!r}: {msg['content']['ename']}")
+        raise AssertionError(f"{marker!r} never appeared; saw {seen!r}")
+
     @property
     def pid(self) -> int:
         return self.km.provisioner.pid  # type: ignore[union-attr]
