@@ -1,14 +1,17 @@
-"""The demo: run notebooks/quickstart.ipynb twice, headless, on a fresh cache.
+"""The demo: a notebook whose kernel dies mid-run, resumed in a new kernel.
 
-The first run computes every step; the second, in a brand-new kernel, restores them from
-the cache. Prints, per step, what happened and how long it took.
+1. Runs notebooks/crash_and_resume.ipynb headless (nbclient). Its third step kills its own
+   kernel the first time (a simulated out-of-memory kill).
+2. Starts a new kernel that runs ``%load_ext resumable_nb`` and ``%resume --run``.
+3. Prints, from the run journal, which steps ran and which were restored, and how long each
+   took.
 
-    make demo            # or: .venv/bin/python scripts/demo.py [NOTEBOOK]
+    make demo                  # or: .venv/bin/python scripts/demo.py
+    .venv/bin/python scripts/demo.py --quickstart    # the quickstart notebook, twice
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -17,58 +20,104 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 ROOT = Path(__file__).resolve().parent.parent
-_MARK = "RESUMABLE_NB_DEMO_SUMMARY="
-_SUMMARY = (
-    "import json as _json\n"
-    "_m = get_ipython()._resumable_nb_magics\n"
-    f"print({_MARK!r} + _json.dumps([dict(name=r.name, status=r.status, seconds=r.duration, "
-    "saved=r.saved) for r in _m.runner.history]))"
-)
+sys.path.insert(0, str(ROOT))
+
+from resumable_nb.journal import chain, journal_path, read_events, runs  # noqa: E402
 
 
-def run_once(path: Path, cache: Path) -> tuple[list[dict[str, object]], float]:
-    """Execute the notebook in a new kernel; return the per-step results and the wall time."""
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(_SUMMARY))
-    env = {**os.environ, "RESUMABLE_NB_DIR": str(cache), "MPLBACKEND": "agg"}
+def execute(nb: nbformat.NotebookNode, notebook: Path, cache: Path) -> float:
+    """Run ``nb`` in a new kernel as if it were ``notebook``; return the wall time."""
+    env = {**os.environ, "RESUMABLE_NB_DIR": str(cache), "RESUMABLE_NB_NOTEBOOK": str(notebook),
+           "MPLBACKEND": "agg"}
     client = NotebookClient(nb, kernel_name="python3", timeout=600,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(notebook.parent)}})
     start = time.perf_counter()
-    client.execute(env=env)
-    wall = time.perf_counter() - start
-    for output in nb.cells[-1].get("outputs", []):
-        text = output.get("text", "")
-        if _MARK in text:
-            return json.loads(text.split(_MARK, 1)[1]), wall
-    raise RuntimeError("the notebook did not report its steps")
+    try:
+        client.execute(env=env)
+    finally:
+        wall = time.perf_counter() - start
+    return wall
+
+
+def text_of(cell: nbformat.NotebookNode) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out["text"])
+        elif "text/plain" in out.get("data", {}):
+            parts.append(out["data"]["text/plain"] + "\n")
+    return "".join(parts)
+
+
+def crash_and_resume(notebook: Path, cache: Path) -> int:
+    print(f"notebook: {notebook.relative_to(ROOT)}   cache: {cache}\n")
+    print("1) first run, headless: the 'train' step kills its own kernel (a simulated OOM kill)")
+    nb = nbformat.read(notebook, as_version=4)
+    try:
+        wall = execute(nb, notebook, cache)
+    except DeadKernelError:
+        print("   the kernel died, as planned\n")
+    else:
+        print(f"   finished in {wall:.1f} s without dying: was the marker already there?\n")
+
+    print("2) a new kernel runs `%load_ext resumable_nb` and `%resume --run`:")
+    resume = nbformat.v4.new_notebook()
+    resume.cells = [nbformat.v4.new_code_cell("%load_ext resumable_nb"),
+                    nbformat.v4.new_code_cell("%resume --run")]
+    wall = execute(resume, notebook, cache)
+    for line in text_of(resume.cells[1]).rstrip().splitlines():
+        print(f"   | {line}")
+    print(f"   ({wall:.1f} s including kernel start)\n")
+
+    events, _ = read_events(journal_path(cache, str(notebook)))
+    all_runs = runs(events)
+    first, second = list(all_runs.values())[-2:]
+    print("3) what the journal says")
+    print(f"   run {first.run}: {first.state}")
+    print(f"   run {second.run}: {second.state}, resumed from {second.resumed_from}")
+    print(f"   {'step':<10} {'first run':<22} {'second run':<22}")
+    before = {s.name: s for s in first.steps}
+    after = {s.name: s for s in second.steps}
+    restored = {s.name for s in chain(all_runs, first.run)}
+    ok = second.state in ("completed", "running") and second.resumed_from == first.run
+    for name in dict.fromkeys([*before, *after]):
+        b = before.get(name)
+        a = after.get(name)
+        left = f"{b.status} {b.duration:.2f} s" if b else "-"
+        if a is not None:
+            right = f"{a.status} {a.duration:.2f} s"
+        elif name in restored:
+            right = "restored by %resume"
+        else:
+            right, ok = "missing!", False
+        print(f"   {name:<10} {left:<22} {right:<22}")
+    ok = ok and all(after.get(n) is None for n in restored) and "report" in after
+    print("\nNothing computed before the crash ran again." if ok else "\nUNEXPECTED: see above.")
+    return 0 if ok else 1
+
+
+def quickstart_twice(notebook: Path, cache: Path) -> int:
+    """The quickstart notebook twice: the second run restores every step."""
+    for label in ("first run", "second run (new kernel, same cache)"):
+        nb = nbformat.read(notebook, as_version=4)
+        wall = execute(nb, notebook, cache)
+        print(f"{label}: {wall:.1f} s")
+        events, _ = read_events(journal_path(cache, str(notebook)))
+        run = list(runs(events).values())[-1]
+        for s in run.steps:
+            print(f"  {s.name:<10} {s.status:<8} {s.duration:7.3f} s")
+    return 0
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else ROOT / "notebooks" / "quickstart.ipynb"
     with tempfile.TemporaryDirectory(prefix="resumable-nb-demo-") as tmp:
         cache = Path(tmp) / "cache"
-        print(f"notebook: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-        print(f"cache:    {cache} (fresh)\n")
-        runs = []
-        for label in ("first run (new kernel, empty cache)", "second run (new kernel, same cache)"):
-            steps, wall = run_once(path, cache)
-            runs.append(steps)
-            print(f"{label}: {wall:.1f} s in all")
-            for step in steps:
-                verb = "restored" if step["status"] == "restored" else step["status"]
-                extra = f"  (saved {step['saved']:.2f} s)" if step["status"] == "restored" else ""
-                print(f"  {step['name']:<10} {verb:<9} {step['seconds']:8.3f} s{extra}")
-            print()
-        first = {s["name"]: s for s in runs[0]}
-        second = {s["name"]: s for s in runs[1]}
-        ok = all(s["status"] == "restored" for s in second.values()) and second.keys() == first.keys()
-        ran = sum(float(s["seconds"]) for s in first.values())  # type: ignore[arg-type]
-        restored = sum(float(s["seconds"]) for s in second.values())  # type: ignore[arg-type]
-        print(f"steps: {ran:.2f} s computing on the first run, {restored:.3f} s restoring on the second.")
-        print("every step was restored on the second run" if ok else "NOT every step was restored!")
-        return 0 if ok else 1
+        if "--quickstart" in argv:
+            return quickstart_twice(ROOT / "notebooks" / "quickstart.ipynb", cache)
+        return crash_and_resume(ROOT / "notebooks" / "crash_and_resume.ipynb", cache)
 
 
 if __name__ == "__main__":
