@@ -240,10 +240,54 @@ class Store:
         return entry
 
     def keys(self) -> Iterator[str]:
-        return iter(self._index)
+        """Every key in the index (str keys only: a planted pickled key is skipped)."""
+        for key in self._index.iterkeys():
+            if isinstance(key, str):
+                yield key
+
+    def entries(self) -> Iterator[Entry]:
+        """Every verified manifest; unreadable ones are skipped (they read as misses)."""
+        for key in list(self.keys()):
+            try:
+                entry = self.get(key)
+            except CorruptEntry:
+                continue
+            if entry is not None:
+                yield entry
 
     def delete(self, key: str) -> None:
+        """Forget ``key``; its payload file goes too unless another entry shares it."""
+        try:
+            entry = self.get(key)
+        except CorruptEntry:
+            entry = None
         self._index.delete(key)
+        if entry is not None and not any(e.file == entry.file for e in self.entries()):
+            (self.root / "objects" / entry.file).unlink(missing_ok=True)
+
+    def delete_step(self, step: str) -> int:
+        """Forget every entry stored by the step named ``step``; return how many."""
+        keys = [e.key for e in self.entries() if e.step == step]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def gc(self, keep: set[str]) -> tuple[int, int]:
+        """Remove entries whose key is not in ``keep``, payload files no entry refers to, and
+        temp files of dead writers. Returns (entries removed, bytes freed)."""
+        removed = 0
+        for key in list(self.keys()):
+            if key not in keep:
+                self._index.delete(key)
+                removed += 1
+        used = {e.file for e in self.entries()}
+        freed = 0
+        for path in (self.root / "objects").glob("*.rnb"):
+            if path.name not in used:
+                freed += path.stat().st_size
+                path.unlink(missing_ok=True)
+        _sweep_tmp(self.root / "tmp")
+        return removed, freed
 
     # -- writing ------------------------------------------------------------------------
     def put(self, key: str, step: str, payload: Mapping[str, Any], namespace: Mapping[str, Any],

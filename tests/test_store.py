@@ -218,3 +218,22 @@ def test_a_read_only_cache_dir_is_refused_with_a_message(tmp_path: Path, _key_fi
             Store(ro, _key_file)
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_entries_delete_step_and_gc(store: Store) -> None:
+    put(store, "k1", {"a": np.arange(10)})
+    put(store, "k2", {"a": np.arange(10)})  # same content: one shared payload file
+    store.put("k3", "other", {"outputs": {"b": 1}, "deleted": (), "events": [], "result": None}, {},
+              outputs=("b",), deleted=(), duration=0.5)
+    assert {e.key for e in store.entries()} == {"k1", "k2", "k3"}
+    assert len(list((store.root / "objects").glob("*.rnb"))) == 2
+    store.delete("k1")
+    assert store.get("k1") is None
+    assert store.load(store.get("k2"), {})["outputs"]["a"].tolist() == list(range(10))
+    assert store.delete_step("step") == 1
+    assert {e.key for e in store.entries()} == {"k3"}
+    assert len(list((store.root / "objects").glob("*.rnb"))) == 1
+    (store.root / "objects" / "orphan.rnb").write_bytes(b"x" * 100)
+    removed, freed = store.gc(keep=set())
+    assert removed == 1 and freed >= 100
+    assert not list((store.root / "objects").glob("*.rnb"))
