@@ -29,7 +29,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ class StepView:
     reason: str = ""
     outputs: dict[str, int] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
-    inputs: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # name -> short fingerprint
 
     @property
     def complete(self) -> bool:
@@ -195,7 +195,8 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             step.reason = str(e.get("reason", ""))
             step.outputs = dict(e.get("outputs", {}))
             step.deleted = list(e.get("deleted", []))
-            step.inputs = list(e.get("inputs", []))
+            raw_inputs = e.get("inputs") or {}
+            step.inputs = dict(raw_inputs) if isinstance(raw_inputs, dict) else dict.fromkeys(raw_inputs, "")
             step.key = e.get("key")
         elif kind == "run_ended":
             run.ended = str(e.get("status", "completed"))
@@ -260,6 +261,7 @@ class Journal:
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self.holder: str | None = None  # who holds the notebook when we cannot
+        self.on_append: Callable[[], None] | None = None  # e.g. the panel's refresh
 
     # -- the hold ---------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -308,6 +310,9 @@ class Journal:
         os.write(self._fd, data)
         if durable:
             os.fsync(self._fd)
+        if self.on_append is not None:
+            with contextlib.suppress(Exception):  # a listener never breaks journaling
+                self.on_append()
 
     def start_run(self, resumed_from: str | None = None) -> str:
         """Begin a new run (ending the current one, if any, as completed)."""
@@ -336,7 +341,7 @@ class Journal:
     def step_finished(self, step: str, status: str, *, key: str | None, duration: float,
                       outputs: Mapping[str, int] | None = None, deleted: Iterable[str] = (),
                       error: str = "", saved: float = 0.0, reason: str = "",
-                      inputs: Iterable[str] = (),
+                      inputs: Mapping[str, str] | None = None,
                       started: tuple[str | None, str] | None = None) -> None:
         """Record the end of a step; a computed step's record is fsynced (it is then complete).
 
@@ -347,7 +352,7 @@ class Journal:
             "kind": "step_finished", "run": self.ensure_run(), "time": time.time(), "step": step,
             "status": status, "key": key, "duration": round(duration, 6), "saved": round(saved, 6),
             "outputs": dict(outputs or {}), "deleted": list(deleted), "error": error[:500],
-            "reason": reason[:500], "inputs": sorted(inputs),
+            "reason": reason[:500], "inputs": dict(sorted((inputs or {}).items())),
         })
         _faults.point("journal-before-finish")
         self._append(records, durable=status == "ran")

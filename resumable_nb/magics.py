@@ -145,7 +145,10 @@ class ResumableNB(Magics):
     @line_magic
     def steps(self, line: str) -> None:
         """Show this kernel's run: one row per step (state, attempts, duration, time saved,
-        outputs), with the notebook's steps that have not run yet.
+        outputs, why it ran), with the notebook's steps that have not run yet.
+
+        In Jupyter this is the run panel, with Resume / Replay from / Re-run / Clear / Refresh
+        controls, updated live as steps run; elsewhere a plain-text table.
 
         Example::
 
@@ -153,7 +156,10 @@ class ResumableNB(Magics):
         """
         if line.strip():
             raise UsageError("%steps takes no arguments")
-        print(self.session.table())
+        if self.session.widgets_available:
+            self.session.show_panel()
+        else:
+            print(self.session.table())
 
     def _parse(self, magic: Any, line: str, usage: str) -> Any:
         try:

@@ -65,7 +65,7 @@ class StepResult:
     outputs: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     notices: list[str] = field(default_factory=list)
-    inputs: tuple[str, ...] = ()
+    inputs: dict[str, str] = field(default_factory=dict)  # name -> short fingerprint
     output_sizes: dict[str, int] = field(default_factory=dict)
     error: str = ""
     source: str = ""
@@ -129,7 +129,7 @@ class StepRunner:
         code, analysis = self._analyse(name, body)
         result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
         inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
-        result.inputs = tuple(sorted(inputs))
+        result.inputs = {k: v[:16] for k, v in inputs.items()}
         store = self._store()
         key = None
         if uncacheable is None:

@@ -4,10 +4,11 @@ that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import location
 from .errors import StepUsageError, StoreError
@@ -24,6 +25,9 @@ from .resume import (
 )
 from .runner import StepRunner
 from .store import Store
+
+if TYPE_CHECKING:
+    from .widget import RunPanel
 
 __all__ = ["ReplayStep", "Session"]
 
@@ -51,6 +55,8 @@ class Session:
         self._store_opened = False
         self._journal: Journal | None = None
         self._told_holder: str | None = None
+        self._panels: weakref.WeakSet[RunPanel] = weakref.WeakSet()
+        self._size_cache: tuple[float, str] = (0.0, "")
         self.runner = StepRunner(shell, self.store, notice, self.journal)
 
     # -- resources --------------------------------------------------------------------------
@@ -76,6 +82,7 @@ class Session:
         if self._journal is None:
             nb = self.notebook
             self._journal = Journal(self._root(), str(nb) if nb else None)
+            self._journal.on_append = self._refresh_panels
         try:
             held = self._journal.acquire()
         except OSError as exc:
@@ -132,7 +139,7 @@ class Session:
             return None
 
     # -- %resume ----------------------------------------------------------------------------
-    def resume(self, run_id: str | None, run_rest: bool) -> ResumePlan:
+    def resume(self, run_id: str | None, run_rest: bool, show_panel: bool = True) -> ResumePlan:
         """Restore the state of ``run_id`` (or the latest run) and start a run resuming it.
 
         :raises StepUsageError: nothing to resume, unknown run, caching off.
@@ -145,6 +152,8 @@ class Session:
         bind(self.shell.user_ns, plan.restored)
         journal.start_run(resumed_from=run.run)
         print(render_resume(plan, journal.run_id or ""))
+        if show_panel and self.widgets_available:
+            self.show_panel()
         if run_rest:
             self._run_rest(plan)
         return plan
@@ -270,14 +279,85 @@ class Session:
             return []
         return list(dict.fromkeys(s.name for s in chain(self._runs(journal), journal.run_id)))
 
+    def rerun(self, name: str) -> None:
+        """Run one step again, ignoring its cache entry (the panel's Re-run)."""
+        __tracebackhide__ = True
+        cells = self._cells()
+        cell = next((c for c in cells or [] if c.step == name), None)
+        if cell is None:
+            journal, _ = self._require()
+            runs = self._runs(journal)
+            last = [s for r in runs.values() for s in r.steps if s.name == name]
+            if not last:
+                raise StepUsageError(f"no step {name!r} in the notebook or the journal")
+            cell = Cell(-1, "", step=name, line=name, body=last[-1].source)
+        self._run_cell(cell, force=True)
+
+    def clear_step(self, name: str) -> int:
+        """Delete every cache entry stored by step ``name``."""
+        store = self.store()
+        if store is None:
+            raise StepUsageError("caching is off in this kernel")
+        removed = store.delete_step(name)
+        print(f"[resumable_nb] removed {removed} cache entr{'y' if removed == 1 else 'ies'} of step '{name}'")
+        self._size_cache = (0.0, "")
+        return removed
+
+    # -- the panel ----------------------------------------------------------------------------
+    @property
+    def widgets_available(self) -> bool:
+        """A kernel with a frontend that may render widgets (not terminal IPython, not the
+        headless CLI): there the panel shows, elsewhere its text table does."""
+        import os
+
+        return (type(self.shell).__name__ == "ZMQInteractiveShell"
+                and not os.environ.get("RESUMABLE_NB_HEADLESS"))
+
+    def show_panel(self) -> RunPanel:
+        from IPython.display import display
+
+        from .widget import RunPanel
+
+        panel = RunPanel(self)
+        self._panels.add(panel)
+        display(panel)
+        return panel
+
+    def _refresh_panels(self) -> None:
+        for panel in list(self._panels):
+            panel.refresh()
+
+    def panel_state(self) -> dict[str, Any]:
+        """What the panel shows: this kernel's run, or else the latest run with steps."""
+        journal = self.journal()
+        runs = self._runs(journal) if journal is not None else {}
+        run = runs.get(journal.run_id or "") if journal is not None else None
+        own = run is not None and bool(run.steps or run.resumed_from)
+        if not own:
+            with_steps = [r for r in runs.values() if r.steps]
+            run = with_steps[-1] if with_steps else run
+        cells = self._cells()
+        return {"run": run, "runs": runs, "cells": cells, "own": own,
+                "notebook": str(self.notebook) if self.notebook else None,
+                "cache_size": self._cache_size(), "text": render_table(runs, run, cells)}
+
+    def _cache_size(self) -> str:
+        import time
+
+        when, text = self._size_cache
+        if time.monotonic() - when < 5 and text:
+            return text
+        store = self.store()
+        text = _size(store.size_on_disk()) if store is not None else "caching off"
+        self._size_cache = (time.monotonic(), text)
+        return text
+
     # -- %steps -----------------------------------------------------------------------------
     def table(self) -> str:
         journal = self.journal()
         if journal is None:
             return "No run journal in this kernel (see the message above)."
-        runs = self._runs(journal)
-        current = runs.get(journal.run_id or "")
-        return render_table(runs, current, self._cells())
+        return str(self.panel_state()["text"])
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -324,29 +404,22 @@ def render_replay(plan: list[ReplayStep], dry_run: bool) -> str:
     return "\n".join([head, *(f"  {p.name:<16} {p.verdict}" for p in plan)])
 
 
-_STATE_LABEL = {"ran": "ran", "cached": "restored from cache", "failed": "failed",
-                "interrupted": "interrupted", "running": "running"}
-
-
 def render_table(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | None) -> str:
-    """A plain-text table of the current run's steps (and the notebook's steps not run)."""
-    own = current.steps if current else []
-    inherited = chain(runs, current.resumed_from) if current and current.resumed_from else []
-    rows: dict[str, list[str]] = {}
-    for s in inherited:
-        rows[s.name] = [s.name, "restored (resume)", "0", f"{s.duration:.2f}",
-                        f"{s.duration + s.saved:.2f}", _outputs(s)]
-    for s in own:
-        attempts = sum(1 for o in own if o.name == s.name)
-        rows[s.name] = [s.name, _STATE_LABEL.get(s.status, s.status), str(attempts),
-                        f"{s.duration:.2f}", f"{s.saved:.2f}", _outputs(s)]
-    order = [c.step for c in cells if c.step] if cells else []
-    names = list(dict.fromkeys([*order, *rows]))
-    table = [["step", "state", "attempts", "seconds", "saved s", "outputs"]]
-    for name in names:
-        table.append(rows.get(name, [name, "not run", "0", "", "", ""]))
+    """A plain-text table of a run's steps (and the notebook's steps not run yet)."""
+    from .widget import rows
+
+    if current is not None:
+        table_rows = rows(runs, current, cells)
+    else:
+        table_rows = []
+    table = [["step", "state", "attempts", "seconds", "saved s", "outputs", "why it ran"]]
+    for r in table_rows:
+        table.append([r.name, r.state, str(r.attempts), "" if r.seconds is None else f"{r.seconds:.2f}",
+                      "" if not r.saved else f"{r.saved:.2f}", r.outputs or "-", r.reason])
+    if current is None and cells:
+        table.extend([c.step or "", "not yet run", "0", "", "", "", ""] for c in cells if c.step)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    title = f"run {current.run} ({current.state})" if current else "no run yet in this kernel"
+    title = f"run {current.run} ({current.state})" if current else "no run yet"
     if current and current.resumed_from:
         title += f", resumed from {current.resumed_from}"
     lines = [title] + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -1,0 +1,295 @@
+"""The run panel: an ipywidgets view of the run, live from journal events, with controls.
+
+Every control has an accessible name (its description / tooltip) and a stable CSS class
+(``rnb-...``) so that tests and users' own tooling can find it. Callbacks never raise into
+the kernel: an error shows as one line in the panel's own output area.
+
+Where no widget frontend is present (terminal IPython, nbclient), the panel's ``text/plain``
+is the same table as ``%steps`` prints.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+if TYPE_CHECKING:
+    from .journal import RunView, StepView
+    from .resume import Cell
+    from .session import Session
+
+__all__ = ["Row", "RunPanel", "rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One step's line in the panel (and in ``%steps``)."""
+
+    name: str
+    state: str  # ran | restored from cache | restored (resume) | failed | interrupted | running
+    # | not yet run | stale
+    attempts: int
+    seconds: float | None
+    saved: float | None
+    outputs: str
+    reason: str
+
+
+def rows(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | None) -> list[Row]:
+    """The rows of a run: its own steps, those it resumed, and the notebook's steps not run."""
+    from .journal import chain
+
+    own = current.steps if current else []
+    inherited = chain(runs, current.resumed_from) if current and current.resumed_from else []
+    history: dict[str, list[StepView]] = {}
+    for s in [*inherited, *own]:
+        history.setdefault(s.name, []).append(s)
+    out: dict[str, Row] = {}
+    for name, views in history.items():
+        last = views[-1]
+        attempts = sum(1 for s in own if s.name == name)
+        if last in inherited:
+            state = "restored (resume)"
+        else:
+            state = {"cached": "restored from cache"}.get(last.status, last.status)
+        out[name] = Row(name, state, attempts, last.duration,
+                        last.saved if last.status == "cached" else
+                        (last.duration + last.saved if last in inherited else None),
+                        _outputs(last), _reason(views))
+    order = [c.step for c in cells if c.step] if cells else []
+    sources = {c.step: c.body for c in cells if c.step} if cells else {}
+    result = []
+    for name in dict.fromkeys([*order, *out]):
+        row = out.get(name)
+        if row is None:
+            result.append(Row(name, "not yet run", 0, None, None, "", ""))
+            continue
+        last = history[name][-1]
+        if name in sources and sources[name].strip() != last.source.strip() and row.state != "running":
+            row = Row(row.name, "stale", row.attempts, row.seconds, row.saved, row.outputs,
+                      "its code in the notebook differs from the last run")
+        result.append(row)
+    return result
+
+
+def _outputs(step: StepView) -> str:
+    from .session import _size
+
+    return ", ".join(f"{n} ({_size(b)})" for n, b in sorted(step.outputs.items()))
+
+
+def _reason(views: list[StepView]) -> str:
+    """Why the last execution was a miss, when the journal tells."""
+    last = views[-1]
+    if last.status == "failed":
+        return last.error
+    if last.status == "interrupted":
+        return "the kernel died while it ran"
+    if last.status != "ran":
+        return ""
+    earlier = [v for v in views[:-1] if v.status in ("ran", "cached")]
+    if last.reason == "--force":
+        return "re-run on request (--force)"
+    if earlier:
+        prev = earlier[-1]
+        if prev.source.strip() != last.source.strip():
+            return "its code changed"
+        changed = sorted(n for n in set(prev.inputs) | set(last.inputs)
+                         if prev.inputs.get(n) != last.inputs.get(n))
+        if changed:
+            return f"input {', '.join(changed[:3])} changed"
+    return last.reason
+
+
+_BADGE = {
+    "ran": ("#1a7f37", "ran"), "restored from cache": ("#0969da", "restored"),
+    "restored (resume)": ("#0969da", "restored (resume)"), "failed": ("#cf222e", "failed"),
+    "interrupted": ("#bc4c00", "interrupted"), "running": ("#8250df", "running"),
+    "not yet run": ("#6e7781", "not yet run"), "stale": ("#9a6700", "stale"),
+}
+
+
+class RunPanel(w.VBox):
+    """The panel. ``refresh()`` rebuilds it from the journal; the session calls it on every
+    journal event, so rows update while steps run, from any cell."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.header = w.HTML().add_class("rnb-header")
+        self.table = w.HTML().add_class("rnb-table")
+        self.step_choice = w.Dropdown(description="Step", options=[],
+                                      layout=w.Layout(width="260px")).add_class("rnb-step-choice")
+        self.buttons = {
+            "resume": _button("Resume", "Restore the last run and run what is left", "play",
+                              "rnb-resume", self._on_resume),
+            "replay": _button("Replay from step", "Restore the state before the chosen step and "
+                              "re-run from there", "redo", "rnb-replay", self._on_replay),
+            "rerun": _button("Re-run step", "Run the chosen step again, ignoring its cache entry",
+                             "refresh", "rnb-rerun", self._on_rerun),
+            "clear": _button("Clear step cache", "Delete the chosen step's cache entries", "trash",
+                             "rnb-clear", self._on_clear),
+            "refresh": _button("Refresh", "Read the journal again", "sync", "rnb-refresh",
+                               lambda: self.refresh()),
+        }
+        self.question = w.HTML().add_class("rnb-question")
+        self.confirm = _button("Yes, do it", "Confirm the action", "check", "rnb-confirm",
+                               self._on_confirm)
+        self.cancel = _button("Cancel", "Cancel the action", "times", "rnb-cancel", self._on_cancel)
+        self.confirm_box = w.HBox([self.question, self.confirm, self.cancel]).add_class(
+            "rnb-confirm-box")
+        self.confirm_box.layout.display = "none"
+        self.out = w.Output().add_class("rnb-output")
+        self._pending: Callable[[], Any] | None = None
+        controls = w.HBox([self.buttons["resume"], self.step_choice, self.buttons["replay"],
+                           self.buttons["rerun"], self.buttons["clear"], self.buttons["refresh"]],
+                          layout=w.Layout(flex_flow="row wrap")).add_class("rnb-controls")
+        super().__init__([self.header, self.table, controls, self.confirm_box, self.out])
+        self.add_class("rnb-panel")
+        self._text = ""
+        self.refresh()
+
+    # -- view ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Rebuild header and rows from the journal (never raises)."""
+        try:
+            self._refresh()
+        except Exception as exc:  # noqa: BLE001 - the panel must never break the kernel
+            self._say(f"could not read the run: {type(exc).__name__}: {exc}")
+
+    def _refresh(self) -> None:
+        info = self.session.panel_state()
+        run, runs, cells = info["run"], info["runs"], info["cells"]
+        table_rows = rows(runs, run, cells) if run is not None else \
+            [Row(c.step or "", "not yet run", 0, None, None, "", "") for c in cells or [] if c.step]
+        head = [f"<b>notebook</b> {html.escape(info['notebook'] or '(unknown)')}"]
+        if run is not None:
+            head.append(f"<b>run</b> <code class='rnb-run-id'>{html.escape(run.run)}</code>")
+            if run.resumed_from:
+                head.append(f"<b>resumed from</b> <code>{html.escape(run.resumed_from)}</code>")
+            head.append(f"<b>state</b> <span class='rnb-run-state'>{html.escape(run.state)}</span>")
+            if not info["own"]:
+                head.append("<i>(the latest run; this kernel has not run a step yet)</i>")
+        else:
+            head.append("<b>run</b> none yet")
+        head.append(f"<b>cache</b> {html.escape(info['cache_size'])}")
+        self.header.value = " &nbsp;·&nbsp; ".join(head)
+        self.table.value = _table_html(table_rows)
+        self._text = info["text"]
+        names = [r.name for r in table_rows]
+        current = self.step_choice.value
+        self.step_choice.options = names
+        if current in names:
+            self.step_choice.value = current
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = self._text or bundle.get("text/plain", "")
+        return bundle
+
+    # -- actions ------------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        # append_stdout, not print: it lands in the widget's state whether or not a frontend
+        # routes messages, so it shows in any view of the panel (and tests can read it).
+        self.out.append_stdout(f"[resumable_nb] {text}\n")
+
+    def _run(self, action: Callable[[], Any]) -> None:
+        """Run an action with its output in the panel; an error becomes one line there."""
+        error = None
+        with self.out:
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - the panel must never break the kernel
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                error = f"error: {type(exc).__name__}: {first}"
+        if error:
+            self._say(error)
+        self.refresh()
+
+    def _ask(self, question: str, action: Callable[[], Any]) -> None:
+        self._pending = action
+        self.question.value = f"<b>{html.escape(question)}</b>"
+        self.confirm_box.layout.display = "flex"
+
+    def _on_confirm(self) -> None:
+        action, self._pending = self._pending, None
+        self.confirm_box.layout.display = "none"
+        if action is not None:
+            self._run(action)
+
+    def _on_cancel(self) -> None:
+        self._pending = None
+        self.confirm_box.layout.display = "none"
+
+    def _chosen(self) -> str:
+        name = self.step_choice.value
+        if not name:
+            raise ValueError("choose a step first")
+        return str(name)
+
+    def _on_resume(self) -> None:
+        self.out.clear_output()
+        self._run(lambda: self.session.resume(None, True, show_panel=False))
+
+    def _on_replay(self) -> None:
+        name = self._chosen_or_say()
+        if name:
+            self._ask(f"Replay from '{name}'? Its state is restored and it and the steps after "
+                      "it run again.", lambda: self.session.replay(name, None, False))
+
+    def _on_rerun(self) -> None:
+        name = self._chosen_or_say()
+        if name:
+            self._ask(f"Re-run '{name}', ignoring its cache entry?", lambda: self.session.rerun(name))
+
+    def _on_clear(self) -> None:
+        name = self._chosen_or_say()
+        if name:
+            self._ask(f"Delete every cache entry of '{name}'?", lambda: self.session.clear_step(name))
+
+    def _chosen_or_say(self) -> str | None:
+        try:
+            return self._chosen()
+        except ValueError as exc:
+            self._say(str(exc))
+            return None
+
+
+def _button(label: str, tooltip: str, icon: str, css: str, callback: Callable[[], Any]) -> w.Button:
+    button = w.Button(description=label, tooltip=tooltip, icon=icon,
+                      layout=w.Layout(width="auto")).add_class(css)
+
+    def clicked(_: Any) -> None:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001, S110 - never into the kernel (actions report via _run)
+            pass
+
+    button.on_click(clicked)
+    return button
+
+
+def _table_html(table_rows: list[Row]) -> str:
+    head = ("<tr><th>state</th><th>step</th><th>attempts</th><th>last run</th><th>saved</th>"
+            "<th>outputs</th><th>why it ran</th></tr>")
+    body = []
+    for r in table_rows:
+        color, label = _BADGE.get(r.state, ("#6e7781", r.state))
+        state_css = r.state.split(" ")[0].replace("(", "")
+        body.append(
+            f"<tr class='rnb-row rnb-state-{state_css}' data-step='{html.escape(r.name)}'>"
+            f"<td><span class='rnb-state' style='background:{color};color:white;border-radius:4px;"
+            f"padding:1px 6px'>{html.escape(label)}</span></td>"
+            f"<td class='rnb-name'><code>{html.escape(r.name)}</code></td>"
+            f"<td class='rnb-attempts'>{r.attempts}</td>"
+            f"<td class='rnb-seconds'>{'' if r.seconds is None else f'{r.seconds:.2f} s'}</td>"
+            f"<td class='rnb-saved'>{'' if not r.saved else f'{r.saved:.2f} s'}</td>"
+            f"<td class='rnb-outputs'>{html.escape(r.outputs)}</td>"
+            f"<td class='rnb-reason'>{html.escape(r.reason)}</td></tr>")
+    return ("<table class='rnb-steps' style='border-collapse:collapse'>" + head + "".join(body)
+            + "</table>")
+
