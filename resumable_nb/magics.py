@@ -31,6 +31,11 @@ class ResumableNB(Magics):
         "~/.config/resumable_nb/hmac.key."
     ).tag(config=True)
     verbose = Bool(True, help="Print a line when a step is restored from the cache.").tag(config=True)
+    lazy_arrays = Bool(
+        False, help="Restore array buffers by mapping the cache file copy-on-write instead of "
+        "reading it: a 1 GiB array in milliseconds, pages read on first use, writes stay private. "
+        "Their MACs are then not checked (the pickle stream's always is)."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Set before traitlets applies the config: its observers below run during __init__.
@@ -39,6 +44,7 @@ class ResumableNB(Magics):
         self.runner = self.session.runner
         super().__init__(shell=shell, **kwargs)
         self.runner.verbose = self.verbose
+        self.runner.lazy = self.lazy_arrays
 
     @property
     def root(self) -> Path:
@@ -55,6 +61,10 @@ class ResumableNB(Magics):
     @observe("verbose")
     def _verbose_changed(self, change: Any) -> None:
         self.runner.verbose = bool(change["new"])
+
+    @observe("lazy_arrays")
+    def _lazy_changed(self, change: Any) -> None:
+        self.runner.lazy = bool(change["new"])
 
     # -- magics -----------------------------------------------------------------------------
     @magic_arguments()

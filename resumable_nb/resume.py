@@ -96,7 +96,8 @@ class Restored:
     saved: float = 0.0
 
 
-def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping[str, Any]) -> Restored:
+def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping[str, Any],
+                  lazy: bool = False) -> Restored:
     """The namespace as it stood after ``steps`` (completed, in execution order).
 
     Reads the store; does not touch ``namespace`` (functions are bound to it as globals,
@@ -118,7 +119,7 @@ def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping
                 entry = store.get(usable[i].key or "")
                 if entry is None:
                     raise CorruptEntry("its cache entry is gone (cleared?)")
-                payload = store.load(entry, namespace, ChainMap(values, namespace))
+                payload = store.load(entry, namespace, ChainMap(values, namespace), lazy=lazy)
             except (CorruptEntry, RestoreError, StoreError) as exc:
                 failed = i
                 stopped = (usable[i], str(exc))  # an earlier failure replaces a later one
@@ -179,9 +180,10 @@ def choose_run(all_runs: Mapping[str, RunView], run_id: str | None, current: str
 
 
 def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
-                namespace: MutableMapping[str, Any], cells: list[Cell] | None) -> ResumePlan:
+                namespace: MutableMapping[str, Any], cells: list[Cell] | None,
+                lazy: bool = False) -> ResumePlan:
     steps = chain(all_runs, run.run)
-    restored = restore_state(steps, store, namespace)
+    restored = restore_state(steps, store, namespace, lazy)
     done = {s.name for s in restored.steps}
     trouble = [s for s in run.steps if s.status in ("interrupted", "failed", "running")
                and s.name not in done]

@@ -108,6 +108,7 @@ class StepRunner:
         self._parsed: OrderedDict[str, tuple[str, CellAnalysis]] = OrderedDict()
         self.history: list[StepResult] = []
         self.verbose = True
+        self.lazy = False  # map restored arrays copy-on-write instead of reading them
 
     # -- entry point --------------------------------------------------------------------
     def run(self, name: str, body: str, *, force: bool = False, ignore: Iterable[str] = (),
@@ -232,7 +233,7 @@ class StepRunner:
             if entry is None:
                 result.reason = "no cache entry for this code and these inputs"
                 return False, None
-            payload = store.load(entry, self.shell.user_ns)
+            payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
         except (CorruptEntry, RestoreError) as exc:
             corrupt = isinstance(exc, CorruptEntry)
             what = "cache entry is corrupt" if corrupt else "cache entry cannot be restored"

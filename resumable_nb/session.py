@@ -148,7 +148,7 @@ class Session:
         runs = self._runs(journal)
         run = choose_run(runs, run_id, journal.run_id)
         cells = self._cells()
-        plan = plan_resume(runs, run, store, self.shell.user_ns, cells)
+        plan = plan_resume(runs, run, store, self.shell.user_ns, cells, self.runner.lazy)
         bind(self.shell.user_ns, plan.restored)
         journal.start_run(resumed_from=run.run)
         print(render_resume(plan, journal.run_id or ""))
@@ -256,7 +256,7 @@ class Session:
             return plan
         store = self.store()
         assert store is not None
-        before = restore_state(steps[:at], store, self.shell.user_ns)
+        before = restore_state(steps[:at], store, self.shell.user_ns, self.runner.lazy)
         if before.stopped_at is not None:
             raise StepUsageError(f"cannot rebuild the state before {start!r}: step "
                                  f"{before.stopped_at.name!r} could not be restored ({before.why})")

@@ -6,10 +6,14 @@ Layout under the cache root (created 0700)::
     objects/  content-addressed payload files: <hmac>.rnb
     tmp/      payloads being written; renamed into objects/ only when complete
 
-A payload file is one pickle stream (protocol 5) followed by its out-of-band buffers, each
-aligned to 64 bytes. Its size and HMAC-SHA256 are in the manifest; the manifest itself is
-signed. Nothing is unpickled before both checks pass, so a torn, flipped or planted file
-reads as :class:`~resumable_nb.errors.CorruptEntry` (a miss), never as a wrong value.
+A payload file is one pickle stream (protocol 5) followed by its out-of-band buffers (array
+data), each aligned to 64 bytes. The manifest holds the file's size, an HMAC-SHA256 of the
+pickle stream and a keyed BLAKE3 MAC of every buffer (8 GB/s on two cores, where HMAC-SHA256
+manages 1.6: the MACs of a 1 GiB array would otherwise cost more than reading it); the
+manifest itself is HMAC-signed. Nothing is unpickled before every check passes, so a torn,
+flipped or planted file reads as :class:`~resumable_nb.errors.CorruptEntry` (a miss), never
+as a wrong value. (The opt-in lazy restore maps buffers without reading them, so it skips
+their MACs — never the pickle stream's.)
 
 Write order: payload to ``tmp/`` -> fsync -> rename into ``objects/`` -> fsync the folder ->
 index entry (one SQLite transaction, synchronous=FULL). A crash at any point leaves either
@@ -22,6 +26,7 @@ import errno
 import hashlib
 import hmac
 import json
+import mmap
 import os
 import pickle
 import secrets
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blake3
 import diskcache
 import diskcache.core
 
@@ -42,7 +48,7 @@ from .errors import CorruptEntry, RestoreError, StoreError
 
 __all__ = ["Entry", "Store", "default_key_file", "output_sizes"]
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 _ALIGN = 64
 _CHUNK = 1 << 24
 
@@ -57,7 +63,7 @@ class Entry:
     size: int
     digest: str
     pickle_len: int
-    buffers: tuple[tuple[int, int], ...]
+    buffers: tuple[tuple[int, int, str], ...]  # (offset, length, keyed BLAKE3 MAC)
     outputs: tuple[str, ...]
     deleted: tuple[str, ...]
     output_sizes: Mapping[str, int]
@@ -81,7 +87,8 @@ class Entry:
     def from_json(cls, d: Mapping[str, Any]) -> Entry:
         return cls(
             key=d["key"], step=d["step"], file=d["file"], size=int(d["size"]), digest=d["digest"],
-            pickle_len=int(d["pickle_len"]), buffers=tuple((int(a), int(b)) for a, b in d["buffers"]),
+            pickle_len=int(d["pickle_len"]),
+            buffers=tuple((int(a), int(b), str(c)) for a, b, c in d["buffers"]),
             outputs=tuple(d["outputs"]), deleted=tuple(d["deleted"]),
             output_sizes=dict(d["output_sizes"]), duration=float(d["duration"]),
             created=float(d["created"]), python=d["python"], version=int(d["version"]),
@@ -156,9 +163,9 @@ def _check_dir(path: Path) -> None:
 
 
 class _HashingWriter:
-    """Writes to a file while feeding an HMAC and counting bytes."""
+    """Writes to a file while feeding an HMAC (while there is one) and counting bytes."""
 
-    def __init__(self, f: Any, mac: hmac.HMAC) -> None:
+    def __init__(self, f: Any, mac: hmac.HMAC | None) -> None:
         self.f = f
         self.mac = mac
         self.pos = 0
@@ -167,7 +174,8 @@ class _HashingWriter:
         view = memoryview(data).cast("B")
         for start in range(0, len(view), _CHUNK):
             chunk = view[start:start + _CHUNK]
-            self.mac.update(chunk)
+            if self.mac is not None:
+                self.mac.update(chunk)
             self.f.write(chunk)
         self.pos += len(view)
         return len(view)
@@ -193,6 +201,7 @@ class Store:
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
             _sweep_tmp(self.root / "tmp")
             self._key = _load_key(key_file or default_key_file())
+            self._buffer_key = hmac.new(self._key, b"resumable_nb buffer MAC v1", hashlib.sha256).digest()
             self._index = diskcache.Cache(
                 str(self.root / "index"), disk=_SafeDisk, eviction_policy="none",
                 disk_min_file_size=2**31, sqlite_synchronous=2, size_limit=2**62,
@@ -311,18 +320,20 @@ class Store:
                 _faults.point("payload-before-write")
                 serialize.dump(payload, w, namespace, buffer_callback=buffers.append)
                 pickle_len = w.pos
+                digest = mac.hexdigest()
+                w.mac = None  # buffers get their own (faster) MACs
                 spans = []
                 for buf in buffers:
                     w.pad()
                     view = _raw(buf)
-                    spans.append((w.pos, view.nbytes))
+                    spans.append((w.pos, view.nbytes, self._buffer_mac(view)))
                     w.write(view)
                     _faults.point("payload-mid-write")
                 f.flush()
                 os.fsync(f.fileno())
                 size = w.pos
-            digest = mac.hexdigest()
-            final = self.root / "objects" / f"{digest}.rnb"
+            name = self._buffer_mac(json.dumps([digest, spans]).encode())
+            final = self.root / "objects" / f"{name}.rnb"
             _faults.point("payload-before-rename")
             os.replace(tmp, final)
             _fsync_dir(final.parent)
@@ -351,33 +362,43 @@ class Store:
         return entry
 
     # -- reading ------------------------------------------------------------------------
+    def _buffer_mac(self, data: Any) -> str:
+        return blake3.blake3(data, key=self._buffer_key, max_threads=blake3.blake3.AUTO).hexdigest()
+
     def load(self, entry: Entry, namespace: MutableMapping[str, Any],
-             classes: Mapping[str, Any] | None = None) -> Any:
+             classes: Mapping[str, Any] | None = None, *, lazy: bool = False) -> Any:
         """Read, verify and unpickle an entry's payload.
+
+        ``lazy``: map array buffers copy-on-write instead of reading them (a 1 GiB array in
+        milliseconds; writes to it stay private). Their MACs are then not checked; the pickle
+        stream's always is.
 
         :raises CorruptEntry: missing, truncated or altered file, or an unpickling error.
         :raises RestoreError: the payload refers to a notebook class that changed.
         """
         path = self.root / "objects" / entry.file
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
         try:
             with open(path, "rb", buffering=0) as f:
                 if os.fstat(f.fileno()).st_size != entry.size:
                     raise CorruptEntry(f"payload {entry.file} has the wrong size (truncated?)")
-                data = _read_exact(f, entry.pickle_len, mac)
-                pos = entry.pickle_len
-                buffers: list[bytearray] = []
-                for offset, length in entry.buffers:
-                    if offset > pos:
-                        _read_exact(f, offset - pos, mac)
-                    buffers.append(_read_exact(f, length, mac))
-                    pos = offset + length
+                data = _read_exact(f, 0, entry.pickle_len)
+                if not hmac.compare_digest(
+                        hmac.new(self._key, data, hashlib.sha256).hexdigest(), entry.digest):
+                    raise CorruptEntry(f"payload {entry.file} failed its integrity check")
+                buffers: list[Any] = []
+                if lazy and entry.buffers:
+                    mapped = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY))
+                    buffers = [mapped[off:off + length] for off, length, _ in entry.buffers]
+                else:
+                    for offset, length, buffer_mac in entry.buffers:
+                        buf = _read_exact(f, offset, length)
+                        if not hmac.compare_digest(self._buffer_mac(buf), buffer_mac):
+                            raise CorruptEntry(f"payload {entry.file} failed its integrity check")
+                        buffers.append(buf)
         except FileNotFoundError:
             raise CorruptEntry(f"payload {entry.file} is missing") from None
         except OSError as exc:
             raise CorruptEntry(f"payload {entry.file} could not be read ({exc.strerror})") from None
-        if not hmac.compare_digest(mac.hexdigest(), entry.digest):
-            raise CorruptEntry(f"payload {entry.file} failed its integrity check")
         try:
             return serialize.load(data, buffers, namespace, classes)
         except (CorruptEntry, StoreError, RestoreError):
@@ -411,16 +432,16 @@ def _raw(buf: pickle.PickleBuffer) -> memoryview:
         return memoryview(bytes(buf))
 
 
-def _read_exact(f: Any, n: int, mac: hmac.HMAC) -> bytearray:
+def _read_exact(f: Any, offset: int, n: int) -> bytearray:
+    """``n`` bytes at ``offset``, read straight into fresh memory (no intermediate copy)."""
     out = bytearray(n)
     view = memoryview(out)
     got = 0
     while got < n:
-        k = f.readinto(view[got:got + _CHUNK])
+        k = os.preadv(f.fileno(), [view[got:got + _CHUNK]], offset + got)
         if not k:
             raise CorruptEntry("payload ended early (truncated)")
         got += k
-    mac.update(out)
     return out
 
 

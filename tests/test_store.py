@@ -42,7 +42,7 @@ def test_round_trip_with_out_of_band_buffers(store: Store) -> None:
               "c": np.array(["x", "yy"]), "small": 7}
     entry = put(store, "k1", arrays)
     assert len(entry.buffers) >= 2
-    assert all(offset % 64 == 0 for offset, _ in entry.buffers)
+    assert all(offset % 64 == 0 for offset, _, _ in entry.buffers)
     loaded = store.load(store.get("k1"), {})["outputs"]
     for name in ("a", "b", "c"):
         np.testing.assert_array_equal(loaded[name], arrays[name])
@@ -237,3 +237,24 @@ def test_entries_delete_step_and_gc(store: Store) -> None:
     removed, freed = store.gc(keep=set())
     assert removed == 1 and freed >= 100
     assert not list((store.root / "objects").glob("*.rnb"))
+
+
+def test_lazy_restore_maps_buffers_copy_on_write(store: Store) -> None:
+    arr = np.arange(1_000_000, dtype="f8")
+    put(store, "lazy", {"a": arr})
+    entry = store.get("lazy")
+    restored = store.load(entry, {}, lazy=True)["outputs"]["a"]
+    assert np.array_equal(restored, arr)
+    restored[:10] = -1  # private: the cache file is not changed
+    again = store.load(entry, {})["outputs"]["a"]
+    assert again[0] == 0.0 and np.array_equal(again, arr)
+
+
+def test_lazy_restore_still_checks_the_pickle_stream(store: Store) -> None:
+    put(store, "lazy", {"a": np.arange(1000), "b": "text"})
+    path = payload_file(store, "lazy")
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x01  # inside the pickle stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptEntry):
+        store.load(store.get("lazy"), {}, lazy=True)
