@@ -80,9 +80,11 @@ def values(fp: Fingerprinter, arr: Any) -> None:
         index(fp, dtype.categories)
         _fp_numpy.array(fp, np.asarray(arr.codes))
         return
-    if isinstance(dtype, np.dtype) and not dtype.hasobject:
-        _fp_numpy.array(fp, np.asarray(arr))
-        return
+    if isinstance(arr, np.ndarray | pd.arrays.NumpyExtensionArray) or isinstance(dtype, np.dtype):
+        plain = np.asarray(arr)  # no copy: pandas 3 wraps numpy columns in NumpyExtensionArray
+        if not plain.dtype.hasobject:
+            _fp_numpy.array(fp, plain)
+            return
     asi8 = getattr(arr, "asi8", None)
     if isinstance(asi8, np.ndarray):  # tz-aware datetimes, periods: int64 ticks + the dtype
         _fp_numpy.array(fp, asi8)

@@ -148,12 +148,13 @@ class StepRunner:
 
     # -- analysis -----------------------------------------------------------------------
     def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis]:
-        transformed = self.shell.transform_cell(body)
-        digest = hashlib.sha256(transformed.encode("utf-8", "surrogatepass")).hexdigest()
-        cached = self._parsed.get(digest)
+        # Keyed by the raw body: a repeated cell skips IPython's transform (the costliest part
+        # of a hit on a short cell) as well as the parse.
+        cached = self._parsed.get(body)
         if cached is not None:
-            self._parsed.move_to_end(digest)
+            self._parsed.move_to_end(body)
             return cached
+        transformed = self.shell.transform_cell(body)
         try:
             tree, analysis = analyse(transformed)
         except SyntaxError as exc:
@@ -163,7 +164,7 @@ class StepRunner:
             raise StepUsageError(f"step '{name}' uses top-level await, which %%step does not "
                                  "support yet: wrap it in asyncio.run(...) or a function")
         entry = (normalised_code(tree), analysis)
-        self._parsed[digest] = entry
+        self._parsed[body] = entry
         if len(self._parsed) > 512:
             self._parsed.popitem(last=False)
         return entry

@@ -34,6 +34,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = ["Entry", "Store", "default_key_file", "output_sizes"]
 STORE_VERSION = 2
 _ALIGN = 64
 _CHUNK = 1 << 24
+_SMALL = 1 << 18  # payloads kept in memory once verified (no out-of-band buffers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,11 @@ class Store:
             _sweep_tmp(self.root / "tmp")
             self._key = _load_key(key_file or default_key_file())
             self._buffer_key = hmac.new(self._key, b"resumable_nb buffer MAC v1", hashlib.sha256).digest()
+            # Verified manifests, and the verified pickle streams of small payloads: a repeated
+            # hit then costs no index query, no file read and no MAC. Entries are immutable
+            # (content-addressed), so a cached one is never wrong, at worst deleted meanwhile.
+            self._entries: OrderedDict[str, Entry] = OrderedDict()
+            self._small: OrderedDict[str, bytes] = OrderedDict()
             self._index = diskcache.Cache(
                 str(self.root / "index"), disk=_SafeDisk, eviction_policy="none",
                 disk_min_file_size=2**31, sqlite_synchronous=2, size_limit=2**62,
@@ -226,6 +233,10 @@ class Store:
 
         :raises CorruptEntry: when the manifest is unreadable or its signature is wrong.
         """
+        cached = self._entries.get(key)
+        if cached is not None:
+            self._entries.move_to_end(key)
+            return cached
         try:
             raw = self._index.get(key)
         except CorruptEntry:
@@ -246,7 +257,13 @@ class Store:
             raise CorruptEntry("its manifest is unreadable") from None
         if entry.key != key or entry.version != STORE_VERSION:
             raise CorruptEntry("its manifest belongs to another key or format")
+        self._remember(key, entry)
         return entry
+
+    def _remember(self, key: str, entry: Entry) -> None:
+        self._entries[key] = entry
+        if len(self._entries) > 1024:
+            self._entries.popitem(last=False)
 
     def keys(self) -> Iterator[str]:
         """Every key in the index (str keys only: a planted pickled key is skipped)."""
@@ -271,6 +288,9 @@ class Store:
         except CorruptEntry:
             entry = None
         self._index.delete(key)
+        self._entries.pop(key, None)
+        if entry is not None:
+            self._small.pop(entry.file, None)
         if entry is not None and not any(e.file == entry.file for e in self.entries()):
             (self.root / "objects" / entry.file).unlink(missing_ok=True)
 
@@ -288,7 +308,9 @@ class Store:
         for key in list(self.keys()):
             if key not in keep:
                 self._index.delete(key)
+                self._entries.pop(key, None)
                 removed += 1
+        self._small.clear()
         used = {e.file for e in self.entries()}
         freed = 0
         for path in (self.root / "objects").glob("*.rnb"):
@@ -355,6 +377,7 @@ class Store:
         try:
             self._index.set(key, record)
             _faults.point("index-after-set")
+            self._remember(key, entry)
         except OSError as exc:
             raise StoreError(_os_message(exc, self.root)) from None
         except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError on a full disk
@@ -376,6 +399,9 @@ class Store:
         :raises CorruptEntry: missing, truncated or altered file, or an unpickling error.
         :raises RestoreError: the payload refers to a notebook class that changed.
         """
+        small = self._small.get(entry.file)
+        if small is not None and not entry.buffers:
+            return self._unpickle(entry, small, [], namespace, classes)
         path = self.root / "objects" / entry.file
         try:
             with open(path, "rb", buffering=0) as f:
@@ -399,6 +425,14 @@ class Store:
             raise CorruptEntry(f"payload {entry.file} is missing") from None
         except OSError as exc:
             raise CorruptEntry(f"payload {entry.file} could not be read ({exc.strerror})") from None
+        if not entry.buffers and entry.pickle_len < _SMALL:
+            self._small[entry.file] = bytes(data)
+            if len(self._small) > 256:
+                self._small.popitem(last=False)
+        return self._unpickle(entry, data, buffers, namespace, classes)
+
+    def _unpickle(self, entry: Entry, data: Any, buffers: list[Any],
+                  namespace: MutableMapping[str, Any], classes: Mapping[str, Any] | None) -> Any:
         try:
             return serialize.load(data, buffers, namespace, classes)
         except (CorruptEntry, StoreError, RestoreError):
@@ -432,9 +466,13 @@ def _raw(buf: pickle.PickleBuffer) -> memoryview:
         return memoryview(bytes(buf))
 
 
-def _read_exact(f: Any, offset: int, n: int) -> bytearray:
-    """``n`` bytes at ``offset``, read straight into fresh memory (no intermediate copy)."""
-    out = bytearray(n)
+def _read_exact(f: Any, offset: int, n: int) -> Any:
+    """``n`` bytes at ``offset``, read straight into fresh memory (no intermediate copy).
+
+    Big buffers go into an anonymous mapping: unlike ``bytearray(n)`` it is not zeroed first,
+    so each page is touched once (by the read), not twice.
+    """
+    out: Any = bytearray(n) if n < (1 << 20) else mmap.mmap(-1, n)
     view = memoryview(out)
     got = 0
     while got < n:
