@@ -6,6 +6,7 @@ UTF-8 buffer, not element by element.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,14 @@ def values(fp: Fingerprinter, arr: Any) -> None:
         _fp_numpy.array(fp, np.where(mask, np.zeros((), data.dtype), data))
         return
     objects = np.asarray(arr, dtype=object)
+    if len(objects) and pd.api.types.infer_dtype(objects, skipna=False) == "string":
+        # Only str, nothing missing (the common case): one NUL-joined buffer. It is
+        # unambiguous when no string holds a NUL itself, which one count() checks.
+        joined = "\x00".join(objects)
+        if joined.count("\x00") == len(objects) - 1:
+            fp._raw(b"Z", struct.pack("<Q", len(objects)))
+            fp._str(b"s", joined)
+            return
     mask = np.asarray(pd.isna(objects), dtype=bool).reshape(-1) if len(objects) else np.zeros(0, bool)
     missing_kinds = sorted({type(m).__name__ for m in objects[mask]})
     strings = objects[~mask]

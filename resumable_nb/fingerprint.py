@@ -49,7 +49,7 @@ from .errors import Unfingerprintable
 
 __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "fingerprint", "import_identity", "module_identity"]
 
-FINGERPRINT_VERSION = 3
+FINGERPRINT_VERSION = 4
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400

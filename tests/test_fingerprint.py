@@ -248,32 +248,32 @@ GOLDEN = [
     pytest.param(np.zeros((2, 2)), "d2a9489ca71103ff1b0426a2b12dd4b9", id="np-zeros-2x2"),
     pytest.param(pd.DataFrame({"a": np.array([1, 2], dtype="int64"),
                                "b": pd.Series(["x", "y"], dtype=object)}),
-                 "fcb671dc85d5162d0684a3998a23345c", id="dataframe"),
+                 "e6cdad07f408d546ea63e8d3dcbfd7c3", id="dataframe"),
 ]
 
 
 @pytest.mark.parametrize(("value", "expected"), GOLDEN)
 def test_golden_fingerprints(value: Any, expected: str) -> None:
-    assert FINGERPRINT_VERSION == 3, "new version: paste the new golden values"
+    assert FINGERPRINT_VERSION == 4, "new version: paste the new golden values"
     assert fingerprint(value) == expected
 
 
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION, and paste the new values.
 GOLDEN_KEYS = [
     pytest.param(("x = 1", {}, [], []),
-                 "step-73d45dd15665596ce4cd221a4fc2c50e8d1d2384ffd80bbd7239b4b0c7773eef", id="no-inputs"),
+                 "step-202107bff5817fbdd2a1d46de79c21decebe7dd5e9e69d092099509c861f110c", id="no-inputs"),
     pytest.param(("y = x + 1", {"x": "a1e91c5d6860d32b80e47451797bd70d"}, ["numpy==2.4.6"], []),
-                 "step-95396813b051c16196b2fb281547ec13cccc782ad1f5de6e01462b1a1a8a88a9", id="one-input"),
+                 "step-443c82a5b184b10187a47ff3637515157c619970f21ba23d59dd015a8302c381", id="one-input"),
     pytest.param(("z = f(a, b)", {"b": "471d2b85742b9643143cd27e33b1eefd", "a": "absent",
                                   "f": "4f8efa5a87d044c602b6f74afa7ad0c6"},
                   ["pandas==3.1.1", "json==py3.11.7"], ["tmp", "log"]),
-                 "step-21eedc9f5064f06a32e99db807bbfb88e81fa6b9f9d7b4e76452ba70e96d8e10", id="full"),
+                 "step-e256b8d4c13799643b26154cae09380a7f1a8c36895a5919b086e1f09efe5cd2", id="full"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), GOLDEN_KEYS)
 def test_golden_step_keys(args: tuple[str, dict[str, str], list[str], list[str]], expected: str) -> None:
-    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 3), "new version: paste the new golden keys"
+    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 4), "new version: paste the new golden keys"
     assert step_key(*args) == expected
 
 
