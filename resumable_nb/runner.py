@@ -232,7 +232,7 @@ class StepRunner:
         try:
             entry = store.get(key)
             if entry is None:
-                result.reason = "no cache entry for this code and these inputs"
+                result.reason = "not in the cache yet"
                 return False, None
             payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
         except (CorruptEntry, RestoreError) as exc:
@@ -467,7 +467,7 @@ def _forget(store: Store, key: str) -> None:
 
 
 def _restored_line(result: StepResult, entry: Entry) -> str:
-    names = ", ".join(result.outputs) or "nothing"
+    names = ", ".join(result.outputs) or "no variables"
     return (f"[resumable_nb] step '{result.name}' restored from cache: {names} "
             f"(ran {entry.duration:.2f} s originally)")
 

@@ -56,10 +56,11 @@ def rows(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | 
             state = "restored (resume)"
         else:
             state = {"cached": "restored from cache"}.get(last.status, last.status)
+        reason = _reason(views) if state in ("ran", "failed", "interrupted") else ""
         out[name] = Row(name, state, attempts, last.duration,
                         last.saved if last.status == "cached" else
                         (last.duration + last.saved if last in inherited else None),
-                        _outputs(last), _reason(views))
+                        _outputs(last), reason)
     order = [c.step for c in cells if c.step] if cells else []
     sources = {c.step: c.body for c in cells if c.step} if cells else {}
     result = []
@@ -165,7 +166,9 @@ class RunPanel(w.VBox):
         run, runs, cells = info["run"], info["runs"], info["cells"]
         table_rows = rows(runs, run, cells) if run is not None else \
             [Row(c.step or "", "not yet run", 0, None, None, "", "") for c in cells or [] if c.step]
-        head = [f"<b>notebook</b> {html.escape(info['notebook'] or '(unknown)')}"]
+        notebook = info["notebook"] or ""
+        head = [f"<b>notebook</b> <span title='{html.escape(notebook)}'>"
+                f"{html.escape(notebook.rsplit('/', 1)[-1] or '(unknown)')}</span>"]
         if run is not None:
             head.append(f"<b>run</b> <code class='rnb-run-id'>{html.escape(run.run)}</code>")
             if run.resumed_from:
@@ -282,14 +285,22 @@ def _table_html(table_rows: list[Row]) -> str:
         state_css = r.state.split(" ")[0].replace("(", "")
         body.append(
             f"<tr class='rnb-row rnb-state-{state_css}' data-step='{html.escape(r.name)}'>"
-            f"<td><span class='rnb-state' style='background:{color};color:white;border-radius:4px;"
-            f"padding:1px 6px'>{html.escape(label)}</span></td>"
+            f"<td><span class='rnb-state' style='background:{color}'>{html.escape(label)}</span></td>"
             f"<td class='rnb-name'><code>{html.escape(r.name)}</code></td>"
             f"<td class='rnb-attempts'>{r.attempts}</td>"
             f"<td class='rnb-seconds'>{'' if r.seconds is None else f'{r.seconds:.2f} s'}</td>"
             f"<td class='rnb-saved'>{'' if not r.saved else f'{r.saved:.2f} s'}</td>"
             f"<td class='rnb-outputs'>{html.escape(r.outputs)}</td>"
             f"<td class='rnb-reason'>{html.escape(r.reason)}</td></tr>")
-    return ("<table class='rnb-steps' style='border-collapse:collapse'>" + head + "".join(body)
-            + "</table>")
+    return _STYLE + "<table class='rnb-steps'>" + head + "".join(body) + "</table>"
+
+
+_STYLE = """<style>
+.rnb-steps {border-collapse: collapse; margin: 4px 0 6px 0; font-size: 13px}
+.rnb-steps th {text-align: left; padding: 2px 10px 2px 0; border-bottom: 1px solid #d0d7de;
+  white-space: nowrap; font-weight: 600}
+.rnb-steps td {padding: 3px 10px 3px 0; vertical-align: top; white-space: nowrap}
+.rnb-steps td.rnb-outputs, .rnb-steps td.rnb-reason {white-space: normal; max-width: 26em}
+.rnb-steps .rnb-state {white-space: nowrap; border-radius: 4px; padding: 1px 6px; color: white}
+</style>"""
 
