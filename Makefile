@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit clean
+.PHONY: demo test lint unit browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -p no:cacheprovider
+
+browser: $(STAMP)
+	bash .ci/install-browser
+	$(PY) -m pytest -p no:cacheprovider -m browser
 
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -m "not kernel and not browser"
