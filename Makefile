@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.10+, make, git):
 #   make demo   set up .venv and run the demo notebook twice (the second run restores)
-#   make test   set up .venv and run ruff, mypy and every test
+#   make test   set up .venv (and Debian's chromium for the browser tests), run ruff, mypy
+#               and every test
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,6 +23,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: lint
+	bash .ci/install-browser
 	$(PY) -m pytest -p no:cacheprovider
 
 browser: $(STAMP)
