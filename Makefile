@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (Python 3.10+, make, git):
-#   make demo   set up .venv and run the demo notebook twice (the second run restores)
+#   make demo   set up .venv and run the crash-and-resume demo notebook
 #   make test   set up .venv (and Debian's chromium for the browser tests), run ruff, mypy
 #               and every test
 PYTHON ?= python3
