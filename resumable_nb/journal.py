@@ -218,7 +218,16 @@ def _held_by_other(run: RunView) -> bool:
         return False
     except PermissionError:
         return True
+    if _is_zombie(run.pid):  # exited, not yet reaped by its parent
+        return False
     return _proc_start(run.pid) <= run.started + 1  # a reused pid started after the run did
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _proc_start(pid: int) -> float:

@@ -296,10 +296,16 @@ class Store:
 
     def delete_step(self, step: str) -> int:
         """Forget every entry stored by the step named ``step``; return how many."""
-        keys = [e.key for e in self.entries() if e.step == step]
-        for key in keys:
-            self.delete(key)
-        return len(keys)
+        entries = list(self.entries())
+        gone = [e for e in entries if e.step == step]
+        for entry in gone:
+            self._index.delete(entry.key)
+            self._entries.pop(entry.key, None)
+            self._small.pop(entry.file, None)
+        still_used = {e.file for e in entries if e.step != step}
+        for file in {e.file for e in gone} - still_used:
+            (self.root / "objects" / file).unlink(missing_ok=True)
+        return len(gone)
 
     def gc(self, keep: set[str]) -> tuple[int, int]:
         """Remove entries whose key is not in ``keep``, payload files no entry refers to, and

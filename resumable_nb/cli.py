@@ -1,0 +1,453 @@
+"""``resumable-nb``: run a notebook headless and resume it after a crash; look at its runs;
+manage the cache. Thin: parsing and rendering here, the work in :mod:`resumable_nb.headless`,
+:mod:`resumable_nb.journal` and :mod:`resumable_nb.store`.
+
+Exit codes: 0 done; 1 a run failed (a cell raised, the kernel died, a cell timed out);
+2 bad arguments or input (one line on stderr, nothing written). ``--json`` output carries
+``"schema": 1`` and is documented in ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .headless import (
+    CodeCell,
+    HeadlessRun,
+    RunError,
+    RunOptions,
+    cache_root_for,
+    code_cells,
+    notebook_json,
+    read_record,
+)
+from .journal import RunView, StepView, chain, iter_journals, journal_path, read_events, runs
+
+__all__ = ["SCHEMA_VERSION", "gc_keep", "main", "status_data"]
+
+SCHEMA_VERSION = 1
+"""The ``schema`` field of every ``--json`` output; incremented on an incompatible change."""
+
+PROG = "resumable-nb"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Run notebooks headless with resumable_nb; resume "
+                     "after a crash; inspect runs; manage the step cache.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _Parser(add_help=False)
+    common.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                        help="the cache folder (default: $RESUMABLE_NB_DIR, else .resumable_nb/ "
+                        "next to the notebook)")
+
+    run = sub.add_parser("run", parents=[common], help="execute a notebook; resume it if its last "
+                         "run failed or was interrupted",
+                         description="Execute NB in a new kernel with resumable_nb loaded and write "
+                         "the executed notebook. If the last run of NB failed or its kernel died, "
+                         "resume it: completed steps are restored, not executed.")
+    run.add_argument("notebook", metavar="NB.ipynb")
+    run.add_argument("-o", "--output", metavar="OUT.ipynb",
+                     help="where to write the executed notebook (default: NB.out.ipynb next to "
+                     "NB; '-' for stdout)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="set a parameter (papermill's convention: "
+                     "after the cell tagged 'parameters'); VALUE is a Python literal, else a string")
+    run.add_argument("--fresh", action="store_true",
+                     help="do not resume an earlier run (cache hits still apply)")
+    run.add_argument("--from", dest="start", metavar="STEP",
+                     help="replay from STEP: run it again ignoring its cache entry, and the cells "
+                     "after it (earlier steps come from the cache)")
+    run.add_argument("--timeout", type=float, metavar="S",
+                     help="stop a cell that runs longer than S seconds (the run then fails)")
+    run.add_argument("-k", "--kernel", metavar="NAME",
+                     help="the kernel to use (default: the notebook's, else python3)")
+    run.set_defaults(func=_run)
+
+    status = sub.add_parser("status", parents=[common], help="the latest run and its steps",
+                            description="The latest run of NB: its state and its steps (state, "
+                            "attempts, duration, time saved), and the runs before it.")
+    status.add_argument("notebook", metavar="NB.ipynb")
+    status.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
+    status.set_defaults(func=_status)
+
+    runs_p = sub.add_parser("runs", parents=[common], help="list the runs of a notebook")
+    runs_p.add_argument("notebook", metavar="NB.ipynb")
+    runs_p.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
+    runs_p.set_defaults(func=_runs)
+
+    events = sub.add_parser("events", parents=[common], help="print the run journal's events")
+    events.add_argument("notebook", metavar="NB.ipynb")
+    events.add_argument("--run", metavar="ID", help="only this run's events (a unique prefix is enough)")
+    events.add_argument("--limit", type=_positive, metavar="N", help="only the last N events")
+    events.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
+    events.set_defaults(func=_events)
+
+    clear = sub.add_parser("clear", parents=[common], help="delete a notebook's cache entries",
+                           description="Delete the cache entries of NB's steps (or of one step). "
+                           "Entries that only another notebook's runs used are kept.")
+    clear.add_argument("notebook", metavar="NB.ipynb")
+    clear.add_argument("--step", metavar="NAME", help="only this step's entries")
+    clear.set_defaults(func=_clear)
+
+    gc = sub.add_parser("gc", parents=[common], help="delete cache entries no notebook needs",
+                        description="Delete every cache entry that no notebook's latest run "
+                        "(and no running kernel) needs, and payload files no entry uses. Default "
+                        "folder: $RESUMABLE_NB_DIR, else ./.resumable_nb.")
+    gc.set_defaults(func=_gc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``resumable-nb`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("choose a command: run, status, runs, events, clear or gc")
+    try:
+        return int(args.func(args))
+    except RunError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `resumable-nb events NB | head`: quiet, also at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+# -- run --------------------------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> int:
+    options = RunOptions(
+        notebook=Path(args.notebook), output=args.output,
+        parameters=tuple((name, value) for name, value in args.parameter), fresh=args.fresh,
+        start=args.start, timeout=args.timeout, kernel=args.kernel, cache_dir=args.cache_dir,
+    )
+    job = HeadlessRun(options)
+    job.prepare()
+    return job.execute()
+
+
+# -- status / runs / events -------------------------------------------------------------------
+def _open(args: argparse.Namespace) -> tuple[Path, list[CodeCell], Path, Path]:
+    """The notebook (checked), its code cells, its cache folder and its journal."""
+    notebook = Path(args.notebook).expanduser().absolute()
+    cells = code_cells(notebook_json(notebook))
+    root = cache_root_for(notebook, args.cache_dir)
+    return notebook, cells, root, journal_path(root, str(notebook))
+
+
+def _iso(t: float | None) -> str | None:
+    if not t:
+        return None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    return f"{stamp}.{int(t % 1 * 1000):03d}Z"
+
+
+def _run_summary(run: RunView, ended_at: Mapping[str, float], records: Mapping[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for step in run.steps:
+        counts[step.status] = counts.get(step.status, 0) + 1
+    record = records.get(run.run)
+    params = record.get("parameters") if isinstance(record, dict) else None
+    return {
+        "id": run.run, "state": run.state, "started": _iso(run.started),
+        "ended": _iso(ended_at.get(run.run)), "resumed_from": run.resumed_from,
+        "pid": run.pid, "host": run.host, "python": run.python,
+        "step_counts": counts, "parameters": params if isinstance(params, dict) else None,
+    }
+
+
+def _step_rows(all_runs: Mapping[str, RunView], run: RunView, cells: list[CodeCell]) -> list[dict[str, Any]]:
+    """The latest run's steps in notebook order: its own, those it resumed, those not run."""
+    inherited = {s.name: s for s in chain(all_runs, run.resumed_from)} if run.resumed_from else {}
+    own: dict[str, list[StepView]] = {}
+    for s in run.steps:
+        own.setdefault(s.name, []).append(s)
+    sources = {c.step: c.body for c in cells if c.step}
+    names = list(dict.fromkeys([*(c.step for c in cells if c.step), *inherited, *own]))
+    rows = []
+    for name in names:
+        views = own.get(name)
+        last = views[-1] if views else inherited.get(name)
+        if last is None:
+            rows.append({"name": name, "state": "not_run", "attempts": 0, "duration": None,
+                         "saved": None, "run": None, "error": "", "outputs": {}, "stale": False})
+            continue
+        if views:
+            state = last.status
+            saved = last.saved if last.status == "cached" else 0.0
+        else:
+            state = "restored"
+            saved = last.duration + last.saved
+        stale = name in sources and sources[name].strip() != last.source.strip()
+        rows.append({"name": name, "state": state, "attempts": len(views or []),
+                     "duration": round(last.duration, 6), "saved": round(saved, 6), "run": last.run,
+                     "error": last.error, "outputs": dict(last.outputs), "stale": stale})
+    return rows
+
+
+def _load(journal: Path) -> tuple[list[dict[str, Any]], dict[str, RunView], dict[str, float], str | None]:
+    events, warning = read_events(journal)
+    all_runs = runs(events)
+    ended_at = {str(e.get("run")): float(e.get("time", 0)) for e in events if e.get("kind") == "run_ended"}
+    return events, all_runs, ended_at, warning
+
+
+def status_data(notebook: Path, cells: list[CodeCell], root: Path, journal: Path) -> dict[str, Any]:
+    """What ``status --json`` prints (see docs/cli.md)."""
+    _, all_runs, ended_at, warning = _load(journal)
+    records = read_record(journal)
+    latest = list(all_runs.values())[-1] if all_runs else None
+    detail = None
+    if latest is not None:
+        detail = {**_run_summary(latest, ended_at, records),
+                  "steps": _step_rows(all_runs, latest, cells)}
+    return {"schema": SCHEMA_VERSION, "notebook": str(notebook), "cache_dir": str(root),
+            "journal": str(journal), "warning": warning, "run": detail,
+            "runs": [_run_summary(r, ended_at, records) for r in all_runs.values()]}
+
+
+def _status(args: argparse.Namespace) -> int:
+    notebook, cells, root, journal = _open(args)
+    data = status_data(notebook, cells, root, journal)
+    if args.json:
+        _print_json(data)
+        return 0
+    if data["warning"]:
+        print(f"warning: {data['warning']}", file=sys.stderr)
+    run = data["run"]
+    if run is None:
+        print(f"{notebook.name}: no runs yet (cache: {root})")
+        return 0
+    title = f"{notebook.name}: run {run['id']} {run['state']}"
+    if run["resumed_from"]:
+        title += f", resumed from {run['resumed_from']}"
+    print(title)
+    table = [["step", "state", "attempts", "seconds", "saved s", "note"]]
+    for s in run["steps"]:
+        note = s["error"] or ("its code in the notebook changed since" if s["stale"] else "")
+        table.append([s["name"], _LABEL.get(s["state"], s["state"]), str(s["attempts"]),
+                      "" if s["duration"] is None else f"{s['duration']:.2f}",
+                      f"{s['saved']:.2f}" if s["saved"] else "", note])
+    _print_table(table)
+    earlier = len(data["runs"]) - 1
+    if earlier:
+        print(f"({earlier} earlier run{'s' * (earlier != 1)}: `{PROG} runs {args.notebook}`)")
+    return 0
+
+
+_LABEL = {"cached": "restored from cache", "restored": "restored (resume)", "not_run": "not run"}
+
+
+def _runs(args: argparse.Namespace) -> int:
+    notebook, _, root, journal = _open(args)
+    _, all_runs, ended_at, warning = _load(journal)
+    records = read_record(journal)
+    listed = [_run_summary(r, ended_at, records) for r in all_runs.values()]
+    if args.json:
+        _print_json({"schema": SCHEMA_VERSION, "notebook": str(notebook), "cache_dir": str(root),
+                     "journal": str(journal), "warning": warning, "runs": listed})
+        return 0
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not listed:
+        print(f"{notebook.name}: no runs yet (cache: {root})")
+        return 0
+    table = [["run", "state", "started (UTC)", "steps", "resumed from"]]
+    for r in listed:
+        steps = ", ".join(f"{n} {k}" for k, n in r["step_counts"].items()) or "-"
+        table.append([r["id"], r["state"], (r["started"] or "")[:19].replace("T", " "), steps,
+                      r["resumed_from"] or "-"])
+    _print_table(table)
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    notebook, _, _, journal = _open(args)
+    events, all_runs, _, warning = _load(journal)
+    if args.run:
+        matches = [r for r in all_runs if r.startswith(args.run)]
+        if len(matches) != 1:
+            known = ", ".join(list(all_runs)[-5:]) or "none"
+            what = "no run" if not matches else "more than one run starts with"
+            raise RunError(f"--run {args.run}: {what} {args.run!r} in {notebook.name}; recent runs: {known}")
+        events = [e for e in events if e.get("run") == matches[0]]
+    if args.limit:
+        events = events[-args.limit:]
+    if args.json:
+        _print_json({"schema": SCHEMA_VERSION, "notebook": str(notebook), "journal": str(journal),
+                     "warning": warning, "events": events})
+        return 0
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    for e in events:
+        print(_event_line(e))
+    return 0
+
+
+def _event_line(e: Mapping[str, Any]) -> str:
+    kind = str(e.get("kind"))
+    head = f"{_iso(float(e.get('time', 0))) or '-'}  {kind:<13}  {e.get('run', '-')}"
+    if kind == "run_started":
+        extra = f"pid {e.get('pid')} on {e.get('host')}, python {e.get('python')}"
+        if e.get("resumed_from"):
+            extra += f", resumed from {e['resumed_from']}"
+    elif kind == "step_started":
+        extra = f"{e.get('step')}"
+    elif kind == "step_finished":
+        extra = f"{e.get('step')}  {e.get('status')}  {float(e.get('duration', 0)):.2f} s"
+        if e.get("error"):
+            extra += f"  {e['error']}"
+    elif kind == "run_ended":
+        extra = str(e.get("status"))
+    else:
+        extra = ""
+    return f"{head}  {extra}".rstrip()
+
+
+# -- cache ------------------------------------------------------------------------------------
+def _store(root: Path) -> Any:
+    from .errors import StoreError
+    from .store import Store
+
+    try:
+        return Store(root)
+    except StoreError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _journal_keys(path: Path) -> set[str]:
+    events, _ = read_events(path)
+    return {str(e["key"]) for e in events if e.get("key")}
+
+
+def _clear(args: argparse.Namespace) -> int:
+    notebook, cells, root, journal = _open(args)
+    _, all_runs, _, _ = _load(journal)
+    names = {c.step for c in cells if c.step} | {s.name for r in all_runs.values() for s in r.steps}
+    if args.step is not None:
+        if args.step not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise RunError(f"--step {args.step}: no step {args.step!r} in {notebook.name} or its "
+                           f"runs; its steps: {known}")
+        names = {args.step}
+    if not (root / "index").is_dir():
+        print(f"nothing to clear: no cache at {root}")
+        return 0
+    own = _journal_keys(journal)
+    others: set[str] = set()
+    for path in iter_journals(root):
+        if path != journal:
+            others |= _journal_keys(path)
+    store = _store(root)
+    try:
+        targets = [e for e in store.entries()
+                   if e.step in names and (e.key in own or e.key not in others)]
+        files = {e.file: e.size for e in targets}
+        for entry in targets:
+            store.delete(entry.key)
+        freed = sum(size for name, size in files.items() if not (root / "objects" / name).exists())
+    finally:
+        store.close()
+    steps = sorted({e.step for e in targets})
+    which = f"step '{args.step}'" if args.step else f"{notebook.name}'s steps"
+    detail = f" ({', '.join(steps)})" if steps and not args.step else ""
+    print(f"removed {len(targets)} cache entr{'y' if len(targets) == 1 else 'ies'} of {which}"
+          f"{detail}, {_size(freed)} freed")
+    return 0
+
+
+def gc_keep(root: Path) -> set[str]:
+    """Keys that must stay: for every notebook journal under ``root``, those of its latest run's
+    chain (what a resume restores), and those of every run whose kernel is still alive."""
+    keep: set[str] = set()
+    for path in iter_journals(root):
+        events, _ = read_events(path)
+        all_runs = runs(events)
+        if not all_runs:
+            continue
+        latest = list(all_runs.values())[-1]
+        keep |= {s.key for s in chain(all_runs, latest.run) if s.key}
+        for run in all_runs.values():
+            if run.state == "running":
+                keep |= {s.key for s in chain(all_runs, run.run) if s.key}
+                keep |= {s.key for s in run.steps if s.key}  # a step being stored right now
+    return keep
+
+
+def _gc(args: argparse.Namespace) -> int:
+    if args.cache_dir is not None:
+        root = args.cache_dir.expanduser().absolute()
+    elif os.environ.get("RESUMABLE_NB_DIR"):
+        root = Path(os.environ["RESUMABLE_NB_DIR"]).expanduser().absolute()
+    else:
+        root = Path.cwd() / ".resumable_nb"
+    if not (root / "index").is_dir():
+        print(f"nothing to collect: no cache at {root}")
+        return 0
+    keep = gc_keep(root)
+    store = _store(root)
+    try:
+        removed, freed = store.gc(keep)
+        left = sum(1 for _ in store.keys())
+    finally:
+        store.close()
+    notebooks = sum(1 for _ in iter_journals(root))
+    print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}, {_size(freed)} freed; "
+          f"kept {left} that the latest runs of {notebooks} notebook{'s' * (notebooks != 1)} need")
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _print_table(table: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
