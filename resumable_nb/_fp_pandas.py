@@ -7,6 +7,7 @@ UTF-8 buffer, not element by element.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,15 @@ def values(fp: Fingerprinter, arr: Any) -> None:
         if not plain.dtype.hasobject:
             _fp_numpy.array(fp, plain)
             return
+    # pyarrow-backed columns by their Arrow buffers; but strings (pandas' "str" is pyarrow-
+    # backed only when pyarrow is installed) take the path below, so that the same strings
+    # have the same fingerprint with or without pyarrow.
+    arrow = getattr(arr, "_pa_array", None)
+    if arrow is not None and "pyarrow" in sys.modules and not isinstance(dtype, pd.StringDtype):
+        from . import _fp_arrow
+
+        _fp_arrow.chunked(fp, arrow)
+        return
     asi8 = getattr(arr, "asi8", None)
     if isinstance(asi8, np.ndarray):  # tz-aware datetimes, periods: int64 ticks + the dtype
         _fp_numpy.array(fp, asi8)

@@ -465,6 +465,10 @@ def _lazy_handler(t: type) -> Callable[[Fingerprinter, Any], None] | None:
         from . import _fp_pandas
 
         return _fp_pandas.handler_for(t)
+    if module in ("pyarrow", "polars") and module in sys.modules:
+        from . import _fp_arrow
+
+        return _fp_arrow.handler_for(t)
     return None
 
 

@@ -761,3 +761,26 @@ def test_common_notebook_classes_fingerprint(source: str) -> None:
     source += "obj = C()\n"
     assert _fp_in(source, "obj") == _fp_in(source, "obj")
     assert _fp_in(source, "obj") != _fp_in(source.replace("1", "2"), "obj")
+
+
+# -- pyarrow and polars (when installed) -------------------------------------------------------
+def test_arrow_tables_and_polars_frames_are_keyed_by_content() -> None:
+    pa = pytest.importorskip("pyarrow")
+    pl = pytest.importorskip("polars")
+    table = pa.table({"a": [1, 2, 3], "s": ["x", "y", None]})
+    assert fingerprint(table) == fingerprint(pa.table({"a": [1, 2, 3], "s": ["x", "y", None]}))
+    assert fingerprint(table) != fingerprint(pa.table({"a": [1, 2, 4], "s": ["x", "y", None]}))
+    assert fingerprint(table) != fingerprint(pa.table({"a": [1, 2, 3], "s": ["x", "z", None]}))
+    assert fingerprint(table.slice(1, 2)) != fingerprint(table.slice(0, 2))
+    assert fingerprint(table.column("a")) != fingerprint(table.column("a").cast(pa.int32()))
+    frame = pl.DataFrame({"a": [1, 2, 3], "s": ["x", "y", "z"]})
+    assert fingerprint(frame) == fingerprint(pl.DataFrame({"a": [1, 2, 3], "s": ["x", "y", "z"]}))
+    assert fingerprint(frame) != fingerprint(frame.with_columns(pl.col("a") * 2))
+    assert fingerprint(pl.Series("n", [1.0])) != fingerprint(pl.Series("m", [1.0]))
+
+
+def test_pyarrow_backed_pandas_strings_are_keyed_by_content() -> None:
+    pytest.importorskip("pyarrow")
+    s = pd.Series(["x", "y", None], dtype="string[pyarrow]")
+    assert fingerprint(s) == fingerprint(pd.Series(["x", "y", None], dtype="string[pyarrow]"))
+    assert fingerprint(s) != fingerprint(pd.Series(["x", "z", None], dtype="string[pyarrow]"))
