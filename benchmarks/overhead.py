@@ -41,7 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gib", type=float, default=1.0, help="size of the big array (GiB)")
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--warm-gib", type=float, default=4.0,
+                        help="touch this much memory first (first touches of VM memory are slow)")
     args = parser.parse_args()
+    warm = np.ones(int(args.warm_gib * 2**30), dtype=np.uint8)
+    del warm
 
     tmp = Path(tempfile.mkdtemp(prefix="rnb-bench-"))
     os.environ.setdefault("RESUMABLE_NB_KEY_FILE", str(tmp / "hmac.key"))

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._text import human_size
 from .headless import (
     CodeCell,
     HeadlessRun,
@@ -369,7 +370,7 @@ def _clear(args: argparse.Namespace) -> int:
     which = f"step '{args.step}'" if args.step else f"{notebook.name}'s steps"
     detail = f" ({', '.join(steps)})" if steps and not args.step else ""
     print(f"removed {len(targets)} cache entr{'y' if len(targets) == 1 else 'ies'} of {which}"
-          f"{detail}, {_size(freed)} freed")
+          f"{detail}, {human_size(freed)} freed")
     return 0
 
 
@@ -409,7 +410,7 @@ def _gc(args: argparse.Namespace) -> int:
     finally:
         store.close()
     notebooks = sum(1 for _ in iter_journals(root))
-    print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}, {_size(freed)} freed; "
+    print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}, {human_size(freed)} freed; "
           f"kept {left} that the latest runs of {notebooks} notebook{'s' * (notebooks != 1)} need")
     return 0
 
@@ -423,14 +424,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not above 0")
     return value
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _print_json(data: Any) -> None:

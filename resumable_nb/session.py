@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import location
+from ._text import human_size
 from .errors import StepUsageError, StoreError
 from .journal import Journal, RunView, StepView, chain
 from .resume import (
@@ -348,7 +349,7 @@ class Session:
         if time.monotonic() - when < 5 and text:
             return text
         store = self.store()
-        text = _size(store.size_on_disk()) if store is not None else "caching off"
+        text = human_size(store.size_on_disk()) if store is not None else "caching off"
         self._size_cache = (time.monotonic(), text)
         return text
 
@@ -361,14 +362,6 @@ class Session:
 
 
 # -- rendering -------------------------------------------------------------------------------
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
 def render_resume(plan: ResumePlan, new_run: str) -> str:
     run = plan.run
     lines = [f"Resuming run {run.run} ({run.state}); this kernel's run is {new_run}."]
@@ -376,7 +369,7 @@ def render_resume(plan: ResumePlan, new_run: str) -> str:
     if r.steps:
         names = list(dict.fromkeys(s.name for s in r.steps))
         lines.append(f"Restored {len(names)} step{'s' * (len(names) != 1)} ({_names(names)}): "
-                     f"{len(r.values)} variable{'s' * (len(r.values) != 1)}, {_size(r.nbytes)}, "
+                     f"{len(r.values)} variable{'s' * (len(r.values) != 1)}, {human_size(r.nbytes)}, "
                      f"{r.saved:.1f} s of computing saved. No step was executed.")
     else:
         lines.append("Restored nothing: no completed step could be restored.")
@@ -428,7 +421,7 @@ def render_table(runs: dict[str, RunView], current: RunView | None, cells: list[
 
 
 def _outputs(step: StepView) -> str:
-    return ", ".join(f"{n} ({_size(b)})" for n, b in sorted(step.outputs.items())) or "-"
+    return ", ".join(f"{n} ({human_size(b)})" for n, b in sorted(step.outputs.items())) or "-"
 
 
 def _parse_step_line(line: str) -> dict[str, Any]:

@@ -78,9 +78,9 @@ def rows(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | 
 
 
 def _outputs(step: StepView) -> str:
-    from .session import _size
+    from ._text import human_size
 
-    return ", ".join(f"{n} ({_size(b)})" for n, b in sorted(step.outputs.items()))
+    return ", ".join(f"{n} ({human_size(b)})" for n, b in sorted(step.outputs.items()))
 
 
 def _reason(views: list[StepView]) -> str:

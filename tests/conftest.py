@@ -12,6 +12,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from resumable_nb.runner import StepResult
+from tests.kernels import Kernel
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,3 +87,49 @@ def shell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]
     yield sh
     ip.run_cell("%unload_ext resumable_nb")
     ip.reset(new_session=False)
+
+
+class Kernels:
+    """Starts real kernels on one shared cache dir; each gets the extension and a ``mark(tag)``
+    helper that logs executions, which ``count(tag)`` reads back."""
+
+    def __init__(self, folder: Path, key_file: Path) -> None:
+        self.folder = folder
+        self.key_file = key_file
+        self.log = folder / "executions.log"
+        self.started: list[Kernel] = []
+
+    def __call__(self, **env: str) -> Kernel:
+        k = Kernel(self.folder, {"RESUMABLE_NB_DIR": str(self.folder / "cache"),
+                                 "RESUMABLE_NB_KEY_FILE": str(self.key_file),
+                                 "RESUMABLE_NB_NOTEBOOK": str(self.folder / "pipeline.ipynb"), **env})
+        self.started.append(k)
+        k.ok("%load_ext resumable_nb")
+        k.ok(f"def mark(tag, _log={str(self.log)!r}):\n    open(_log, 'a').write(tag + '\\n')")
+        return k
+
+    def count(self, tag: str) -> int:
+        return self.log.read_text().split().count(tag) if self.log.exists() else 0
+
+    def close(self) -> None:
+        for k in self.started:
+            try:
+                k.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def start(tmp_path: Path, _key_file: Path) -> Iterator[Kernels]:
+    kernels = Kernels(tmp_path, _key_file)
+    yield kernels
+    kernels.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (tests/browser.py); one per test."""
+    from tests.browser import chromium
+
+    with chromium() as b:
+        yield b

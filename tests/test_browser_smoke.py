@@ -3,7 +3,6 @@ JupyterLab 4 (run, restart, run again from the cache) and in Notebook 7, in head
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,6 @@ import pytest
 
 from tests.browser import (
     PANEL,
-    chromium,
     jupyter_server,
     new_page,
     open_notebook,
@@ -43,12 +41,6 @@ def _notebook(path: Path) -> None:
         nbformat.v4.new_code_cell('%%step s\nprint("step output 42")'),
     ]
     nbformat.write(nb, path)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 def test_lab_and_notebook7_run_restart_replay(tmp_path: Path, _key_file: Path,

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from resumable_nb._faults import POINTS
-from tests.kernels import Kernel
+from tests.conftest import Kernels as StartKernel
 
 pytestmark = pytest.mark.kernel
-
-StartKernel = Callable[..., Kernel]
-
-
-@pytest.fixture
-def start(tmp_path: Path, _key_file: Path) -> Iterator[StartKernel]:
-    kernels: list[Kernel] = []
-    log = tmp_path / "executions.log"
-
-    def _start(**env: str) -> Kernel:
-        k = Kernel(tmp_path, {"RESUMABLE_NB_DIR": str(tmp_path / "cache"),
-                              "RESUMABLE_NB_KEY_FILE": str(_key_file),
-                              "RESUMABLE_NB_NOTEBOOK": str(tmp_path / "pipeline.ipynb"), **env})
-        kernels.append(k)
-        k.ok("%load_ext resumable_nb")
-        k.ok(f"def mark(tag, _log={str(log)!r}):\n    open(_log, 'a').write(tag + '\\n')")
-        return k
-
-    _start.count = lambda tag: log.read_text().split().count(tag) if log.exists() else 0  # type: ignore[attr-defined]
-    yield _start
-    for k in kernels:
-        try:
-            k.close()
-        except Exception:
-            pass
 
 
 STEPS = [
@@ -62,13 +35,13 @@ def test_kill_during_a_step_body_then_resume(start: StartKernel) -> None:
 
     k2 = start()
     reply = k2.ok("%resume")
-    assert start.count("load") == 1 and start.count("clean") == 1  # type: ignore[attr-defined]
+    assert start.count("load") == 1 and start.count("clean") == 1
     assert "Restored 2 steps (load, clean)" in reply.stdout
     assert "Step 'train' was interrupted: the kernel died while it ran." in reply.stdout
     for name, value in expected.items():
         assert k2.value(f"{name}.tolist()" if name != "meta" else name) == value
     k2.ok(_cell(*STEPS[2]))
-    assert start.count("train") == 2  # type: ignore[attr-defined]  # once killed, once now
+    assert start.count("train") == 2  # once killed, once now
     assert k2.value("weights.tolist()") == [float(np.mean([v for v in expected["clean"]]))] * 3
 
 

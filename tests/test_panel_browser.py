@@ -3,7 +3,6 @@ Replay from a step, then a kernel restart from Lab's menu and %resume."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,6 @@ import pytest
 from tests.browser import (
     ARTIFACTS,
     PANEL,
-    chromium,
     jupyter_server,
     new_page,
     open_notebook,
@@ -39,12 +37,6 @@ CELLS = [
     "%%step report\nprint(f'total = {total[0]}')",
     "%steps",
 ]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 def _notebook(path: Path) -> None:

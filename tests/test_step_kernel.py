@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.kernels import Kernel
+from tests.conftest import Kernels as StartKernel
 
 pytestmark = pytest.mark.kernel
-
-StartKernel = Callable[..., Kernel]
-
-
-@pytest.fixture
-def start(tmp_path: Path, _key_file: Path) -> Iterator[StartKernel]:
-    """Start kernels on one shared cache dir; each gets the extension and a ``mark`` helper."""
-    kernels: list[Kernel] = []
-    log = tmp_path / "executions.log"
-
-    def _start(seed: str = "0") -> Kernel:
-        k = Kernel(tmp_path, {"RESUMABLE_NB_DIR": str(tmp_path / "cache"),
-                              "RESUMABLE_NB_KEY_FILE": str(_key_file), "PYTHONHASHSEED": seed})
-        kernels.append(k)
-        k.ok("%load_ext resumable_nb")
-        k.ok(f"def mark(tag, _log={str(log)!r}):\n    open(_log, 'a').write(tag + '\\n')")
-        return k
-
-    _start.count = lambda tag: log.read_text().split().count(tag) if log.exists() else 0  # type: ignore[attr-defined]
-    yield _start
-    for k in kernels:
-        try:
-            k.close()
-        except Exception:
-            pass
 
 
 def test_hit_in_the_same_and_in_a_new_kernel(start: StartKernel) -> None:
@@ -43,10 +16,10 @@ def test_hit_in_the_same_and_in_a_new_kernel(start: StartKernel) -> None:
     k1 = start()
     k1.ok(cell)
     k1.ok(cell)
-    assert start.count("load") == 1  # type: ignore[attr-defined]
+    assert start.count("load") == 1
     k2 = start()
     reply = k2.ok(cell)
-    assert start.count("load") == 1  # type: ignore[attr-defined]
+    assert start.count("load") == 1
     assert "restored from cache" in reply.stdout
     assert k2.value("total") == 285
     assert k2.value("data.tolist()") == [i * i for i in range(10)]
@@ -70,11 +43,11 @@ def test_changed_input_reruns_in_a_kernel(start: StartKernel, setup: str, change
     k.ok(cell)
     k.ok(change)
     k.ok(cell)
-    assert start.count("use") == 2  # type: ignore[attr-defined]
+    assert start.count("use") == 2
     k2 = start()
     k2.ok(setup)
     k2.ok(cell)
-    assert start.count("use") == 2, "the original input hits in a new kernel"  # type: ignore[attr-defined]
+    assert start.count("use") == 2, "the original input hits in a new kernel"
 
 
 def test_transitive_functions_in_a_kernel(start: StartKernel) -> None:
@@ -86,13 +59,13 @@ def test_transitive_functions_in_a_kernel(start: StartKernel) -> None:
     k2 = start()
     k2.ok(defs)
     k2.ok(cell)
-    assert start.count("call") == 1  # type: ignore[attr-defined]
+    assert start.count("call") == 1
     k2.ok("def f(x):\n    return x * SCALE * 10")
     k2.ok(cell)
-    assert start.count("call") == 2 and k2.value("res") == 61  # type: ignore[attr-defined]
+    assert start.count("call") == 2 and k2.value("res") == 61
     k2.ok("SCALE = 4")
     k2.ok(cell)
-    assert start.count("call") == 3 and k2.value("res") == 81  # type: ignore[attr-defined]
+    assert start.count("call") == 3 and k2.value("res") == 81
 
 
 def test_in_place_mutation_restored_in_a_new_kernel(start: StartKernel) -> None:
@@ -106,7 +79,7 @@ def test_in_place_mutation_restored_in_a_new_kernel(start: StartKernel) -> None:
     k2 = start()
     k2.ok(setup)
     k2.ok(cell)
-    assert start.count("mutate") == 1  # type: ignore[attr-defined]
+    assert start.count("mutate") == 1
     assert k2.value("lst") == [1, 2]
     assert k2.value("conf") == {"k": "v"}
     assert k2.value("box.attr") == 7
@@ -127,7 +100,7 @@ def test_rich_output_replayed_in_order_in_a_new_kernel(start: StartKernel) -> No
 
     def shape(reply: object) -> list[tuple[str, str]]:
         kinds = []
-        for kind, payload in reply.outputs:  # type: ignore[attr-defined]
+        for kind, payload in reply.outputs:
             if kind in ("stdout", "stderr"):
                 text = "".join(line for line in payload.splitlines(keepends=True)
                                if not line.startswith("[resumable_nb]"))
@@ -153,12 +126,12 @@ def test_keys_do_not_depend_on_pythonhashseed(start: StartKernel) -> None:
             "n = nested")
     keys = []
     for seed in ("1", "2", "3"):
-        k = start(seed)
+        k = start(PYTHONHASHSEED=seed)
         k.ok(setup)
         k.ok(cell)
         keys.append(k.value("get_ipython()._resumable_nb_magics.runner.history[-1].key"))
     assert len(set(keys)) == 1
-    assert start.count("seeds") == 1  # type: ignore[attr-defined]
+    assert start.count("seeds") == 1
 
 
 def test_an_error_in_a_step_leaves_the_kernel_healthy(start: StartKernel) -> None:
@@ -171,4 +144,4 @@ def test_an_error_in_a_step_leaves_the_kernel_healthy(start: StartKernel) -> Non
     assert "1 / 0" in tb and "runner.py" not in tb
     assert k.value("1 + 1") == 2
     k.run("%%step bad\nmark('bad')\nx = 1\n1 / 0")
-    assert start.count("bad") == 2  # type: ignore[attr-defined]
+    assert start.count("bad") == 2
