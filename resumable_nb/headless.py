@@ -32,7 +32,6 @@ import json
 import keyword
 import math
 import os
-import shlex
 import socket
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import location
 from .journal import RunView, StepView, chain, journal_path, read_events, runs
+from .resume import Cell, parse_cells
 
 if TYPE_CHECKING:
     from nbclient import NotebookClient
@@ -69,6 +69,7 @@ __all__ = [
     "parse_parameter",
     "read_notebook",
     "read_record",
+    "skipped",
 ]
 
 RECORD_VERSION = 1
@@ -149,43 +150,19 @@ def read_notebook(path: Path) -> NotebookNode:
     return nb
 
 
-@dataclass(frozen=True, slots=True)
-class CodeCell:
-    """A code cell of the notebook being run (positions count the injected cell)."""
-
-    index: int
-    source: str
-    step: str | None = None  # the step name, for a %%step cell
-    body: str = ""  # the %%step cell's body
-
-    @property
-    def skipped(self) -> bool:
-        """Only %resume / %replay / re- or unloading lines: the CLI never executes it."""
-        lines = [ln.strip() for ln in self.source.splitlines()
-                 if ln.strip() and not ln.strip().startswith("#")]
-        return bool(lines) and all(ln.startswith(_SKIPPED) for ln in lines)
+CodeCell = Cell  # a code cell of the notebook being run (positions count the injected cell)
 
 
-def code_cells(nb: Mapping[str, Any]) -> list[CodeCell]:
-    """The code cells of a notebook (nbformat 4, as a NotebookNode or its JSON), with ``%%step``
-    cells parsed as ``resume.notebook_cells`` does."""
-    cells = []
-    for i, cell in enumerate(nb.get("cells", [])):
-        if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
-            continue
-        raw = cell.get("source", "")
-        source = raw if isinstance(raw, str) else "".join(raw)
-        first, _, body = source.partition("\n")
-        if first.strip().startswith("%%step"):
-            try:
-                words = shlex.split(first.strip()[len("%%step"):])
-            except ValueError:
-                words = first.strip()[len("%%step"):].split()
-            name = next((w for w in words if not w.startswith("-")), "")
-            cells.append(CodeCell(i, source, step=name or None, body=body))
-        else:
-            cells.append(CodeCell(i, source))
-    return cells
+def skipped(cell: Cell) -> bool:
+    """Only %resume / %replay / re- or unloading lines: the CLI never executes it."""
+    lines = [ln.strip() for ln in cell.source.splitlines()
+             if ln.strip() and not ln.strip().startswith("#")]
+    return bool(lines) and all(ln.startswith(_SKIPPED) for ln in lines)
+
+
+def code_cells(nb: Mapping[str, Any]) -> list[Cell]:
+    """The code cells of a notebook (nbformat 4, as a NotebookNode or its JSON)."""
+    return parse_cells(nb)
 
 
 def inject_parameters(nb: NotebookNode, parameters: Mapping[str, Any]) -> None:
@@ -659,7 +636,7 @@ class HeadlessRun:
     def _cell(self, client: NotebookClient, cell: CodeCell) -> None:
         nbcell = self.nb.cells[cell.index]
         above = cell.index in self._above
-        if cell.skipped:
+        if skipped(cell):
             self._note(cell, "[resumable-nb] not executed: `resumable-nb run` resumes by itself")
             return
         if above and cell.step and cell.step in self.restored:

@@ -63,17 +63,22 @@ def notebook_cells(path: Path) -> list[Cell]:
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise ValueError(f"{path} is not a notebook (no cells)")
+    return parse_cells(nb)
+
+
+def parse_cells(nb: Mapping[str, Any]) -> list[Cell]:
+    """The code cells of a notebook (nbformat 4, as a NotebookNode or its JSON); ``index`` is
+    the position among all cells."""
     cells = []
-    for i, cell in enumerate(nb["cells"]):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+    for i, cell in enumerate(nb.get("cells", [])):
+        if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
         raw = cell.get("source", "")
         source = raw if isinstance(raw, str) else "".join(raw)
         first, _, body = source.partition("\n")
         if first.strip().startswith("%%step"):
             line = first.strip()[len("%%step"):].strip()
-            words = _split(line)
-            name = next((w for w in words if not w.startswith("-")), "")
+            name = next((w for w in _split(line) if not w.startswith("-")), "")
             cells.append(Cell(i, source, step=name or None, line=line, body=body))
         else:
             cells.append(Cell(i, source))

@@ -29,6 +29,7 @@ from resumable_nb.headless import (
     code_cells,
     inject_parameters,
     parse_parameter,
+    skipped,
 )
 from resumable_nb.journal import Journal, chain, journal_path, read_events, runs
 from resumable_nb.store import Store
@@ -279,7 +280,7 @@ def test_code_cells_and_the_cells_a_headless_run_never_executes() -> None:
         "%load_ext resumable_nb", "%resume --run", "# resume\n%resume", "%resume\nx = 1",
         "%%step load --force\nx = 1", "%%step\nx = 2"]]
     cells = code_cells(nb)
-    assert [c.skipped for c in cells] == [False, True, True, False, False, False]
+    assert [skipped(c) for c in cells] == [False, True, True, False, False, False]
     assert (cells[4].step, cells[4].body) == ("load", "x = 1")
     assert cells[5].step is None
 
