@@ -49,7 +49,7 @@ from .errors import Unfingerprintable
 
 __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "fingerprint", "import_identity", "module_identity"]
 
-FINGERPRINT_VERSION = 4
+FINGERPRINT_VERSION = 5
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400
@@ -503,6 +503,7 @@ class _EmptyCellType:
 
 
 _EmptyCell = _EmptyCellType()
+_EXACT[_EmptyCellType] = lambda fp, v: fp._raw(b"_")  # an empty closure cell: a constant
 
 
 _DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,

@@ -254,26 +254,26 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("value", "expected"), GOLDEN)
 def test_golden_fingerprints(value: Any, expected: str) -> None:
-    assert FINGERPRINT_VERSION == 4, "new version: paste the new golden values"
+    assert FINGERPRINT_VERSION == 5, "new version: paste the new golden values"
     assert fingerprint(value) == expected
 
 
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION, and paste the new values.
 GOLDEN_KEYS = [
     pytest.param(("x = 1", {}, [], []),
-                 "step-202107bff5817fbdd2a1d46de79c21decebe7dd5e9e69d092099509c861f110c", id="no-inputs"),
+                 "step-fd1131fe0751ebc89e3c8a5e4377fa1083227d054f07cb62486ef7c53ed2d34b", id="no-inputs"),
     pytest.param(("y = x + 1", {"x": "a1e91c5d6860d32b80e47451797bd70d"}, ["numpy==2.4.6"], []),
-                 "step-443c82a5b184b10187a47ff3637515157c619970f21ba23d59dd015a8302c381", id="one-input"),
+                 "step-a98787a51c9cc6c68764fa98ae31bce863b3ed7a50dd476f2113489b148ba161", id="one-input"),
     pytest.param(("z = f(a, b)", {"b": "471d2b85742b9643143cd27e33b1eefd", "a": "absent",
                                   "f": "4f8efa5a87d044c602b6f74afa7ad0c6"},
                   ["pandas==3.1.1", "json==py3.11.7"], ["tmp", "log"]),
-                 "step-e256b8d4c13799643b26154cae09380a7f1a8c36895a5919b086e1f09efe5cd2", id="full"),
+                 "step-0966df8d80d31e54858380414428043d936f3b71b533692cf77300b49a85c826", id="full"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), GOLDEN_KEYS)
 def test_golden_step_keys(args: tuple[str, dict[str, str], list[str], list[str]], expected: str) -> None:
-    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 4), "new version: paste the new golden keys"
+    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 5), "new version: paste the new golden keys"
     assert step_key(*args) == expected
 
 
