@@ -281,10 +281,7 @@ class Fingerprinter:
             # are that module's other attributes, which the module's content covers.
             self._begin(b"L", 5)
             self._str(b"n", fn.__qualname__)
-            self._code(fn.__code__)
-            self._feed(fn.__defaults__)
-            self._feed(fn.__kwdefaults__)
-            self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
+            self._code_and_state(fn)
             return
         if not self._is_notebook(fn):
             if _importable_as(fn):
@@ -294,17 +291,11 @@ class Fingerprinter:
             # closure are the content; its foreign globals count by their module.
             self._begin(b"F", 5)
             self._module_named(str(fn.__globals__.get("__name__", "?")))
-            self._code(fn.__code__)
-            self._feed(fn.__defaults__)
-            self._feed(fn.__kwdefaults__)
-            self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
+            self._code_and_state(fn)
             return
         self._begin(b"N", 7)
         self._str(b"n", fn.__qualname__)
-        self._code(fn.__code__)
-        self._feed(fn.__defaults__)
-        self._feed(fn.__kwdefaults__)
-        self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
+        self._code_and_state(fn)
         self._feed(dict(fn.__dict__))
         reads = global_names(fn.__code__)
         if self.dynamic is None and reads & _DYNAMIC_NAMES:
@@ -321,6 +312,13 @@ class Fingerprinter:
             self._path.append(name)
             self._feed(g[name])
             self._path.pop()
+
+    def _code_and_state(self, fn: types.FunctionType) -> None:
+        """What every kind of function is keyed by: code, defaults, closure values."""
+        self._code(fn.__code__)
+        self._feed(fn.__defaults__)
+        self._feed(fn.__kwdefaults__)
+        self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
 
     def _code(self, code: types.CodeType) -> None:
         # Filenames and line numbers are left out: IPython names every execution's file

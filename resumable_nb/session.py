@@ -261,13 +261,10 @@ class Session:
         if before.stopped_at is not None:
             raise StepUsageError(f"cannot rebuild the state before {start!r}: step "
                                  f"{before.stopped_at.name!r} could not be restored ({before.why})")
-        made_later = set()
-        for s in steps[at:]:
-            made_later |= set(s.outputs) | set(s.deleted)
-        # Names first made at or after `start` go; names a plain cell made stay as they are.
-        made_by_steps = {n for s in steps for n in (*s.outputs, *s.deleted)}
-        keep_plain = made_later - made_by_steps
-        bind(self.shell.user_ns, before, also_remove=made_later - set(before.values) - keep_plain)
+        made_later = {n for s in steps[at:] for n in (*s.outputs, *s.deleted)}
+        # A name that `start` or a later step wrote, and no earlier step, goes: it did not
+        # exist before `start` as far as the journal knows (plain cells are not journaled).
+        bind(self.shell.user_ns, before, also_remove=made_later - set(before.values))
         for i, step in enumerate(plan):
             self._run_cell(Cell(-1, "", step=step.name, line=step.header[len("%%step "):],
                                 body=step.source), force=i == 0)
