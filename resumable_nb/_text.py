@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["human_size"]
+__all__ = ["human_size", "printable"]
 
 
 def human_size(n: float) -> str:
@@ -16,3 +16,23 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` with control characters escaped, for journal text shown on a terminal: a step
+    name, an error or a source recorded by someone else must not move the cursor, change the
+    title or hide lines (ANSI escapes).
+
+    >>> printable("ok\\x1b[2Jgone\\r")
+    'ok\\\\x1b[2Jgone\\\\r'
+    """
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if (ch == "\n" and keep_newlines) or ch == "\t":
+            out.append(ch)
+        elif code < 0x20 or 0x7F <= code < 0xA0 or ch in "\u2028\u2029\u202e\u2066\u2067\u2068":
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)

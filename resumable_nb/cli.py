@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._text import human_size
+from . import location
+from ._text import human_size, printable
+from .errors import ResumableError
 from .headless import (
     CodeCell,
     HeadlessRun,
@@ -121,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("choose a command: run, status, runs, events, clear or gc")
     try:
         return int(args.func(args))
-    except RunError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+    except ResumableError as exc:  # RunError, and StoreError: an unusable cache folder or key
+        print(f"{PROG} {args.command}: error: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -239,7 +241,7 @@ def _status(args: argparse.Namespace) -> int:
     title = f"{notebook.name}: run {run['id']} {run['state']}"
     if run["resumed_from"]:
         title += f", resumed from {run['resumed_from']}"
-    print(title)
+    print(printable(title))
     table = [["step", "state", "attempts", "seconds", "saved s", "note"]]
     for s in run["steps"]:
         note = s["error"] or ("its code in the notebook changed since" if s["stale"] else "")
@@ -296,9 +298,9 @@ def _events(args: argparse.Namespace) -> int:
                      "warning": warning, "events": events})
         return 0
     if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     for e in events:
-        print(_event_line(e))
+        print(printable(_event_line(e)))
     return 0
 
 
@@ -374,12 +376,17 @@ def _clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def gc_keep(root: Path) -> set[str]:
+def gc_keep(root: Path) -> tuple[set[str], list[str]]:
     """Keys that must stay: for every notebook journal under ``root``, those of its latest run's
-    chain (what a resume restores), and those of every run whose kernel is still alive."""
+    chain (what a resume restores), and those of every run whose kernel is still alive; and the
+    warnings of journals that could not be read whole (then nothing may be collected: a skipped
+    record may be what needs an entry)."""
     keep: set[str] = set()
+    warnings: list[str] = []
     for path in iter_journals(root):
-        events, _ = read_events(path)
+        events, warning = read_events(path)
+        if warning:
+            warnings.append(warning)
         all_runs = runs(events)
         if not all_runs:
             continue
@@ -389,20 +396,22 @@ def gc_keep(root: Path) -> set[str]:
             if run.state == "running":
                 keep |= {s.key for s in chain(all_runs, run.run) if s.key}
                 keep |= {s.key for s in run.steps if s.key}  # a step being stored right now
-    return keep
+    return keep, warnings
 
 
 def _gc(args: argparse.Namespace) -> int:
-    if args.cache_dir is not None:
-        root = args.cache_dir.expanduser().absolute()
-    elif os.environ.get("RESUMABLE_NB_DIR"):
-        root = Path(os.environ["RESUMABLE_NB_DIR"]).expanduser().absolute()
-    else:
-        root = Path.cwd() / ".resumable_nb"
+    root = location.cache_root(str(args.cache_dir or ""), {})  # as the kernel finds it
     if not (root / "index").is_dir():
         print(f"nothing to collect: no cache at {root}")
         return 0
-    keep = gc_keep(root)
+    keep, warnings = gc_keep(root)
+    if warnings:
+        for warning in warnings:
+            print(f"warning: {printable(warning)}", file=sys.stderr)
+        print(f"collected nothing: a journal in {root} could not be read whole (see above), and a "
+              "skipped record may need an entry. Remove the journal files you do not trust, then "
+              "run gc again.")
+        return 0
     store = _store(root)
     try:
         removed, freed = store.gc(keep)
@@ -431,6 +440,7 @@ def _print_json(data: Any) -> None:
 
 
 def _print_table(table: list[list[str]]) -> None:
+    table = [[printable(cell) for cell in row] for row in table]  # journal text: no raw escapes
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -8,7 +8,8 @@
     ├── Unstorable                 an output that cannot be pickled safely
     ├── StoreError                 the cache cannot be opened or written
     │   └── CorruptEntry           a manifest or payload failed its size/HMAC check or load
-    └── RestoreError               a verified entry could not be restored into this kernel
+    ├── RestoreError               a verified entry could not be restored into this kernel
+    └── RunError                   bad input for ``resumable-nb`` (defined in headless; exit 2)
 
     ResumableWarning(UserWarning)  one-line notices (a hit turned into a miss, ...)
 

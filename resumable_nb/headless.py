@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import location
-from .journal import RunView, StepView, chain, journal_path, read_events, runs
+from .errors import ResumableError, StoreError
+from .journal import RunView, StepView, chain, journal_path, read_events, read_signed, runs, write_signed
 from .resume import Cell, parse_cells
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ __all__ = [
     "skipped",
 ]
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: signed with the journal key
 _REPORT = "@@resumable-nb-report@@ "  # prefix of the line kernel_setup prints for the CLI
 _RESTORED_ATTR = "_resumable_nb_headless_restored"
 _KERNEL_MODULE = "__import__('resumable_nb.headless', fromlist=['kernel_setup'])"
@@ -81,7 +82,7 @@ _SKIPPED = ("%resume", "%replay", "%reload_ext resumable_nb", "%unload_ext resum
 _TCP_NOISE = "Kernel is running over TCP without encryption"
 
 
-class RunError(Exception):
+class RunError(ResumableError):
     """Bad input for a run (or a run that cannot start): one line, exit 2, nothing written."""
 
 
@@ -201,31 +202,34 @@ def record_path(journal: Path) -> Path:
 
 def read_record(journal: Path) -> dict[str, Any]:
     """What ``resumable-nb run`` recorded per run id: the digests of the code cells it executed,
-    its parameters and outcome. Empty when missing or unreadable (then only the journal counts)."""
-    try:
-        data = json.loads(record_path(journal).read_text())
-    except (OSError, ValueError):
-        return {}
-    got = data.get("runs") if isinstance(data, dict) else None
+    its parameters and outcome. Empty when missing, unreadable or not signed with the user's key
+    (then only the journal counts)."""
+    data = read_signed(record_path(journal))
+    got = data.get("runs") if data is not None and data.get("schema") == RECORD_VERSION else None
     return got if isinstance(got, dict) else {}
 
 
 def _write_record(journal: Path, run_id: str, entry: dict[str, Any], keep: int = 50) -> None:
-    path = record_path(journal)
     records = read_record(journal)
     records.pop(run_id, None)
     records[run_id] = entry
     records = dict(list(records.items())[-keep:])
-    body = json.dumps({"schema": RECORD_VERSION, "runs": records}, indent=1, sort_keys=False)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cli-", suffix=".tmp")
+    write_signed(journal.parent.parent, record_path(journal).name,
+                 {"schema": RECORD_VERSION, "runs": records})
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` must set it to read it,
+    which would race with other threads)."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _normal(text: str) -> str:
@@ -758,7 +762,7 @@ class HeadlessRun:
             "output": str(self.output) if self.output else "-",
             "time": time.time(),
         }
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, StoreError):
             _write_record(self.journal, self.run_id, entry)
 
     def _write_output(self) -> str:
@@ -777,7 +781,7 @@ class HeadlessRun:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 nbformat.write(self.nb, f)
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o666 & ~_umask())  # as `open` would: a private umask keeps it private
             os.replace(tmp, self.output)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -2,14 +2,20 @@
 
 One file per notebook under ``<cache>/journal/``. Each event is one line::
 
-    {"kind": "step_finished", "run": "...", "time": ..., ...}<TAB><xxh3-64 of the JSON>\\n
+    {"kind": "step_finished", "run": "...", "time": ..., ...}<TAB><HMAC-SHA256 of the JSON>\\n
 
-written with a single ``write`` on an ``O_APPEND`` descriptor; a record that finishes a
+appended on an ``O_APPEND`` descriptor (looping on short writes); a record that finishes a
 computed step is fsynced before the step counts as complete. Nothing is ever rewritten.
 
-Reading is forgiving at the end and strict in the middle: a torn last record (the process died
-mid-append) is ignored; a damaged record followed by good ones stops the read there, with a
-warning. Every state a user sees is derived from the events (:func:`runs`).
+The MAC is keyed with a key derived from the user's secret (:mod:`resumable_nb.keys`): a
+record someone else wrote — a journal shipped in a cloned repository, edited by another user,
+or made with another key — does not verify, and is ignored with one warning. Nothing of it is
+restored or run (``%resume --run`` may run step sources recorded here).
+
+Reading is forgiving: a torn last record (the process died mid-append) is ignored silently; a
+damaged, unverified or malformed record elsewhere is skipped, and the reader says how many.
+Appending after a torn tail starts a new line first, so the torn piece never swallows the next
+record. Every state a user sees is derived from the events (:func:`runs`).
 
 Events: ``run_started`` (notebook, pid, host, python, resumed_from), ``step_started`` (step,
 key, attempt, source), ``step_finished`` (step, status ran/cached/failed, duration, error,
@@ -23,10 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import secrets
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,10 +46,13 @@ from typing import Any
 import xxhash
 
 from . import _faults
+from .cachedir import CacheDir
+from .errors import StoreError
+from .keys import default_key_file, derive, load_key
 
 __all__ = ["JOURNAL_VERSION", "Journal", "RunView", "StepView", "journal_path", "read_events", "runs"]
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: records carry an HMAC (1: an unkeyed checksum)
 
 
 _last_micros = 0
@@ -59,6 +71,11 @@ def new_run_id() -> str:
 
 def journal_path(root: Path, notebook: str | None) -> Path:
     """``<root>/journal/<stem>-<hash of the notebook's absolute path>.jsonl``."""
+    return root / "journal" / journal_name(notebook)
+
+
+def journal_name(notebook: str | None) -> str:
+    """The journal's file name: ``<stem>-<hash of the notebook's absolute path>.jsonl``."""
     if notebook:
         name = Path(notebook).stem
         digest = xxhash.xxh3_64_hexdigest(str(Path(notebook).absolute()).encode())[:8]
@@ -66,46 +83,166 @@ def journal_path(root: Path, notebook: str | None) -> Path:
         name = "ipython"
         digest = xxhash.xxh3_64_hexdigest(str(Path.cwd()).encode())[:8]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-    return root / "journal" / f"{safe}-{digest}.jsonl"
+    return f"{safe}-{digest}.jsonl"
 
 
-# -- reading ---------------------------------------------------------------------------------
-def _encode(record: Mapping[str, Any]) -> bytes:
-    body = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{body}\t{xxhash.xxh3_64_hexdigest(body.encode())}\n".encode()
+def journal_key(key_file: Path | None = None) -> bytes:
+    """The key journal records are signed with, derived from the user's key.
+
+    :raises StoreError: the key file is unusable (see :func:`resumable_nb.keys.load_key`).
+    """
+    return derive(load_key(key_file or default_key_file()), "journal")
 
 
-def _decode(line: bytes) -> dict[str, Any] | None:
+# -- records ---------------------------------------------------------------------------------
+def _mac(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def _encode(record: Mapping[str, Any], key: bytes) -> bytes:
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return body + b"\t" + _mac(key, body).encode() + b"\n"
+
+
+_OPT_STR = (str, type(None))
+_NUM = (int, float)
+# kind -> {field: accepted types}; a record missing a field, or with a field of another type,
+# is malformed and skipped (every reader can then index it without checks).
+_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "run_started": {"notebook": _OPT_STR, "pid": (int,), "host": (str,), "python": (str,),
+                    "resumed_from": _OPT_STR},
+    "step_started": {"step": (str,), "key": _OPT_STR, "source": (str,)},
+    "step_finished": {"step": (str,), "status": (str,), "key": _OPT_STR, "duration": _NUM,
+                      "saved": _NUM, "outputs": (dict,), "deleted": (list,), "error": (str,),
+                      "reason": (str,), "inputs": (dict,)},
+    "run_ended": {"status": (str,)},
+}
+
+
+def _valid(record: Any) -> bool:
+    if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+        return False
+    if not isinstance(record.get("time"), _NUM) or isinstance(record.get("time"), bool):
+        return False
+    fields = _SCHEMA.get(record.get("kind"))  # type: ignore[arg-type]
+    if fields is None:
+        return False
+    if not all(isinstance(record.get(k), types) for k, types in fields.items()):
+        return False
+    if record["kind"] == "step_finished":
+        return (all(isinstance(k, str) and isinstance(v, int) for k, v in record["outputs"].items())
+                and all(isinstance(n, str) for n in record["deleted"])
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in record["inputs"].items()))
+    return True
+
+
+def _decode(line: bytes, key: bytes) -> tuple[str, dict[str, Any] | None]:
+    """("ok", record) | ("foreign", None): not signed with this key | ("bad", None)."""
+    body, tab, mac = line.rpartition(b"\t")
+    if not tab or not body:
+        return "bad", None
+    if not hmac.compare_digest(_mac(key, body).encode(), mac):
+        return "foreign", None
     try:
-        text = line.decode()
-        body, _, check = text.rpartition("\t")
-        if not body or xxhash.xxh3_64_hexdigest(body.encode()) != check:
-            return None
         record = json.loads(body)
-        return record if isinstance(record, dict) and "kind" in record else None
     except (UnicodeDecodeError, ValueError):
-        return None
+        return "bad", None
+    return ("ok", record) if _valid(record) else ("bad", None)
 
 
-def read_events(path: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """All good events of a journal file, and a warning if a damaged record cut it short."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+def read_events(path: Path, key: bytes | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """The verified events of a journal file, and a warning when some records were skipped.
+
+    ``key``: the journal key (:func:`journal_key`); by default, derived from the user's key.
+    The file is opened without following a link; a torn last record is ignored silently.
+    """
+    if key is None:
+        key = journal_key()
+    data = _read_file(path)
+    if not data:
         return [], None
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # the last piece has no newline: torn (or empty)
+    complete = data.split(b"\n")[:-1]  # the last piece has no newline: torn (or empty)
     events: list[dict[str, Any]] = []
-    for i, line in enumerate(complete):
-        record = _decode(line)
+    foreign = bad = 0
+    for line in complete:
+        if not line:
+            continue  # the newline written after a torn tail
+        verdict, record = _decode(line, key)
         if record is not None:
             events.append(record)
-            continue
-        if any(_decode(later) is not None for later in complete[i + 1:]):
-            return events, (f"journal {path.name} is damaged at record {i + 1}: the "
-                            f"{len(complete) - i - 1} records after it are ignored")
-        break  # damage at the very end: a torn append, not a warning
-    return events, None
+        elif verdict == "foreign":
+            foreign += 1
+        else:
+            bad += 1
+    problems = []
+    if foreign:
+        problems.append(f"{_count(foreign, 'record')} not signed with your key "
+                        f"{'was' if foreign == 1 else 'were'} ignored (altered, or written by another "
+                        "user, another key or an older resumable_nb)")
+    if bad:
+        problems.append(f"{_count(bad, 'damaged record')} {'was' if bad == 1 else 'were'} skipped")
+    return events, (f"journal {path.name}: {'; '.join(problems)}" if problems else None)
+
+
+def read_signed(path: Path, key: bytes | None = None) -> dict[str, Any] | None:
+    """A JSON object written by :func:`write_signed` next to a journal, or None when it is
+    missing, unreadable or not signed with ``key`` (someone else's: never trusted)."""
+    try:
+        data = _read_file(path)
+    except StoreError:
+        return None
+    body, tab, mac = data.rstrip(b"\n").rpartition(b"\t")
+    key = key if key is not None else journal_key()
+    if not tab or not hmac.compare_digest(_mac(key, body).encode(), mac):
+        return None
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write_signed(root: Path, name: str, value: Mapping[str, Any], key: bytes | None = None) -> None:
+    """Atomically replace ``<root>/journal/<name>`` with ``value``, signed (temp file + rename,
+    all inside the checked cache folder, no link followed).
+
+    :raises StoreError: the cache folder or key file is unusable.
+    """
+    data = _encode(value, key if key is not None else journal_key())
+    with CacheDir(root) as cache:
+        fd, tmp = cache.create_temp("journal", "tmp-", ".part")
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+            os.close(fd)
+            cache.rename("journal", tmp, "journal", name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(OSError, StoreError):
+                cache.unlink("journal", tmp)
+            raise
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise StoreError(f"cannot read the journal {path} ({exc.strerror}); a journal must be a "
+                         "regular file, not a link") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"cannot read the journal {path}: it is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 # -- derived state ---------------------------------------------------------------------------
@@ -262,8 +399,17 @@ def chain(all_runs: Mapping[str, RunView], run_id: str) -> list[StepView]:
 class Journal:
     """This kernel's writer for one notebook's journal."""
 
-    def __init__(self, root: Path, notebook: str | None) -> None:
-        self.path = journal_path(root, notebook)
+    def __init__(self, root: Path | CacheDir, notebook: str | None, key: bytes | None = None) -> None:
+        """``root``: the cache folder (a :class:`CacheDir` already checked, or its path).
+        ``key``: the journal key; by default derived from the user's key file.
+
+        :raises StoreError: the cache folder or the key file is unusable.
+        """
+        self.key = key if key is not None else journal_key()
+        self._own_dir = not isinstance(root, CacheDir)
+        self.dir = root if isinstance(root, CacheDir) else CacheDir(root)
+        self.name = journal_name(notebook)
+        self.path = self.dir.path / "journal" / self.name
         self.notebook = notebook
         self.run_id: str | None = None
         self.resumed_from: str | None = None
@@ -277,9 +423,8 @@ class Journal:
         """Take the notebook's hold; False (and ``holder`` says who) if another process has it."""
         if self._lock_fd is not None:
             return True
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock = self.path.with_suffix(".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        # A planted link or hard link is refused: we truncate and rewrite this file.
+        fd = self.dir.open("journal", self.name[:-len(".jsonl")] + ".lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -309,14 +454,19 @@ class Journal:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
+        if self._own_dir:
+            self.dir.close()
 
     # -- events -----------------------------------------------------------------------------
     def _append(self, records: list[dict[str, Any]], durable: bool) -> None:
         if self._fd is None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        data = b"".join(_encode(r) for r in records)
-        os.write(self._fd, data)
+            fd = self.dir.open("journal", self.name, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                _write_all(fd, b"\n")  # end a torn record, so it cannot swallow the next one
+            self._fd = fd
+        data = b"".join(_encode(r, self.key) for r in records)
+        _write_all(self._fd, data)
         if durable:
             os.fsync(self._fd)
         if self.on_append is not None:
@@ -377,8 +527,14 @@ class Journal:
 
     # -- views ------------------------------------------------------------------------------
     def read(self) -> tuple[dict[str, RunView], str | None]:
-        events, warning = read_events(self.path)
+        events, warning = read_events(self.path, self.key)
         return runs(events, live_run=self.run_id), warning
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def iter_journals(root: Path) -> Iterator[Path]:

@@ -35,7 +35,8 @@ class ResumableNB(Magics):
     lazy_arrays = Bool(
         False, help="Restore array buffers by mapping the cache file copy-on-write instead of "
         "reading it: a 1 GiB array in milliseconds, pages read on first use, writes stay private. "
-        "Their MACs are then not checked (the pickle stream's always is)."
+        "Their MACs are then not checked (the pickle stream's always is): use it only on a cache "
+        "folder you trust."
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:

@@ -235,9 +235,12 @@ class StepRunner:
                 result.reason = "not in the cache yet"
                 return False, None
             payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
-        except (CorruptEntry, RestoreError) as exc:
+        except (StoreError, RestoreError) as exc:
+            # Only a verified failure (size, MAC) forgets the entry: a transient read error
+            # (EIO, too many open files) or a class that changed leaves it for later.
             corrupt = isinstance(exc, CorruptEntry)
-            what = "cache entry is corrupt" if corrupt else "cache entry cannot be restored"
+            what = ("cache entry is corrupt" if corrupt else "cache entry could not be read"
+                    if isinstance(exc, StoreError) else "cache entry cannot be restored")
             result.reason = f"{what} ({exc})"
             result.notices.append(f"step '{name}': {what} ({exc}); re-running it")
             if corrupt:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import location
-from ._text import human_size
+from ._text import human_size, printable
 from .errors import StepUsageError, StoreError
 from .journal import Journal, RunView, StepView, chain
 from .resume import (
@@ -41,6 +41,7 @@ class ReplayStep:
     source: str
     header: str
     verdict: str  # "will run" | "will hit" | "unknown (...)"
+    recorded: bool = False  # its source comes from the journal (the notebook file is unknown)
 
 
 class Session:
@@ -78,16 +79,19 @@ class Session:
     def journal(self) -> Journal | None:
         """This notebook's journal, held by this kernel; None while another kernel holds it
         (said once per holder) or when the cache folder is unusable."""
-        if self.store() is None:
+        store = self.store()
+        if store is None:
             return None
         if self._journal is None:
             nb = self.notebook
-            self._journal = Journal(self._root(), str(nb) if nb else None)
+            assert store.dir is not None
+            self._journal = Journal(store.dir, str(nb) if nb else None, key=store.journal_key)
             self._journal.on_append = self._refresh_panels
         try:
             held = self._journal.acquire()
-        except OSError as exc:
-            self._notice(f"the run journal cannot be opened ({exc.strerror}); steps are not journaled")
+        except (OSError, StoreError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            self._notice(f"the run journal cannot be opened ({why}); steps are not journaled")
             return None
         if not held:
             if self._told_holder != self._journal.holder:
@@ -170,6 +174,7 @@ class Session:
             todo = [Cell(-1, "", step=name, line=name, body=sources[name])
                     for name in plan.remaining if sources.get(name)]
             setup: list[Cell] = []
+            _show_journal_sources(todo)
         else:
             todo = cells_to_run(plan.cells, done)
             first = todo[0].index if todo else len(plan.cells)
@@ -212,6 +217,7 @@ class Session:
             known = ", ".join(names) or "none yet: run or %resume some steps first"
             raise StepUsageError(f"no completed step {start!r} in this kernel's run; completed: {known}")
         cells = self._cells()
+        recorded = False  # the sources come from the journal, not from the notebook file
         if cells is not None and any(c.step == start for c in cells):
             first = next(i for i, c in enumerate(cells) if c.step == start)
             seq = [(c.step or "", c.body, f"%%step {c.line}") for c in cells[first:] if c.step]
@@ -219,6 +225,7 @@ class Session:
             last_source = {s.name: s.source for s in steps}
             order = list(dict.fromkeys(s.name for s in steps[at:]))
             seq = [(n, last_source[n], f"%%step {n}") for n in order]
+            recorded = True
         if stop is not None:
             stops = [i for i, (n, _, _) in enumerate(seq) if n == stop]
             if not stops:
@@ -242,7 +249,7 @@ class Session:
                 verdict = "will run (no cache entry)"
             if verdict != "will hit":
                 changed |= set(prior.outputs) | set(prior.deleted) if prior else set()
-            plan.append(ReplayStep(name, source, header, verdict))
+            plan.append(ReplayStep(name, source, header, verdict, recorded))
         return steps, at, plan
 
     def replay(self, start: str, stop: str | None, dry_run: bool) -> list[ReplayStep]:
@@ -255,6 +262,8 @@ class Session:
         print(render_replay(plan, dry_run))
         if dry_run:
             return plan
+        _show_journal_sources([Cell(-1, "", step=p.name, line=p.header[len("%%step "):], body=p.source)
+                               for p in plan if p.recorded])
         store = self.store()
         assert store is not None
         before = restore_state(steps[:at], store, self.shell.user_ns, self.runner.lazy)
@@ -289,6 +298,7 @@ class Session:
             if not last:
                 raise StepUsageError(f"no step {name!r} in the notebook or the journal")
             cell = Cell(-1, "", step=name, line=name, body=last[-1].source)
+            _show_journal_sources([cell])
         self._run_cell(cell, force=True)
 
     def clear_step(self, name: str) -> int:
@@ -359,6 +369,19 @@ class Session:
 
 
 # -- rendering -------------------------------------------------------------------------------
+def _show_journal_sources(cells: list[Cell]) -> None:
+    """Say what is about to run when it comes from the journal, not from the notebook file
+    (terminal IPython, a frontend that does not tell its path): the user sees the code. Only
+    records signed with the user's key are ever read, so this is code the user's kernels ran."""
+    if not cells:
+        return
+    print("The notebook file is unknown: running the step sources recorded in the run journal:")
+    for cell in cells:
+        print(f"--- %%step {cell.line}")
+        print(printable(cell.body.rstrip("\n"), keep_newlines=True))
+    print("---")
+
+
 def render_resume(plan: ResumePlan, new_run: str) -> str:
     run = plan.run
     lines = [f"Resuming run {run.run} ({run.state}); this kernel's run is {new_run}."]

@@ -29,10 +29,9 @@ import json
 import mmap
 import os
 import pickle
-import secrets
+import re
 import stat
 import sys
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -45,11 +44,14 @@ import diskcache
 import diskcache.core
 
 from . import _faults, serialize
+from .cachedir import CacheDir
 from .errors import CorruptEntry, RestoreError, StoreError
+from .keys import default_key_file, derive, load_key
 
-__all__ = ["Entry", "Store", "default_key_file", "output_sizes"]
+__all__ = ["Entry", "Store", "output_sizes"]
 
 STORE_VERSION = 2
+_OBJECT = re.compile(r"^[0-9a-f]{64}\.rnb$")  # the only payload names we make (and delete)
 _ALIGN = 64
 _CHUNK = 1 << 24
 _SMALL = 1 << 18  # payloads kept in memory once verified (no out-of-band buffers)
@@ -99,69 +101,37 @@ class Entry:
 
 
 class _SafeDisk(diskcache.Disk):
-    """diskcache's Disk, but it never unpickles a value (CVE-2025-69872: a planted pickle in
-    the index would run code inside ``get``). We only ever store bytes."""
+    """diskcache's Disk, made inert: the index holds small signed JSON manifests inline, nothing
+    else. It never unpickles (CVE-2025-69872: a planted pickle would run code inside ``get``),
+    never writes a value file, and never deletes one: a planted row whose ``filename`` is
+    ``/home/me/thesis.tex`` would otherwise be removed by ``delete`` (``os.path.join`` lets an
+    absolute name win). Our payload files are written and deleted by :class:`Store` itself."""
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if type(value) is not bytes or read or len(value) >= self.min_file_size:
+            raise StoreError("resumable_nb stores only small byte strings in its index")
+        return super().store(value, read, key)
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode == diskcache.core.MODE_PICKLE:
-            raise CorruptEntry("an index value is a pickle, which resumable_nb never writes")
+        if mode != diskcache.core.MODE_RAW or filename is not None or read:
+            raise CorruptEntry("an index row points to a file or holds a pickle, which "
+                               "resumable_nb never writes")
         return super().fetch(mode, filename, value, read)
 
     def get(self, key: Any, raw: bool) -> Any:
         if not raw:
-            raise CorruptEntry("an index key is a pickle, which resumable_nb never writes")
+            return _NOT_OURS  # a pickled key: never unpickled, skipped by Store.keys()
         return super().get(key, raw)
 
+    def filename(self, key: Any = None, value: Any = None) -> Any:
+        raise StoreError("resumable_nb never writes index value files")
 
-def default_key_file() -> Path:
-    """Where the per-user HMAC key lives: ``$RESUMABLE_NB_KEY_FILE``, else
-    ``$XDG_CONFIG_HOME/resumable_nb/hmac.key`` (``~/.config/...``)."""
-    env = os.environ.get("RESUMABLE_NB_KEY_FILE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "resumable_nb" / "hmac.key"
+    def remove(self, file_path: str) -> None:
+        """Never delete: we wrote no file for the index (a row naming one was planted)."""
 
 
-def _load_key(path: Path) -> bytes:
-    """Read the HMAC key, creating it (0600, in a 0700 folder) on first use.
-
-    The key is written to a temp file, fsynced and hard-linked into place: a crash or a
-    second kernel starting at the same moment never sees a half-written key.
-    """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hmac-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)  # atomic, and fails if another process won the race
-            except FileExistsError:
-                pass
-            else:
-                _fsync_dir(path.parent)
-        finally:
-            os.unlink(tmp)
-    st = path.stat()
-    if st.st_mode & 0o077:
-        raise StoreError(f"the key file {path} is readable by others: run `chmod 600 {path}`")
-    key = path.read_bytes()
-    if len(key) < 32:
-        raise StoreError(f"the key file {path} is too short: delete it to make a new one "
-                         "(existing cache entries will then re-run)")
-    return key
-
-
-def _check_dir(path: Path) -> None:
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        raise StoreError(f"refusing cache dir {path}: it belongs to another user (uid {st.st_uid}); "
-                         "set RESUMABLE_NB_DIR to a folder of your own")
-    if stat.S_IMODE(st.st_mode) & 0o022:
-        raise StoreError(f"refusing cache dir {path}: others can write to it; run `chmod 700 {path}`")
+_NOT_OURS = object()
+_INDEX_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
 
 
 class _HashingWriter:
@@ -210,24 +180,28 @@ class Store:
     :raises StoreError: if the root cannot be created, is not ours or is writable by others.
     """
 
-    def __init__(self, root: str | os.PathLike[str], key_file: Path | None = None) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str] | CacheDir, key_file: Path | None = None) -> None:
+        self.dir = root if isinstance(root, CacheDir) else None
+        self.root = self.dir.path if self.dir is not None else Path(root).expanduser().absolute()  # type: ignore[arg-type]
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _check_dir(self.root)
-            for sub in ("objects", "tmp"):
-                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-            _sweep_tmp(self.root / "tmp")
-            self._key = _load_key(key_file or default_key_file())
-            self._buffer_key = hmac.new(self._key, b"resumable_nb buffer MAC v1", hashlib.sha256).digest()
+            self._key = load_key(key_file or default_key_file())
+            if self.dir is None:
+                self.dir = CacheDir(self.root)
+            for sub in ("objects", "tmp", "index"):
+                self.dir.sub(sub)
+            _sweep_tmp(self.dir)
+            self._buffer_key = derive(self._key, "buffer")
             # Verified manifests, and the verified pickle streams of small payloads: a repeated
             # hit then costs no index query, no file read and no MAC. Entries are immutable
             # (content-addressed), so a cached one is never wrong, at worst deleted meanwhile.
             self._entries: OrderedDict[str, Entry] = OrderedDict()
             self._small: OrderedDict[str, bytes] = OrderedDict()
+            for name in _INDEX_FILES:  # a planted link or hard link here is refused
+                if name == "cache.db" or self.dir.lstat("index", name) is not None:
+                    os.close(self.dir.open("index", name, os.O_RDWR | os.O_CREAT))
             self._index = diskcache.Cache(
-                str(self.root / "index"), disk=_SafeDisk, eviction_policy="none",
-                disk_min_file_size=2**31, sqlite_synchronous=2, size_limit=2**62,
+                self.dir.sqlite_path("index"), disk=_SafeDisk, eviction_policy="none",
+                disk_min_file_size=1 << 30, sqlite_synchronous=2, size_limit=2**62,
             )
         except OSError as exc:
             raise StoreError(f"cannot use cache dir {self.root}: {_os_message(exc, self.root)}") from None
@@ -237,8 +211,15 @@ class Store:
             raise StoreError(f"cannot open the cache index in {self.root} ({exc}); if the folder "
                              "is read-only, set RESUMABLE_NB_DIR to a writable one") from None
 
+    @property
+    def journal_key(self) -> bytes:
+        """The key that signs this user's journal records (derived from the same secret)."""
+        return derive(self._key, "journal")
+
     def close(self) -> None:
         self._index.close()
+        assert self.dir is not None
+        self.dir.close()
 
     # -- manifests ----------------------------------------------------------------------
     def _sign(self, body: bytes) -> str:
@@ -308,7 +289,21 @@ class Store:
         if entry is not None:
             self._small.pop(entry.file, None)
         if entry is not None and not any(e.file == entry.file for e in self.entries()):
-            (self.root / "objects" / entry.file).unlink(missing_ok=True)
+            self._unlink_object(entry.file)
+
+    def _unlink_object(self, name: str, ours: bool = True) -> int:
+        """Delete a file inside ``objects/`` (by descriptor); the bytes freed. ``ours``: only a
+        payload name we make (what a verified manifest names)."""
+        if ours and not _OBJECT.match(name):
+            return 0
+        assert self.dir is not None
+        try:
+            st = self.dir.lstat("objects", name)
+            if st is None or not self.dir.unlink("objects", name):
+                return 0
+        except StoreError:
+            return 0  # a name we would never make (and so never delete)
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
     def delete_step(self, step: str) -> int:
         """Forget every entry stored by the step named ``step``; return how many."""
@@ -320,7 +315,7 @@ class Store:
             self._small.pop(entry.file, None)
         still_used = {e.file for e in entries if e.step != step}
         for file in {e.file for e in gone} - still_used:
-            (self.root / "objects" / file).unlink(missing_ok=True)
+            self._unlink_object(file)
         return len(gone)
 
     def gc(self, keep: set[str]) -> tuple[int, int]:
@@ -334,12 +329,12 @@ class Store:
                 removed += 1
         self._small.clear()
         used = {e.file for e in self.entries()}
-        freed = 0
-        for path in (self.root / "objects").glob("*.rnb"):
-            if path.name not in used:
-                freed += path.stat().st_size
-                path.unlink(missing_ok=True)
-        _sweep_tmp(self.root / "tmp")
+        assert self.dir is not None
+        # Anything else in objects/ goes too (a stray or planted file, or a link: unlinked,
+        # never followed); only ever inside the cache folder, by descriptor.
+        freed = sum(self._unlink_object(name, ours=False) for name in list(self.dir.names("objects"))
+                    if name not in used)
+        _sweep_tmp(self.dir)
         return removed, freed
 
     # -- writing ------------------------------------------------------------------------
@@ -354,10 +349,13 @@ class Store:
         :raises Exception: whatever pickling raises (the caller names the culprit).
         """
         mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        tmp_dir = self.root / "tmp"
         buffers: list[pickle.PickleBuffer] = []
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"{os.getpid()}-", suffix=".part")
-        tmp = Path(tmp_name)
+        assert self.dir is not None
+        cache = self.dir
+        try:
+            fd, tmp = cache.create_temp("tmp", prefix=f"{os.getpid()}-", suffix=".part")
+        except OSError as exc:
+            raise StoreError(_os_message(exc, self.root)) from None
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
                 w = _HashingWriter(f.fileno(), mac)
@@ -376,21 +374,20 @@ class Store:
                 w.flush()
                 os.fsync(f.fileno())
                 size = w.pos
-            name = self._buffer_mac(json.dumps([digest, spans]).encode())
-            final = self.root / "objects" / f"{name}.rnb"
+            final = self._buffer_mac(json.dumps([digest, spans]).encode()) + ".rnb"
             _faults.point("payload-before-rename")
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            cache.rename("tmp", tmp, "objects", final)
+            cache.fsync("objects")
             _faults.point("payload-after-rename")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _quietly_unlink(cache, "tmp", tmp)
             raise StoreError(_os_message(exc, self.root)) from None
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _quietly_unlink(cache, "tmp", tmp)
             raise
         sizes = output_sizes(payload)
         entry = Entry(
-            key=key, step=step, file=final.name, size=size, digest=digest, pickle_len=pickle_len,
+            key=key, step=step, file=final, size=size, digest=digest, pickle_len=pickle_len,
             buffers=tuple(spans), outputs=outputs, deleted=deleted, output_sizes=sizes,
             duration=duration, created=time.time(), python=_python(), extra=dict(extra or {}),
         )
@@ -424,9 +421,17 @@ class Store:
         small = self._small.get(entry.file)
         if small is not None and not entry.buffers:
             return self._unpickle(entry, small, [], namespace, classes)
-        path = self.root / "objects" / entry.file
+        if not _OBJECT.match(entry.file):
+            raise CorruptEntry(f"its manifest names an unexpected payload file {entry.file!r}")
+        assert self.dir is not None
         try:
-            with open(path, "rb", buffering=0) as f:
+            fd = self.dir.open("objects", entry.file, os.O_RDONLY)
+        except FileNotFoundError:
+            raise CorruptEntry(f"payload {entry.file} is missing") from None
+        except OSError as exc:  # transient (EIO, EMFILE...): a miss, but the entry stays
+            raise StoreError(f"payload {entry.file} could not be read ({exc.strerror})") from None
+        try:
+            with os.fdopen(fd, "rb", buffering=0) as f:
                 if os.fstat(f.fileno()).st_size != entry.size:
                     raise CorruptEntry(f"payload {entry.file} has the wrong size (truncated?)")
                 data = _read_exact(f, 0, entry.pickle_len)
@@ -443,10 +448,8 @@ class Store:
                         if not hmac.compare_digest(self._buffer_mac(buf), buffer_mac):
                             raise CorruptEntry(f"payload {entry.file} failed its integrity check")
                         buffers.append(buf)
-        except FileNotFoundError:
-            raise CorruptEntry(f"payload {entry.file} is missing") from None
-        except OSError as exc:
-            raise CorruptEntry(f"payload {entry.file} could not be read ({exc.strerror})") from None
+        except OSError as exc:  # transient (EIO...): a miss, but the entry stays
+            raise StoreError(f"payload {entry.file} could not be read ({exc.strerror})") from None
         if not entry.buffers and entry.pickle_len < _SMALL:
             self._small[entry.file] = bytes(data)
             if len(self._small) > 256:
@@ -464,7 +467,8 @@ class Store:
 
     # -- housekeeping -------------------------------------------------------------------
     def size_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        assert self.dir is not None
+        return self.dir.size()
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -473,18 +477,25 @@ def _write_all(fd: int, view: memoryview) -> None:
         done += os.write(fd, view[done:])
 
 
-def _sweep_tmp(tmp: Path) -> None:
+def _sweep_tmp(cache: CacheDir) -> None:
     """Remove what killed writers left in tmp/ (``<pid>-*.part`` of processes now gone)."""
-    for part in tmp.glob("*.part"):
-        pid = part.name.split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+    for name in list(cache.names("tmp")):
+        pid = name.split("-", 1)[0]
+        if not name.endswith(".part") or not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            part.unlink(missing_ok=True)
+            _quietly_unlink(cache, "tmp", name)
         except PermissionError:
             pass
+
+
+def _quietly_unlink(cache: CacheDir, sub: str, name: str) -> None:
+    try:
+        cache.unlink(sub, name)
+    except (OSError, StoreError):
+        pass
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:
@@ -511,14 +522,6 @@ def _read_exact(f: Any, offset: int, n: int) -> Any:
             raise CorruptEntry("payload ended early (truncated)")
         got += k
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _os_message(exc: OSError, root: Path) -> str:

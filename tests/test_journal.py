@@ -52,17 +52,32 @@ def test_a_torn_last_record_is_ignored(tmp_path: Path) -> None:
     assert warning is None and [e["kind"] for e in events] == ["run_started", "step_started"]
 
 
-def test_damage_in_the_middle_stops_the_read_with_a_warning(tmp_path: Path) -> None:
+def test_a_damaged_record_in_the_middle_is_skipped_with_a_warning(tmp_path: Path) -> None:
     j = _journal(tmp_path)
     j.start_run()
     for name in "abc":
         j.step_started(name, None, "pass")
     lines = j.path.read_bytes().split(b"\n")
-    lines[2] = lines[2].replace(b'"b"', b'"X"')  # checksum no longer matches
+    lines[2] = lines[2].replace(b'"b"', b'"X"')  # its MAC no longer matches
+    lines[3] = lines[3][:40]  # and this one is cut short
     j.path.write_bytes(b"\n".join(lines))
     events, warning = read_events(j.path)
     assert [e.get("step") for e in events] == [None, "a"]
-    assert warning is not None and "damaged at record 3" in warning
+    assert warning is not None
+    assert "1 record not signed with your key" in warning and "1 damaged record" in warning
+
+
+def test_records_after_a_damaged_one_are_still_read(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    j.start_run()
+    for name in "abc":
+        j.step_started(name, None, "pass")
+    lines = j.path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"b"', b'"X"')
+    j.path.write_bytes(b"\n".join(lines))
+    events, warning = read_events(j.path)
+    assert [e.get("step") for e in events] == [None, "a", "c"]
+    assert warning is not None and "1 record not signed with your key" in warning
 
 
 def test_the_journal_is_only_ever_appended_to(tmp_path: Path) -> None:
