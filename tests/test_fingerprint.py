@@ -837,3 +837,40 @@ def test_pyarrow_backed_pandas_strings_are_keyed_by_content() -> None:
     s = pd.Series(["x", "y", None], dtype="string[pyarrow]")
     assert fingerprint(s) == fingerprint(pd.Series(["x", "y", None], dtype="string[pyarrow]"))
     assert fingerprint(s) != fingerprint(pd.Series(["x", "z", None], dtype="string[pyarrow]"))
+
+
+# -- installed packages: keyed by what is loaded -----------------------------------------------
+def test_a_package_upgraded_inside_the_kernel_is_keyed_by_the_loaded_version(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``pip install -U`` in a running kernel the old code still runs: the loaded
+    module's ``__version__`` is what counts, not the metadata on disk."""
+    from resumable_nb.fingerprint import import_identity, module_identity
+
+    before = (module_identity("numpy"), import_identity("numpy"), fingerprint(np.mean), fingerprint(np))
+    assert before[0] == f"numpy=={np.__version__}"
+    # What an upgrade followed by a reload (or a fresh import) leaves in sys.modules.
+    monkeypatch.setattr(sys.modules["numpy"], "__version__", "99.0.0")
+    after = (module_identity("numpy"), import_identity("numpy"), fingerprint(np.mean), fingerprint(np))
+    assert after[0] == "numpy==99.0.0" == after[1]
+    assert all(a != b for a, b in zip(before, after, strict=True))
+
+
+def test_stdlib_modules_are_keyed_by_the_python_version() -> None:
+    from resumable_nb.fingerprint import module_identity
+
+    # json has a __version__ of its own (2.0.9) that does not follow its code.
+    assert module_identity("json") == "json==py{}.{}.{}".format(*sys.version_info[:3])
+
+
+def test_a_package_without_version_attribute_uses_its_distribution() -> None:
+    import importlib.metadata
+
+    import _hypothesis_globals
+    import hypothesis
+
+    from resumable_nb.fingerprint import module_identity
+
+    # Installed by the hypothesis distribution, no __version__: found through the metadata.
+    assert not hasattr(_hypothesis_globals, "__version__")
+    assert module_identity("_hypothesis_globals") == f"_hypothesis_globals=={hypothesis.__version__}"
+    assert module_identity("iniconfig") == f"iniconfig=={importlib.metadata.version('iniconfig')}"
