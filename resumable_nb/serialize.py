@@ -196,8 +196,12 @@ _EMPTY = EMPTY_CELL
 # -- classes ------------------------------------------------------------------------------
 def _reduce_class(cls: type) -> tuple[Any, ...]:
     attrs = class_body(cls)
-    slots = attrs.get("__slots__")
-    skeleton = (type(cls), cls.__name__, cls.__bases__, {"__slots__": slots} if slots is not None else {})
+    # What type() takes only at creation: __slots__, and __doc__ (type() puts a None there
+    # that setattr would then have to overwrite) and __qualname__ (not in vars()).
+    body = {"__doc__": attrs.get("__doc__"), "__qualname__": cls.__qualname__}
+    if "__slots__" in attrs:
+        body["__slots__"] = attrs["__slots__"]
+    skeleton = (type(cls), cls.__name__, cls.__bases__, body)
     return (_make_class, skeleton, attrs, None, None, _set_class_state)
 
 
