@@ -9,14 +9,15 @@ hit. Polars frames and series go through their (zero-copy) Arrow form.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import _tags as tags
+
 if TYPE_CHECKING:
-    from .fingerprint import Fingerprinter
+    from .fingerprint import Handler, Writer
 
 
-def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
+def handler_for(t: type) -> Handler | None:
     module = t.__module__.split(".")[0]
     if module == "pyarrow":
         import pyarrow as pa
@@ -28,7 +29,7 @@ def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
         if issubclass(t, pa.Array):
             return array
         if issubclass(t, pa.Schema | pa.DataType):
-            return lambda fp, v: fp._str(b"W", str(v))
+            return data_type
         return None
     if module == "polars":
         import polars as pl
@@ -38,40 +39,44 @@ def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
     return None
 
 
-def table(fp: Fingerprinter, t: Any) -> None:
-    fp._begin(b"X", t.num_columns)
-    fp._str(b"W", str(t.schema))
-    fp._feed(t.schema.metadata)
+def data_type(w: Writer, t: Any) -> None:
+    w.text(tags.ARROW_TYPE, str(t))
+
+
+def table(w: Writer, t: Any) -> None:
+    w.begin(tags.ARROW_TABLE, t.num_columns)
+    w.text(tags.ARROW_TYPE, str(t.schema))
+    w.value(t.schema.metadata)
     for column in t.columns:
-        (chunked if hasattr(column, "chunks") else array)(fp, column)
+        (chunked if hasattr(column, "chunks") else array)(w, column)
 
 
-def chunked(fp: Fingerprinter, c: Any) -> None:
-    fp._begin(b"H", c.num_chunks)
-    fp._str(b"W", str(c.type))
+def chunked(w: Writer, c: Any) -> None:
+    w.begin(tags.ARROW_CHUNKED, c.num_chunks)
+    w.text(tags.ARROW_TYPE, str(c.type))
     for chunk in c.chunks:
-        array(fp, chunk)
+        array(w, chunk)
 
 
-def array(fp: Fingerprinter, a: Any) -> None:
-    fp._str(b"W", str(a.type))
-    fp._raw(b"n", struct.pack("<3q", len(a), a.offset, a.null_count))
+def array(w: Writer, a: Any) -> None:
+    w.text(tags.ARROW_ARRAY, str(a.type))
+    w.raw(tags.SHAPE, struct.pack("<3q", len(a), a.offset, a.null_count))
     buffers = a.buffers()
-    fp._begin(b"Y", len(buffers))
+    w.begin(tags.ARROW_BUFFERS, len(buffers))
     for buf in buffers:
         if buf is None:
-            fp._raw(b"0")
+            w.raw(tags.NONE)
         else:
-            fp._raw(b"b", memoryview(buf))
+            w.raw(tags.BUFFER, memoryview(buf))
     dictionary = getattr(a, "dictionary", None)
     if dictionary is not None:
-        array(fp, dictionary)
+        array(w, dictionary)
 
 
-def polars(fp: Fingerprinter, value: Any) -> None:
-    fp._str(b"p", type(value).__qualname__)
+def polars(w: Writer, value: Any) -> None:
+    w.text(tags.POLARS, type(value).__qualname__)
     if hasattr(value, "name") and not hasattr(value, "columns"):
-        fp._feed(value.name)
+        w.value(value.name)
     arrow = value.to_arrow()
     (table if hasattr(arrow, "schema") and hasattr(arrow, "num_columns") else
-     chunked if hasattr(arrow, "chunks") else array)(fp, arrow)
+     chunked if hasattr(arrow, "chunks") else array)(w, arrow)

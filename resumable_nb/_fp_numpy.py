@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _tags as tags
+
 if TYPE_CHECKING:
-    from .fingerprint import Fingerprinter
+    from .fingerprint import Handler, Writer
 
 
-def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
+def handler_for(t: type) -> Handler | None:
     if issubclass(t, np.ndarray) and t is np.ndarray:
         return array
     if issubclass(t, np.generic):
@@ -22,25 +23,25 @@ def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
     return None
 
 
-def array(fp: Fingerprinter, a: np.ndarray) -> None:
-    fp._str(b"A", a.dtype.str if a.dtype.names is None else repr(a.dtype.descr))
-    fp._raw(b"s", struct.pack(f"<{a.ndim}q", *a.shape))
+def array(w: Writer, a: np.ndarray) -> None:
+    w.text(tags.NP_ARRAY, a.dtype.str if a.dtype.names is None else repr(a.dtype.descr))
+    w.raw(tags.SHAPE, struct.pack(f"<{a.ndim}q", *a.shape))
     if a.dtype.hasobject:
-        fp._begin(b"o", a.size)
+        w.begin(tags.ELEMENTS, a.size)
         for item in a.ravel(order="C"):
-            fp._feed(item)
+            w.value(item)
         return
     contiguous = np.ascontiguousarray(a)
-    fp._raw(b"b", memoryview(contiguous.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+    w.raw(tags.BUFFER, memoryview(contiguous.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
 
 
-def scalar(fp: Fingerprinter, v: np.generic) -> None:
+def scalar(w: Writer, v: np.generic) -> None:
     if v.dtype.hasobject:
-        fp._feed(v.item())
+        w.value(v.item())
         return
-    fp._str(b"a", v.dtype.str)
-    fp._raw(b"b", np.asarray(v).tobytes())
+    w.text(tags.NP_SCALAR, v.dtype.str)
+    w.raw(tags.BUFFER, np.asarray(v).tobytes())
 
 
-def dtype(fp: Fingerprinter, d: np.dtype) -> None:
-    fp._str(b"E", d.str if d.names is None else repr(d.descr))
+def dtype(w: Writer, d: np.dtype) -> None:
+    w.text(tags.NP_DTYPE, d.str if d.names is None else repr(d.descr))

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from . import _fp_numpy
+from . import _tags as tags
 
 if TYPE_CHECKING:
-    from .fingerprint import Fingerprinter
+    from .fingerprint import Handler, Writer
 
 
-def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
+def handler_for(t: type) -> Handler | None:
     if issubclass(t, pd.DataFrame):
         return frame
     if issubclass(t, pd.Series):
@@ -32,60 +32,60 @@ def handler_for(t: type) -> Callable[[Fingerprinter, Any], None] | None:
     return None
 
 
-def frame(fp: Fingerprinter, df: pd.DataFrame) -> None:
-    fp._begin(b"P", df.shape[1])
-    fp._feed(type(df).__qualname__)
-    fp._feed(df.attrs)
-    fp._feed(df.flags.allows_duplicate_labels)
-    index(fp, df.columns)
-    index(fp, df.index)
+def frame(w: Writer, df: pd.DataFrame) -> None:
+    w.begin(tags.PD_FRAME, df.shape[1])
+    w.value(type(df).__qualname__)
+    w.value(df.attrs)
+    w.value(df.flags.allows_duplicate_labels)
+    index(w, df.columns)
+    index(w, df.index)
     for i in range(df.shape[1]):
-        values(fp, df.iloc[:, i].array)
+        values(w, df.iloc[:, i].array)
 
 
-def series(fp: Fingerprinter, s: pd.Series) -> None:
-    fp._begin(b"Q", 3)
-    fp._feed(s.name)
-    fp._feed(s.attrs)
-    index(fp, s.index)
-    values(fp, s.array)
+def series(w: Writer, s: pd.Series) -> None:
+    w.begin(tags.PD_SERIES, 3)
+    w.value(s.name)
+    w.value(s.attrs)
+    index(w, s.index)
+    values(w, s.array)
 
 
-def index(fp: Fingerprinter, idx: pd.Index) -> None:
+def index(w: Writer, idx: pd.Index) -> None:
     if isinstance(idx, pd.MultiIndex):
-        multiindex(fp, idx)
+        multiindex(w, idx)
         return
-    fp._begin(b"I", 3)
-    fp._str(b"t", type(idx).__qualname__)
-    fp._feed(idx.name)
-    fp._feed(getattr(idx, "freqstr", None))
+    w.begin(tags.PD_INDEX, 3)
+    w.text(tags.TYPE_NAME, type(idx).__qualname__)
+    w.value(idx.name)
+    w.value(getattr(idx, "freqstr", None))
     if isinstance(idx, pd.RangeIndex):
-        fp._feed(range(idx.start, idx.stop, idx.step))
+        w.value(range(idx.start, idx.stop, idx.step))
     else:
-        values(fp, idx.array)
+        values(w, idx.array)
 
 
-def multiindex(fp: Fingerprinter, idx: pd.MultiIndex) -> None:
-    fp._begin(b"U", len(idx.levels))
-    fp._feed(list(idx.names))
+def multiindex(w: Writer, idx: pd.MultiIndex) -> None:
+    w.begin(tags.PD_MULTIINDEX, len(idx.levels))
+    w.value(list(idx.names))
     for level, codes in zip(idx.levels, idx.codes, strict=True):
-        index(fp, level)
-        _fp_numpy.array(fp, np.asarray(codes))
+        index(w, level)
+        _fp_numpy.array(w, np.asarray(codes))
 
 
-def values(fp: Fingerprinter, arr: Any) -> None:
+def values(w: Writer, arr: Any) -> None:
     """One column's values: numpy-backed, categorical, strings, or element by element."""
     dtype = arr.dtype
-    fp._str(b"V", str(dtype))
+    w.text(tags.PD_VALUES, str(dtype))
     if isinstance(dtype, pd.CategoricalDtype):
-        fp._feed(dtype.ordered)
-        index(fp, dtype.categories)
-        _fp_numpy.array(fp, np.asarray(arr.codes))
+        w.value(dtype.ordered)
+        index(w, dtype.categories)
+        _fp_numpy.array(w, np.asarray(arr.codes))
         return
     if isinstance(arr, np.ndarray | pd.arrays.NumpyExtensionArray) or isinstance(dtype, np.dtype):
         plain = np.asarray(arr)  # no copy: pandas 3 wraps numpy columns in NumpyExtensionArray
         if not plain.dtype.hasobject:
-            _fp_numpy.array(fp, plain)
+            _fp_numpy.array(w, plain)
             return
     # pyarrow-backed columns by their Arrow buffers; but strings (pandas' "str" is pyarrow-
     # backed only when pyarrow is installed) take the path below, so that the same strings
@@ -94,21 +94,21 @@ def values(fp: Fingerprinter, arr: Any) -> None:
     if arrow is not None and "pyarrow" in sys.modules and not isinstance(dtype, pd.StringDtype):
         from . import _fp_arrow
 
-        _fp_arrow.chunked(fp, arrow)
+        _fp_arrow.chunked(w, arrow)
         return
     asi8 = getattr(arr, "asi8", None)
     if isinstance(asi8, np.ndarray):  # tz-aware datetimes, periods: int64 ticks + the dtype
-        _fp_numpy.array(fp, asi8)
+        _fp_numpy.array(w, asi8)
         return
     if isinstance(dtype, pd.IntervalDtype):
-        fp._str(b"c", str(arr.closed))
-        values(fp, arr.left)
-        values(fp, arr.right)
+        w.text(tags.PD_INTERVAL, str(arr.closed))
+        values(w, arr.left)
+        values(w, arr.right)
         return
     data, mask = getattr(arr, "_data", None), getattr(arr, "_mask", None)
     if isinstance(data, np.ndarray) and isinstance(mask, np.ndarray):  # Int64, Float64, boolean
-        _fp_numpy.array(fp, mask)
-        _fp_numpy.array(fp, np.where(mask, np.zeros((), data.dtype), data))
+        _fp_numpy.array(w, mask)
+        _fp_numpy.array(w, np.where(mask, np.zeros((), data.dtype), data))
         return
     objects = np.asarray(arr, dtype=object)
     if len(objects) and pd.api.types.infer_dtype(objects, skipna=False) == "string":
@@ -116,8 +116,8 @@ def values(fp: Fingerprinter, arr: Any) -> None:
         # unambiguous when no string holds a NUL itself, which one count() checks.
         joined = "\x00".join(objects)
         if joined.count("\x00") == len(objects) - 1:
-            fp._raw(b"Z", struct.pack("<Q", len(objects)))
-            fp._str(b"s", joined)
+            w.raw(tags.PD_STRINGS, struct.pack("<Q", len(objects)))
+            w.text(tags.STR, joined)
             return
     mask = np.asarray(pd.isna(objects), dtype=bool).reshape(-1) if len(objects) else np.zeros(0, bool)
     missing_kinds = sorted({type(m).__name__ for m in objects[mask]})
@@ -125,12 +125,12 @@ def values(fp: Fingerprinter, arr: Any) -> None:
     all_str = len(strings) and pd.api.types.infer_dtype(strings, skipna=False) == "string"
     if len(missing_kinds) <= 1 and all_str:
         # Which kind of missing value (None, nan, NA) is part of the content too.
-        fp._str(b"n", "".join(missing_kinds))
-        _fp_numpy.array(fp, mask)
+        w.text(tags.PD_MISSING, "".join(missing_kinds))
+        _fp_numpy.array(w, mask)
         lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-        _fp_numpy.array(fp, lengths)
-        fp._str(b"s", "".join(strings))
+        _fp_numpy.array(w, lengths)
+        w.text(tags.STR, "".join(strings))
         return
-    fp._begin(b"o", len(objects))
+    w.begin(tags.ELEMENTS, len(objects))
     for item in objects:
-        fp._feed(item)
+        w.value(item)

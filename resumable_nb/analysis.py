@@ -15,15 +15,14 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from ._introspect import DYNAMIC_CALLS, NAMESPACE_HANDLES
+
 __all__ = ["CellAnalysis", "analyse", "normalised_code"]
 
 # Line/cell magics whose argument is Python code that runs in the user namespace.
 _CODE_MAGICS = {"time", "timeit", "prun"}
 # Magics known to neither read nor bind user variables (display/config only).
 _INERT_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "precision", "xmode", "pdb"}
-_DYNAMIC_CALLS = {"globals", "locals", "vars", "exec", "eval", "__import__"}
-# Names that hand out the namespace itself when used other than as a call we understand.
-_NAMESPACE_HANDLES = _DYNAMIC_CALLS | {"get_ipython"}
 _IPYTHON_METHODS = {"system", "getoutput", "run_line_magic", "run_cell_magic"}
 _SHELL_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)|\{([^{}]+)\}")
 
@@ -271,7 +270,7 @@ class _Walker:
     def load(self, name: str) -> None:
         if name not in self.defined:
             self.reads.add(name)
-            if name in _NAMESPACE_HANDLES:
+            if name in NAMESPACE_HANDLES:
                 self.dynamic.append(f"a use of {name}")
 
     def expr_opt(self, node: ast.expr | None) -> None:
@@ -331,7 +330,7 @@ class _Walker:
             # the namespace; what the command reads is in its string arguments.
             self.ipython_call(func.attr, node)
             self.reads.add("get_ipython")
-        elif isinstance(func, ast.Name) and func.id in _DYNAMIC_CALLS and func.id not in self.defined:
+        elif isinstance(func, ast.Name) and func.id in DYNAMIC_CALLS and func.id not in self.defined:
             code = _const_str(node.args[:1])
             if func.id in {"exec", "eval"} and code is not None and len(node.args) == 1:
                 self.embedded_code(code, f"{func.id}()")
@@ -547,7 +546,7 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
         elif isinstance(node, ast.MatchMapping) and node.rest:
             local.add(node.rest)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in _DYNAMIC_CALLS):
+              and node.func.id in DYNAMIC_CALLS):
             outer.dynamic.append(f"a call to {node.func.id}() in a function")
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and _is_ipython_call(node.func) and node.func.attr in _IPYTHON_METHODS):
@@ -585,7 +584,7 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
 
 def _is_builtins_handle(node: ast.AST) -> bool:
     """``builtins.exec``, ``__builtins__.globals`` and the like."""
-    return (isinstance(node, ast.Attribute) and node.attr in _NAMESPACE_HANDLES
+    return (isinstance(node, ast.Attribute) and node.attr in NAMESPACE_HANDLES
             and isinstance(node.value, ast.Name) and node.value.id in {"builtins", "__builtins__"})
 
 

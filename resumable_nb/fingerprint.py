@@ -24,6 +24,24 @@ Decisions worth knowing (each is a golden-vector test):
   the same rules, so a set nested in an object is still order-independent.
 - A value with no such reduction (generator, lock, socket, open file...) raises
   :class:`~resumable_nb.errors.Unfingerprintable` — never a silent hit.
+
+Handlers for a library's types
+------------------------------
+A handler is a function ``handler(w, obj)`` that writes ``obj`` through the :class:`Writer`
+protocol, which :class:`Fingerprinter` implements:
+
+- ``w.raw(tag, payload)``: a tag, the payload's length, the payload (bytes or a memoryview,
+  hashed without a copy);
+- ``w.text(tag, s)``: the same for a string (UTF-8);
+- ``w.begin(tag, count)``: a record of ``count`` parts, which the handler writes next;
+- ``w.value(obj)``: any nested value, with all the rules above (cycles, notebook code...).
+
+Every tag is a named constant of :mod:`resumable_nb._tags` (one table, checked for
+uniqueness). A library's handlers live in a module ``_fp_<library>.py`` with a
+``handler_for(type) -> handler | None`` function, registered by the library's top-level
+module name in ``_HANDLER_MODULES``; it is imported only once that library is, so
+``import resumable_nb`` stays cheap. numpy, pandas and pyarrow/polars are handled this way
+(see docs/architecture.md for a worked example).
 """
 
 from __future__ import annotations
@@ -33,7 +51,6 @@ import dis
 import functools
 import importlib.metadata
 import importlib.util
-import io
 import os
 import struct
 import sys
@@ -41,20 +58,47 @@ import sysconfig
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import xxhash
 
+from . import _tags as tags
+from ._introspect import (
+    EMPTY_CELL,
+    NAMESPACE_HANDLES,
+    cell_contents,
+    class_body,
+    importable_as,
+    is_notebook_module,
+    is_resource,
+    resolves_to,
+    type_name,
+)
 from .errors import Unfingerprintable
 
-__all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "fingerprint", "import_identity", "module_identity"]
+__all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "fingerprint",
+           "import_identity", "module_identity"]
 
-FINGERPRINT_VERSION = 5
+FINGERPRINT_VERSION = 6
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400
-_UNSAFE_TYPES: tuple[type, ...] = (io.IOBase, types.GeneratorType, types.CoroutineType,
-                                   types.AsyncGeneratorType, types.FrameType)
+
+
+class Writer(Protocol):
+    """What a type handler writes through (see the module docstring)."""
+
+    def raw(self, tag: bytes, payload: bytes | memoryview = b"") -> None: ...
+
+    def text(self, tag: bytes, s: str) -> None: ...
+
+    def begin(self, tag: bytes, count: int) -> None: ...
+
+    def value(self, obj: Any) -> None: ...
+
+
+Handler: TypeAlias = Callable[[Writer, Any], None]
+"""Writes one value of the types it was chosen for."""
 
 
 def fingerprint(value: Any, namespace: Mapping[str, Any] | None = None) -> str:
@@ -107,7 +151,7 @@ class Fingerprinter:
         self._path.clear()
         self._local_module_dicts.clear()
         try:
-            self._feed(value)
+            self.value(value)
         except Unfingerprintable as exc:
             if not exc.path and self._path:
                 exc.path = ".".join(self._path)
@@ -121,28 +165,35 @@ class Fingerprinter:
             self._keep.clear()
         return self._h.hexdigest()
 
-    # -- low-level writers -------------------------------------------------------------
-    def _raw(self, tag: bytes, payload: bytes | memoryview = b"") -> None:
+    # -- the Writer protocol (what handlers call) --------------------------------------
+    def raw(self, tag: bytes, payload: bytes | memoryview = b"") -> None:
+        """Write ``tag``, the length of ``payload``, then ``payload`` itself."""
         self._h.update(tag)
         self._h.update(struct.pack("<Q", len(payload)))
         self._h.update(payload)
 
-    def _str(self, tag: bytes, s: str) -> None:
-        self._raw(tag, s.encode("utf-8", "surrogatepass"))
+    def text(self, tag: bytes, s: str) -> None:
+        """Write ``s`` as UTF-8 (lone surrogates kept), like :meth:`raw`."""
+        self.raw(tag, s.encode("utf-8", "surrogatepass"))
 
-    def _begin(self, tag: bytes, count: int) -> None:
+    def begin(self, tag: bytes, count: int) -> None:
+        """Start a record of ``count`` parts; the caller writes exactly that many next."""
         self._h.update(tag)
         self._h.update(struct.pack("<Q", count))
 
-    # -- dispatch ----------------------------------------------------------------------
-    def _feed(self, value: Any) -> None:
-        handler = _EXACT.get(type(value))
+    def value(self, obj: Any) -> None:
+        """Write any value with the full rules (its own tag, cycles, notebook code...)."""
+        handler = _EXACT.get(type(obj))
         if handler is not None:
-            handler(self, value)
+            handler(self, obj)
             return
+        self._tracked(obj)
+
+    # -- dispatch ----------------------------------------------------------------------
+    def _tracked(self, value: Any) -> None:
         key = id(value)
         if key in self._memo:  # a cycle or shared reference
-            self._raw(b"@", struct.pack("<Q", self._memo[key]))
+            self.raw(tags.BACKREF, struct.pack("<Q", self._memo[key]))
             return
         self._memo[key] = len(self._memo)
         self._keep.append(value)
@@ -157,83 +208,83 @@ class Fingerprinter:
     def _dispatch(self, value: Any) -> None:
         t = type(value)
         if t is list or t is tuple:
-            self._begin(b"L" if t is list else b"T", len(value))
+            self.begin(tags.LIST if t is list else tags.TUPLE, len(value))
             for item in value:
-                self._feed(item)
+                self.value(item)
         elif t is dict:
-            self._mapping(b"D", value)
+            self._mapping(tags.DICT, value)
         elif t is set or t is frozenset:
-            self._unordered(b"S" if t is set else b"F", value)
+            self._unordered(tags.SET if t is set else tags.FROZENSET, value)
         elif t is bytearray:
-            self._raw(b"y", bytes(value))
+            self.raw(tags.BYTEARRAY, bytes(value))
         elif t is memoryview:
-            self._begin(b"m", 2)
-            self._feed((value.format, value.shape))
-            self._raw(b"b", value.tobytes())
-        elif _is_resource(value):
-            raise Unfingerprintable(f"{_type_name(value)} has no stable content")
+            self.begin(tags.MEMORYVIEW, 2)
+            self.value((value.format, value.shape))
+            self.raw(tags.BUFFER, value.tobytes())
+        elif is_resource(value):
+            raise Unfingerprintable(f"{type_name(value)} has no stable content")
         elif isinstance(value, types.ModuleType):
             self._module(value)
         elif isinstance(value, types.FunctionType):
             self._function(value)
         elif t is property:
-            self._begin(b"y", 4)
+            self.begin(tags.PROPERTY, 4)
             for part in (value.fget, value.fset, value.fdel, value.__doc__):
-                self._feed(part)
+                self.value(part)
         elif t is staticmethod or t is classmethod:
-            self._str(b"z", t.__name__)
-            self._feed(value.__func__)
+            self.text(tags.STATIC_OR_CLASS_METHOD, t.__name__)
+            self.value(value.__func__)
         elif t is types.MappingProxyType:
-            self._mapping(b"X", value)
+            self._mapping(tags.MAPPINGPROXY, value)
         elif t is range:
             _range(self, value)
         elif isinstance(value, types.MethodType):
-            self._begin(b"b", 2)
-            self._feed(value.__func__)
-            self._feed(value.__self__)
+            self.begin(tags.BOUND_METHOD, 2)
+            self.value(value.__func__)
+            self.value(value.__self__)
         elif isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
             owner = getattr(value, "__self__", None)
-            self._str(b"B", f"{getattr(value, '__module__', None)}.{value.__qualname__}")
+            self.text(tags.BUILTIN, f"{getattr(value, '__module__', None)}.{value.__qualname__}")
             if owner is not None and not isinstance(owner, types.ModuleType):
-                self._feed(owner)
+                self.value(owner)
         elif isinstance(value, type):
             self._class(value)
         elif isinstance(value, _DESCRIPTORS):
             owner = value.__objclass__
-            self._str(b"d", f"{owner.__module__}.{owner.__qualname__}.{value.__name__}")
+            self.text(tags.DESCRIPTOR, f"{owner.__module__}.{owner.__qualname__}.{value.__name__}")
         elif isinstance(value, types.MethodWrapperType):
-            self._begin(b"b", 2)
-            self._str(b"d", f"{type(value.__self__).__qualname__}.{value.__name__}")
-            self._feed(value.__self__)
+            self.begin(tags.METHOD_WRAPPER, 2)
+            self.text(tags.NAME, f"{type(value.__self__).__qualname__}.{value.__name__}")
+            self.value(value.__self__)
         elif isinstance(value, types.CodeType):
             self._code(value)
         elif isinstance(value, functools.partial):
-            self._begin(b"p", 3)
-            self._feed(value.func)
-            self._feed(value.args)
-            self._feed(value.keywords)
+            self.begin(tags.PARTIAL, 3)
+            self.value(value.func)
+            self.value(value.args)
+            self.value(value.keywords)
         else:
             handler = _lazy_handler(t)
             if handler is not None:
                 handler(self, value)
             elif getattr(value, "__wrapped__", None) is not None and callable(value):
                 # functools.wraps, lru_cache...: the wrapped function is what runs.
-                self._begin(b"w", 2)
-                self._str(b"t", f"{t.__module__}.{t.__qualname__}")
-                self._feed(value.__wrapped__)
+                self.begin(tags.WRAPPER, 2)
+                self.text(tags.TYPE_NAME, f"{t.__module__}.{t.__qualname__}")
+                self.value(value.__wrapped__)
             else:
                 self._reduced(value)
 
     # -- containers --------------------------------------------------------------------
     def _mapping(self, tag: bytes, mapping: Mapping[Any, Any]) -> None:
-        self._begin(tag, len(mapping))
+        self.begin(tag, len(mapping))
         for k, v in mapping.items():
-            self._feed(k)
-            self._feed(v)
+            self.value(k)
+            self.value(v)
 
     def _unordered(self, tag: bytes, items: Any) -> None:
         digests = sorted(self._sub(item) for item in items)
-        self._begin(tag, len(digests))
+        self.begin(tag, len(digests))
         for d in digests:
             self._h.update(d)
 
@@ -248,7 +299,7 @@ class Fingerprinter:
         self._h = xxhash.xxh3_128()
         self._memo = {i: n for n, i in enumerate(self._stack)}
         try:
-            self._feed(value)
+            self.value(value)
             return self._h.digest()
         finally:
             self._h, self._memo = outer, memo
@@ -262,91 +313,91 @@ class Fingerprinter:
             ns = getattr(sys.modules.get("__main__"), "__dict__", None)
         return ns is not None and fn.__globals__ is ns
 
-    def _by_module(self, tag: bytes, module_name: str | None, qualname: str) -> None:
+    def _by_name(self, module_name: str | None, qualname: str) -> None:
         """An object reached by name in a module: the module's identity + the name."""
-        self._begin(tag, 2)
+        self.begin(tags.BY_NAME, 2)
         self._module_named(module_name)
-        self._str(b"q", qualname)
+        self.text(tags.NAME, qualname)
 
     def _module_named(self, name: str | None) -> None:
         module = sys.modules.get(name or "")
         if module is None:
-            self._str(b"M", f"{name}==?")
+            self.text(tags.MODULE, f"{name}==?")
         else:
-            self._feed(module)
+            self.value(module)
 
     def _function(self, fn: types.FunctionType) -> None:
         if id(fn.__globals__) in self._local_module_dicts:
             # Defined in a local module we are hashing the content of: by code. Its globals
             # are that module's other attributes, which the module's content covers.
-            self._begin(b"L", 5)
-            self._str(b"n", fn.__qualname__)
+            self.begin(tags.LOCAL_FUNCTION, 5)
+            self.text(tags.NAME, fn.__qualname__)
             self._code_and_state(fn)
             return
         if not self._is_notebook(fn):
-            if _importable_as(fn):
-                self._by_module(b"f", fn.__module__, fn.__qualname__)
+            if importable_as(fn):
+                self._by_name(fn.__module__, fn.__qualname__)
                 return
             # Made at run time by library code (a factory, eval, lambdify): its code and
             # closure are the content; its foreign globals count by their module.
-            self._begin(b"F", 5)
+            self.begin(tags.RUNTIME_FUNCTION, 5)
             self._module_named(str(fn.__globals__.get("__name__", "?")))
             self._code_and_state(fn)
             return
-        self._begin(b"N", 7)
-        self._str(b"n", fn.__qualname__)
+        self.begin(tags.NOTEBOOK_FUNCTION, 7)
+        self.text(tags.NAME, fn.__qualname__)
         self._code_and_state(fn)
-        self._feed(dict(fn.__dict__))
+        self.value(dict(fn.__dict__))
         reads = global_names(fn.__code__)
-        if self.dynamic is None and reads & _DYNAMIC_NAMES:
+        if self.dynamic is None and reads & NAMESPACE_HANDLES:
             self.dynamic = (f"function {fn.__qualname__} calls "
-                            f"{sorted(reads & _DYNAMIC_NAMES)[0]}()")
+                            f"{sorted(reads & NAMESPACE_HANDLES)[0]}()")
         g = fn.__globals__
         present = [n for n in sorted(reads) if n in g]
-        self._begin(b"g", len(present))
+        self.begin(tags.GLOBALS, len(present))
         for name in present:
             self.globals_read.add(name)
-            self._str(b"k", name)
+            self.text(tags.KEY, name)
             if not self.follow_globals:
                 continue
             self._path.append(name)
-            self._feed(g[name])
+            self.value(g[name])
             self._path.pop()
 
     def _code_and_state(self, fn: types.FunctionType) -> None:
         """What every kind of function is keyed by: code, defaults, closure values."""
         self._code(fn.__code__)
-        self._feed(fn.__defaults__)
-        self._feed(fn.__kwdefaults__)
-        self._feed(tuple(_cell_value(c) for c in fn.__closure__ or ()))
+        self.value(fn.__defaults__)
+        self.value(fn.__kwdefaults__)
+        self.value(tuple(cell_contents(c) for c in fn.__closure__ or ()))
 
     def _code(self, code: types.CodeType) -> None:
         # Filenames and line numbers are left out: IPython names every execution's file
         # differently, and moving a function down a cell does not change what it does.
-        self._begin(b"C", 7)
-        self._raw(b"c", code.co_code)
-        self._feed(code.co_consts)
-        self._feed(code.co_names)
-        self._feed(code.co_varnames)
-        self._feed(code.co_freevars)
-        self._feed(code.co_cellvars)
-        self._feed((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags))
+        self.begin(tags.CODE, 7)
+        self.raw(tags.BYTECODE, code.co_code)
+        self.value(code.co_consts)
+        self.value(code.co_names)
+        self.value(code.co_varnames)
+        self.value(code.co_freevars)
+        self.value(code.co_cellvars)
+        self.value((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags))
 
     def _class(self, cls: type) -> None:
         in_local = id(getattr(sys.modules.get(cls.__module__), "__dict__", None)) in self._local_module_dicts
-        if not in_local and not _is_notebook_module(cls.__module__, self.namespace) and _importable_as(cls):
-            self._by_module(b"t", cls.__module__, cls.__qualname__)
+        if not in_local and not is_notebook_module(cls.__module__, self.namespace) and importable_as(cls):
+            self._by_name(cls.__module__, cls.__qualname__)
             return
-        attrs = {k: v for k, v in vars(cls).items()
-                 if k not in _CLASS_SKIP
-                 and not isinstance(v, (types.MemberDescriptorType, types.GetSetDescriptorType))}
-        self._begin(b"K", 3)
-        self._str(b"n", cls.__qualname__)
-        self._feed(cls.__bases__)
-        self._begin(b"a", len(attrs))
+        attrs = class_body(cls)
+        # Where the class was defined is not what it does (the pickler keeps it; we do not).
+        attrs.pop("__module__", None)
+        self.begin(tags.CLASS, 3)
+        self.text(tags.NAME, cls.__qualname__)
+        self.value(cls.__bases__)
+        self.begin(tags.CLASS_ATTRS, len(attrs))
         for k in sorted(attrs):
-            self._str(b"k", k)
-            self._feed(attrs[k])
+            self.text(tags.KEY, k)
+            self.value(attrs[k])
 
     def _module(self, module: types.ModuleType) -> None:
         """Installed: ``name==version`` (its options, e.g. ``pd.set_option``, do not count).
@@ -355,21 +406,21 @@ class Fingerprinter:
         disk, which may have been edited since the import."""
         source = getattr(module, "__file__", None)
         if source is None or not _is_local(source):
-            self._str(b"M", f"{module.__name__}=={_version(module.__name__.split('.')[0])}")
+            self.text(tags.MODULE, f"{module.__name__}=={_version(module.__name__.split('.')[0])}")
             return
         content = {k: v for k, v in vars(module).items()
-                   if not k.startswith("__") and not _is_resource(v)}
+                   if not k.startswith("__") and not is_resource(v)}
         self._local_module_dicts.add(id(vars(module)))
-        self._begin(b"O", len(content))
-        self._str(b"n", module.__name__)
+        self.begin(tags.LOCAL_MODULE, len(content))
+        self.text(tags.NAME, module.__name__)
         for k in sorted(content):
-            self._str(b"k", k)
+            self.text(tags.KEY, k)
             try:
-                self._h.update(self._sub(content[k]))
+                self.raw(tags.MEMBER_DIGEST, self._sub(content[k]))
             except Unfingerprintable:
                 # A module-level object holding a live resource (a handler with a lock...):
                 # its code still counts through the functions; its state cannot.
-                self._str(b"?", _type_name(content[k]))
+                self.text(tags.MEMBER_OPAQUE, type_name(content[k]))
 
     # -- everything else ---------------------------------------------------------------
     def _reduced(self, value: Any) -> None:
@@ -377,139 +428,106 @@ class Fingerprinter:
         try:
             rv = reducer(value) if reducer is not None else value.__reduce_ex__(4)
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot fingerprint"
-            raise Unfingerprintable(f"{_type_name(value)} cannot be fingerprinted ({exc})") from None
+            raise Unfingerprintable(f"{type_name(value)} cannot be fingerprinted ({exc})") from None
         if isinstance(rv, str):
             # A global reference: the object *is* a module attribute. Count it by name only
             # when that name really leads back to it, in an installed module.
             module = getattr(value, "__module__", None) or type(value).__module__
-            if _is_notebook_module(module, self.namespace) or not _resolves_to(module, rv, value):
-                raise Unfingerprintable(f"{_type_name(value)} {rv!r} is known only by its name")
-            self._by_module(b"G", module, rv)
+            if is_notebook_module(module, self.namespace) or not resolves_to(module, rv, value):
+                raise Unfingerprintable(f"{type_name(value)} {rv!r} is known only by its name")
+            self._by_name(module, rv)
             return
         if not isinstance(rv, tuple) or len(rv) < 2:
-            raise Unfingerprintable(f"{_type_name(value)}.__reduce_ex__ returned {type(rv).__name__}")
+            raise Unfingerprintable(f"{type_name(value)}.__reduce_ex__ returned {type(rv).__name__}")
         parts = list(rv) + [None] * (6 - len(rv))
         func, args, state, listitems, dictitems = parts[:5]
-        self._begin(b"R", 5)
-        self._feed(type(value))
-        self._feed(func)
-        self._feed(args)
-        self._feed(state)
-        self._feed(None if listitems is None else list(listitems))
-        self._feed(None if dictitems is None else list(dictitems))
+        self.begin(tags.REDUCED, 5)
+        self.value(type(value))
+        self.value(func)
+        self.value(args)
+        self.value(state)
+        self.value(None if listitems is None else list(listitems))
+        self.value(None if dictitems is None else list(dictitems))
 
 
 # -- exact-type fast paths ----------------------------------------------------------------
-def _none(fp: Fingerprinter, v: None) -> None:
-    fp._raw(b"0")
+def _none(w: Writer, v: None) -> None:
+    w.raw(tags.NONE)
 
 
-def _bool(fp: Fingerprinter, v: bool) -> None:
-    fp._raw(b"?", b"1" if v else b"0")
+def _bool(w: Writer, v: bool) -> None:
+    w.raw(tags.BOOL, b"1" if v else b"0")
 
 
-def _int(fp: Fingerprinter, v: int) -> None:
-    fp._raw(b"i", v.to_bytes((v.bit_length() + 8) // 8 or 1, "little", signed=True))
+def _int(w: Writer, v: int) -> None:
+    w.raw(tags.INT, v.to_bytes((v.bit_length() + 8) // 8 or 1, "little", signed=True))
 
 
-def _float(fp: Fingerprinter, v: float) -> None:
-    fp._raw(b"d", struct.pack("<d", v))
+def _float(w: Writer, v: float) -> None:
+    w.raw(tags.FLOAT, struct.pack("<d", v))
 
 
-def _complex(fp: Fingerprinter, v: complex) -> None:
-    fp._raw(b"j", struct.pack("<dd", v.real, v.imag))
+def _complex(w: Writer, v: complex) -> None:
+    w.raw(tags.COMPLEX, struct.pack("<dd", v.real, v.imag))
 
 
-def _str(fp: Fingerprinter, v: str) -> None:
-    fp._str(b"s", v)
+def _str(w: Writer, v: str) -> None:
+    w.text(tags.STR, v)
 
 
-def _bytes(fp: Fingerprinter, v: bytes) -> None:
-    fp._raw(b"x", v)
+def _bytes(w: Writer, v: bytes) -> None:
+    w.raw(tags.BYTES, v)
 
 
-def _singleton(fp: Fingerprinter, v: Any) -> None:
-    fp._str(b"e", repr(v))
+def _singleton(w: Writer, v: Any) -> None:
+    w.text(tags.SINGLETON, repr(v))
 
 
-def _range(fp: Fingerprinter, v: range) -> None:
-    fp._begin(b"r", 3)
+def _range(w: Writer, v: range) -> None:
+    w.begin(tags.RANGE, 3)
     for part in (v.start, v.stop, v.step):
-        _int(fp, part)
+        _int(w, part)
 
 
-def _slice(fp: Fingerprinter, v: slice) -> None:
-    fp._begin(b"l", 3)
-    fp._feed(v.start)
-    fp._feed(v.stop)
-    fp._feed(v.step)
+def _slice(w: Writer, v: slice) -> None:
+    w.begin(tags.SLICE, 3)
+    w.value(v.start)
+    w.value(v.stop)
+    w.value(v.step)
 
 
-_EXACT: dict[type, Callable[[Fingerprinter, Any], None]] = {
+def _empty_cell(w: Writer, v: Any) -> None:
+    w.raw(tags.EMPTY_CELL)  # a constant, not the sentinel's own (module) content
+
+
+_EXACT: dict[type, Handler] = {
     type(None): _none, bool: _bool, int: _int, float: _float, complex: _complex,
     str: _str, bytes: _bytes, type(Ellipsis): _singleton, type(NotImplemented): _singleton,
-    slice: _slice,
+    slice: _slice, type(EMPTY_CELL): _empty_cell,
 }
 
 
-# -- numpy / pandas, looked up only when those modules are already imported ----------------
-def _lazy_handler(t: type) -> Callable[[Fingerprinter, Any], None] | None:
-    module = t.__module__.split(".")[0]
-    if module == "numpy" and "numpy" in sys.modules:
-        from . import _fp_numpy
+# -- library handlers, looked up only when their library is already imported ---------------
+# top-level module of a value's type -> the handler module (a ``handler_for(type)`` function).
+_HANDLER_MODULES = {"numpy": "_fp_numpy", "pandas": "_fp_pandas", "pyarrow": "_fp_arrow",
+                    "polars": "_fp_arrow"}
 
-        return _fp_numpy.handler_for(t)
-    if module == "pandas" and "pandas" in sys.modules:
-        from . import _fp_pandas
 
-        return _fp_pandas.handler_for(t)
-    if module in ("pyarrow", "polars") and module in sys.modules:
-        from . import _fp_arrow
-
-        return _fp_arrow.handler_for(t)
-    return None
+def _lazy_handler(t: type) -> Handler | None:
+    top = t.__module__.split(".")[0]
+    name = _HANDLER_MODULES.get(top)
+    if name is None or top not in sys.modules:
+        return None
+    handler_for: Callable[[type], Handler | None] = importlib.import_module(
+        f"{__package__}.{name}").handler_for
+    return handler_for(t)
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _type_name(value: Any) -> str:
-    t = type(value)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-
-
-def _is_resource(value: Any) -> bool:
-    """Open files, locks, sockets, threads, DB connections: live handles, not content."""
-    if isinstance(value, (io.StringIO, io.BytesIO)):
-        return False  # in-memory buffers: their content is their state
-    return isinstance(value, _UNSAFE_TYPES) or type(value).__module__ in _RESOURCE_MODULES
-
-
-_RESOURCE_MODULES = frozenset({"_thread", "_socket", "socket", "sqlite3", "_sqlite3", "threading",
-                               "select", "selectors", "_multiprocessing", "multiprocessing.synchronize",
-                               "mmap", "_io", "io", "asyncio.locks", "_queue", "queue", "ssl"})
-
-
-def _cell_value(cell: types.CellType) -> Any:
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell (a name assigned later in the enclosing scope)
-        return _EmptyCell
-
-
-class _EmptyCellType:
-    def __reduce__(self) -> str:
-        return "_EmptyCell"
-
-
-_EmptyCell = _EmptyCellType()
-_EXACT[_EmptyCellType] = lambda fp, v: fp._raw(b"_")  # an empty closure cell: a constant
-
-
 _DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,
                 types.WrapperDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL", "STORE_NAME",
                          "DELETE_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
-_DYNAMIC_NAMES = frozenset({"globals", "locals", "vars", "eval", "exec", "get_ipython", "__import__"})
-_CLASS_SKIP = frozenset({"__dict__", "__weakref__", "__module__", "__slotnames__", "_abc_impl"})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -525,23 +543,6 @@ def global_names(code: types.CodeType) -> frozenset[str]:
         if isinstance(const, types.CodeType):
             names |= global_names(const)
     return frozenset(names)
-
-
-def _is_notebook_module(module: str | None, namespace: Mapping[str, Any] | None) -> bool:
-    return module == "__main__" or (namespace is not None and module == namespace.get("__name__"))
-
-
-def _resolves_to(module: str | None, qualname: str, obj: Any) -> bool:
-    """Does ``module.qualname`` lead to ``obj`` itself (what pickle by reference relies on)?"""
-    target: Any = sys.modules.get(module or "")
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    return target is obj
-
-
-def _importable_as(obj: Any) -> bool:
-    return not _is_notebook_module(getattr(obj, "__module__", None), None) and _resolves_to(
-        getattr(obj, "__module__", None), getattr(obj, "__qualname__", ""), obj)
 
 
 @functools.cache
@@ -691,14 +692,68 @@ def _find_origin(name: str) -> str | None:
     return origin if origin and os.path.isfile(origin) else None
 
 
+_PYTHON_VERSION = "py{}.{}.{}".format(*sys.version_info[:3])
+
+
 def _version(top: str) -> str:
-    dists = _distributions().get(top)
-    if dists:
-        try:
-            return importlib.metadata.version(dists[0])
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    """The version of top-level package ``top`` that this kernel runs.
+
+    A loaded package's own ``__version__`` first: it is what the kernel runs (after an upgrade
+    inside a running kernel the files on disk are newer than the loaded code, which the key
+    must describe), and reading it costs nothing. The installed metadata only when there is
+    no ``__version__``; asking it which distribution holds ``top`` is done once per kernel,
+    for that one name (``packages_distributions()`` reads every installed RECORD: ~200 ms).
+    """
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        return f"py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}"
-    version = getattr(sys.modules.get(top), "__version__", None)
-    return str(version) if version else "?"
+        # The stdlib's own __version__s (json 2.0.9...) do not follow its code.
+        return _PYTHON_VERSION
+    module = sys.modules.get(top)
+    if module is None:
+        return _installed_version(top)  # what an import would load now
+    loaded = getattr(module, "__version__", None)
+    if isinstance(loaded, str) and loaded:
+        return loaded
+    return _version_when_loaded(top)
+
+
+@functools.cache
+def _version_when_loaded(top: str) -> str:
+    # Asked once the package is loaded: the files of that moment are what it loaded from
+    # (as near as the metadata lets us tell), and a later upgrade on disk does not change
+    # the code this kernel runs.
+    return _installed_version(top)
+
+
+def _installed_version(top: str) -> str:
+    dist = _distribution_of(top)
+    if dist is None:
+        return "?"
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+@functools.cache
+def _distribution_of(top: str) -> str | None:
+    """The distribution that installs top-level module ``top``, if any."""
+    # Most distributions are named like their module: look that one up alone, and check
+    # that it really installs ``top`` (another project may own the name).
+    try:
+        dist = importlib.metadata.distribution(top)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        dist = None
+    if dist is not None and _installs(dist, top):
+        return str(dist.metadata["Name"])
+    names = _distributions().get(top)
+    return names[0] if names else None
+
+
+def _installs(dist: importlib.metadata.Distribution, top: str) -> bool:
+    listed = dist.read_text("top_level.txt")
+    if listed is not None:
+        return top in listed.split()
+    # No top_level.txt (meson, flit...): RECORD lists every installed file; a text search,
+    # not dist.files (which parses all of it: 15 ms for numpy).
+    record = "\n" + (dist.read_text("RECORD") or "")
+    return f"\n{top}/" in record or f"\n{top}." in record

@@ -28,8 +28,9 @@ import types
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
+from ._introspect import EMPTY_CELL, cell_contents, class_body, importable_as, is_resource, type_name
 from .errors import RestoreError, Unstorable
-from .fingerprint import Fingerprinter, _importable_as, _is_resource, _type_name
+from .fingerprint import Fingerprinter
 
 __all__ = ["dump", "load", "storable_check"]
 
@@ -55,7 +56,7 @@ class _Pickler(pickle.Pickler):
             # claims __module__ == "__main__" but its globals are the library's.
             if obj.__globals__ is self.namespace:
                 return _reduce_function(obj)
-            if _importable_as(obj):
+            if importable_as(obj):
                 return NotImplemented
             # Made at run time by a library (contextmanager, wraps...): by value, with its
             # own module's globals.
@@ -80,7 +81,7 @@ class _Pickler(pickle.Pickler):
             return importlib.import_module, (obj.__name__,)
         if t is types.CodeType:
             return marshal.loads, (marshal.dumps(obj),)
-        if _is_resource(obj):
+        if is_resource(obj):
             raise pickle.PicklingError(_resource_reason(obj))
         return NotImplemented
 
@@ -134,8 +135,8 @@ class _Unpickler(pickle.Unpickler):
 
 def _resource_reason(obj: Any) -> str:
     if isinstance(obj, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
-        return f"a {_type_name(obj)} is a paused computation, not data; store a list instead"
-    return (f"{_type_name(obj)} is a live handle (file, connection, lock...); restoring it "
+        return f"a {type_name(obj)} is a paused computation, not data; store a list instead"
+    return (f"{type_name(obj)} is a live handle (file, connection, lock...); restoring it "
             "could change files or services, so re-create it in a step that is not cached")
 
 
@@ -159,7 +160,7 @@ def _reduce_function(fn: types.FunctionType, module: str | None = None) -> tuple
         "doc": fn.__doc__,
         "qualname": fn.__qualname__,
         "module": fn.__module__,
-        "closure": tuple(_cell_contents(c) for c in fn.__closure__ or ()),
+        "closure": tuple(cell_contents(c) for c in fn.__closure__ or ()),
     }
     # Skeleton first, state after: a recursive closure refers back to the function itself.
     return (_make_function, (fn.__code__, fn.__name__, len(fn.__closure__ or ()), module), state,
@@ -184,38 +185,23 @@ def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
     if state["annotations"]:
         fn.__annotations__ = state["annotations"]
     for cell, stored in zip(fn.__closure__ or (), state["closure"], strict=True):
-        if stored is not _EMPTY:
+        if stored is not EMPTY_CELL:
             cell.cell_contents = stored
 
 
-class _Empty:
-    """Stands for an empty closure cell (a name not yet assigned in the enclosing scope)."""
-
-    def __reduce__(self) -> str:
-        return "_EMPTY"
-
-
-_EMPTY = _Empty()
-
-
-def _cell_contents(cell: types.CellType) -> Any:
-    try:
-        return cell.cell_contents
-    except ValueError:
-        return _EMPTY
+# Payloads written before the sentinel moved to _introspect name it by this global.
+_EMPTY = EMPTY_CELL
 
 
 # -- classes ------------------------------------------------------------------------------
-# copyreg caches __slotnames__; ABCMeta makes _abc_impl anew when the class is rebuilt.
-_SKIP_ATTRS = {"__dict__", "__weakref__", "__slotnames__", "_abc_impl"}
-
-
 def _reduce_class(cls: type) -> tuple[Any, ...]:
-    attrs = {k: v for k, v in vars(cls).items()
-             if k not in _SKIP_ATTRS and not isinstance(v, (types.MemberDescriptorType,
-                                                             types.GetSetDescriptorType))}
-    slots = attrs.get("__slots__")
-    skeleton = (type(cls), cls.__name__, cls.__bases__, {"__slots__": slots} if slots is not None else {})
+    attrs = class_body(cls)
+    # What type() takes only at creation: __slots__, and __doc__ (type() puts a None there
+    # that setattr would then have to overwrite) and __qualname__ (not in vars()).
+    body = {"__doc__": attrs.get("__doc__"), "__qualname__": cls.__qualname__}
+    if "__slots__" in attrs:
+        body["__slots__"] = attrs["__slots__"]
+    skeleton = (type(cls), cls.__name__, cls.__bases__, body)
     return (_make_class, skeleton, attrs, None, None, _set_class_state)
 
 

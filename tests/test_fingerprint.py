@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -244,36 +245,43 @@ GOLDEN = [
     pytest.param([1, "a"], "da270197e3bfc0d69a96c2acd75851a3", id="list"),
     pytest.param({"a": 1}, "3e831932b6b7ae85bdcc5462b973a8fa", id="dict"),
     pytest.param({3, 1, 2}, "9e6a2f9ce7e3de478341946c195486a7", id="set"),
-    pytest.param(np.arange(4, dtype="int32"), "67dc8c2288e5ae53c6601c6de5e1eacf", id="np-arange-int32"),
-    pytest.param(np.zeros((2, 2)), "d2a9489ca71103ff1b0426a2b12dd4b9", id="np-zeros-2x2"),
+    pytest.param(np.arange(4, dtype="int32"), "f19196b80fe9c68f23f70b5a37de11c1", id="np-arange-int32"),
+    pytest.param(np.zeros((2, 2)), "41bcbf2f1178c68e56fe2d29cae7aac6", id="np-zeros-2x2"),
     pytest.param(pd.DataFrame({"a": np.array([1, 2], dtype="int64"),
                                "b": pd.Series(["x", "y"], dtype=object)}),
-                 "e6cdad07f408d546ea63e8d3dcbfd7c3", id="dataframe"),
+                 "89b99a0b44e2f2a56a7d3d3a7ba81f2b", id="dataframe"),
+    pytest.param(bytearray(b"ab"), "dcc015e179f3571cb8a3d3aa3c186452", id="bytearray"),
+    pytest.param(frozenset({1, 2}), "6be79197361287c7c6b0f10faa732eab", id="frozenset"),
+    pytest.param(types.MappingProxyType({"a": 1}), "b7c09a4d1f05ffec1f099ca215a3c33c", id="mappingproxy"),
+    pytest.param(range(1, 9, 2), "e63341114ad6f55081e9c304a6fd6cae", id="range"),
+    pytest.param(memoryview(b"ab"), "2ca4cfa445a7b5d7e1e37c13bcc4212a", id="memoryview"),
+    pytest.param(property(), "3617c0fba2d46154013242648886b381", id="property"),
+    pytest.param(1 + 2j, "edc3c100986237370a40de4c5506216b", id="complex"),
 ]
 
 
 @pytest.mark.parametrize(("value", "expected"), GOLDEN)
 def test_golden_fingerprints(value: Any, expected: str) -> None:
-    assert FINGERPRINT_VERSION == 5, "new version: paste the new golden values"
+    assert FINGERPRINT_VERSION == 6, "new version: paste the new golden values"
     assert fingerprint(value) == expected
 
 
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION, and paste the new values.
 GOLDEN_KEYS = [
     pytest.param(("x = 1", {}, [], []),
-                 "step-fd1131fe0751ebc89e3c8a5e4377fa1083227d054f07cb62486ef7c53ed2d34b", id="no-inputs"),
+                 "step-9fef1744e516493673a9af62781c79918f03848e9cc15193aa679a87a75dd9ce", id="no-inputs"),
     pytest.param(("y = x + 1", {"x": "a1e91c5d6860d32b80e47451797bd70d"}, ["numpy==2.4.6"], []),
-                 "step-a98787a51c9cc6c68764fa98ae31bce863b3ed7a50dd476f2113489b148ba161", id="one-input"),
+                 "step-efb943608450cf80a81595093982e3fb27f7b34185e69d2d5c220c4759e97226", id="one-input"),
     pytest.param(("z = f(a, b)", {"b": "471d2b85742b9643143cd27e33b1eefd", "a": "absent",
                                   "f": "4f8efa5a87d044c602b6f74afa7ad0c6"},
                   ["pandas==3.1.1", "json==py3.11.7"], ["tmp", "log"]),
-                 "step-0966df8d80d31e54858380414428043d936f3b71b533692cf77300b49a85c826", id="full"),
+                 "step-29e415a8c79c97f13d1b6dd795392c4b7dd16e139491ef472db01b3c33a197c1", id="full"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), GOLDEN_KEYS)
 def test_golden_step_keys(args: tuple[str, dict[str, str], list[str], list[str]], expected: str) -> None:
-    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 5), "new version: paste the new golden keys"
+    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 6), "new version: paste the new golden keys"
     assert step_key(*args) == expected
 
 
@@ -285,6 +293,51 @@ def test_step_key_ignores_the_order_of_its_collections() -> None:
     assert step_key("c = a - b", inputs, ["m==1", "n==2"], ["t", "u"]) != key
     assert step_key("c = a + b", inputs, ["m==1", "n==3"], ["t", "u"]) != key
     assert step_key("c = a + b", inputs, ["m==1", "n==2"], ["t"]) != key
+
+
+# -- the tag table ------------------------------------------------------------------------------
+def _tag_table() -> dict[str, bytes]:
+    from resumable_nb import _tags
+
+    return {k: v for k, v in vars(_tags).items() if k.isupper() and isinstance(v, bytes)}
+
+
+def test_every_tag_is_one_byte_and_used_by_one_name() -> None:
+    table = _tag_table()
+    assert len(table) > 40
+    assert all(len(tag) == 1 for tag in table.values()), "a longer tag would make one tag a prefix of another"
+    by_tag: dict[bytes, list[str]] = {}
+    for name, tag in table.items():
+        by_tag.setdefault(tag, []).append(name)
+    assert {t: n for t, n in by_tag.items() if len(n) > 1} == {}
+
+
+_WRITER_METHODS = {"raw", "text", "begin"}
+
+
+@pytest.mark.parametrize("module", ["fingerprint", "_fp_numpy", "_fp_pandas", "_fp_arrow"])
+def test_writers_take_their_tags_from_the_table(module: str) -> None:
+    """Every ``w.raw/text/begin(tag, ...)`` names a constant of ``_tags`` (a literal there is
+    how two kinds of value came to share a tag)."""
+    import ast
+
+    tree = ast.parse((ROOT / "resumable_nb" / f"{module}.py").read_text())
+    table = _tag_table()
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr in _WRITER_METHODS and n.args]
+    assert calls
+    for call in calls:
+        tag = call.args[0]
+        if isinstance(tag, ast.IfExp):  # ``tags.LIST if t is list else tags.TUPLE``
+            options = [tag.body, tag.orelse]
+        elif isinstance(tag, ast.Name) and tag.id == "tag":  # a helper's parameter
+            continue
+        else:
+            options = [tag]
+        for option in options:
+            assert (isinstance(option, ast.Attribute) and isinstance(option.value, ast.Name)
+                    and option.value.id == "tags" and option.attr in table), \
+                f"{module}.py:{call.lineno}: {ast.unparse(option)} is not a tag from _tags"
 
 
 # -- values without stable content --------------------------------------------------------------
@@ -784,3 +837,40 @@ def test_pyarrow_backed_pandas_strings_are_keyed_by_content() -> None:
     s = pd.Series(["x", "y", None], dtype="string[pyarrow]")
     assert fingerprint(s) == fingerprint(pd.Series(["x", "y", None], dtype="string[pyarrow]"))
     assert fingerprint(s) != fingerprint(pd.Series(["x", "z", None], dtype="string[pyarrow]"))
+
+
+# -- installed packages: keyed by what is loaded -----------------------------------------------
+def test_a_package_upgraded_inside_the_kernel_is_keyed_by_the_loaded_version(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``pip install -U`` in a running kernel the old code still runs: the loaded
+    module's ``__version__`` is what counts, not the metadata on disk."""
+    from resumable_nb.fingerprint import import_identity, module_identity
+
+    before = (module_identity("numpy"), import_identity("numpy"), fingerprint(np.mean), fingerprint(np))
+    assert before[0] == f"numpy=={np.__version__}"
+    # What an upgrade followed by a reload (or a fresh import) leaves in sys.modules.
+    monkeypatch.setattr(sys.modules["numpy"], "__version__", "99.0.0")
+    after = (module_identity("numpy"), import_identity("numpy"), fingerprint(np.mean), fingerprint(np))
+    assert after[0] == "numpy==99.0.0" == after[1]
+    assert all(a != b for a, b in zip(before, after, strict=True))
+
+
+def test_stdlib_modules_are_keyed_by_the_python_version() -> None:
+    from resumable_nb.fingerprint import module_identity
+
+    # json has a __version__ of its own (2.0.9) that does not follow its code.
+    assert module_identity("json") == "json==py{}.{}.{}".format(*sys.version_info[:3])
+
+
+def test_a_package_without_version_attribute_uses_its_distribution() -> None:
+    import importlib.metadata
+
+    import _hypothesis_globals
+    import hypothesis
+
+    from resumable_nb.fingerprint import module_identity
+
+    # Installed by the hypothesis distribution, no __version__: found through the metadata.
+    assert not hasattr(_hypothesis_globals, "__version__")
+    assert module_identity("_hypothesis_globals") == f"_hypothesis_globals=={hypothesis.__version__}"
+    assert module_identity("iniconfig") == f"iniconfig=={importlib.metadata.version('iniconfig')}"

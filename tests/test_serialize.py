@@ -1,0 +1,271 @@
+"""resumable_nb.serialize on its own: no shell, no store; a plain dict is the namespace.
+
+What the pickler promises: notebook functions, lambdas, closures and classes come back by
+value and read the *live* namespace; classes a step only uses come back by reference, checked
+against their fingerprint; live handles are refused before anything is written; objects
+shared between outputs stay shared; big array buffers travel out of band.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from resumable_nb import serialize
+from resumable_nb.errors import RestoreError, Unstorable
+from resumable_nb.fingerprint import fingerprint
+
+
+def notebook(source: str = "") -> dict[str, Any]:
+    """A user namespace with ``source`` run in it, like a kernel's ``user_ns``."""
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(textwrap.dedent(source), ns)
+    return ns
+
+
+def dump(outputs: dict[str, Any], ns: dict[str, Any], *, oob: bool = True) -> tuple[bytes, list[Any]]:
+    """Pickle a step's payload the way the store does."""
+    buffers: list[pickle.PickleBuffer] = []
+    out = io.BytesIO()
+    serialize.dump({"outputs": outputs}, out, ns, buffer_callback=buffers.append if oob else None)
+    return out.getvalue(), [b.raw() for b in buffers]
+
+
+def round_trip(outputs: dict[str, Any], ns: dict[str, Any], into: dict[str, Any] | None = None,
+               classes: dict[str, Any] | None = None) -> dict[str, Any]:
+    data, buffers = dump(outputs, ns)
+    restored: dict[str, Any] = serialize.load(data, buffers, notebook() if into is None else into, classes)
+    return restored["outputs"]
+
+
+# -- notebook functions -------------------------------------------------------------------------
+def test_a_notebook_function_reads_the_live_namespace_it_is_restored_into() -> None:
+    ns = notebook("K = 2\ndef scale(x):\n    '''Times K.'''\n    return x * K\nscale.tag = 'mine'")
+    into = notebook("K = 10")
+    scale = round_trip({"scale": ns["scale"]}, ns, into)["scale"]
+    assert scale.__globals__ is into, "bound to the namespace, not to a copy of it"
+    assert scale(3) == 30
+    into["K"] = 100
+    assert scale(3) == 300
+    into["K"] = 2
+    assert (scale.__name__, scale.__qualname__, scale.__module__) == ("scale", "scale", "__main__")
+    assert scale.__doc__ == "Times K." and scale.tag == "mine"
+    assert fingerprint(scale, into) == fingerprint(ns["scale"], ns)
+
+
+def test_lambdas_defaults_and_keyword_defaults_round_trip() -> None:
+    ns = notebook("add = lambda x, y=1, *, z=2: x + y + z")
+    add = round_trip({"add": ns["add"]}, ns)["add"]
+    assert add(1) == 4 and add(1, 2, z=3) == 6
+    assert (add.__defaults__, add.__kwdefaults__) == ((1,), {"z": 2})
+
+
+def test_closures_round_trip_including_recursive_and_empty_cells() -> None:
+    ns = notebook("""
+        def adder(n):
+            return lambda x: x + n
+
+        def make_fact():
+            def fact(n):
+                return 1 if n <= 1 else n * fact(n - 1)
+            return fact
+
+        def early():
+            def inner():
+                return later
+            return inner
+            later = 1  # never runs: inner's cell stays empty
+    """)
+    out = round_trip({"add3": ns["adder"](3), "fact": ns["make_fact"](), "inner": ns["early"]()}, ns)
+    assert out["add3"](1) == 4
+    assert out["fact"](5) == 120
+    assert out["fact"].__closure__[0].cell_contents is out["fact"], "the cell points at the new function"
+    with pytest.raises(ValueError):
+        out["inner"].__closure__[0].cell_contents  # noqa: B018 - still empty after the trip
+    with pytest.raises(NameError):
+        out["inner"]()
+
+
+def test_functions_of_installed_modules_stay_references() -> None:
+    ns = notebook("import json\ndumps = json.dumps\nmod = json")
+    out = round_trip({"dumps": ns["dumps"], "mod": ns["mod"], "np_mean": np.mean}, ns)
+    assert out["dumps"] is json.dumps and out["mod"] is json and out["np_mean"] is np.mean
+
+
+# -- notebook classes ---------------------------------------------------------------------------
+CLASSES = """
+    BASE = 100
+
+    class Point:
+        '''A point.'''
+        __slots__ = ("x", "y")
+
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def total(self):
+            return self.x + self.y + BASE
+
+        @property
+        def norm1(self):
+            return abs(self.x) + abs(self.y)
+
+        @staticmethod
+        def origin():
+            return Point(0, 0)
+
+    class Box:
+        def __init__(self, items):
+            self.items = items
+"""
+
+
+def test_a_class_the_step_defines_comes_back_by_value_with_its_instances() -> None:
+    ns = notebook(CLASSES)
+    p = ns["Point"](1, -2)
+    into = notebook("BASE = 0")
+    out = round_trip({"Point": ns["Point"], "p": p}, ns, into)
+    Point = out["Point"]
+    assert Point is not ns["Point"] and Point.__module__ == "__main__" and Point.__doc__ == "A point."
+    assert type(out["p"]) is Point
+    assert out["p"].total() == -1, "methods read the namespace the class was restored into"
+    assert out["p"].norm1 == 3
+    into["Point"] = Point  # what restoring the step's outputs does
+    assert type(Point.origin()) is Point
+
+
+@pytest.mark.xfail(strict=True, reason="fingerprints count shared immutable tuples as back-references: "
+                   "the compiler shares Point.__init__'s co_names with __slots__, a rebuilt class "
+                   "does not, so a restored class hashes differently (a miss, and RestoreError for "
+                   "entries that refer to it)")
+def test_a_restored_class_has_the_fingerprint_of_the_original() -> None:
+    ns = notebook(CLASSES)
+    into = notebook("BASE = 100")
+    into["Point"] = round_trip({"Point": ns["Point"]}, ns, into)["Point"]
+    assert fingerprint(into["Point"], into) == fingerprint(ns["Point"], ns)
+
+
+def test_a_nested_class_keeps_its_qualified_name() -> None:
+    ns = notebook("class Outer:\n    class Inner:\n        '''Doc.'''\n        x = 1")
+    inner = round_trip({"Inner": ns["Outer"].Inner}, ns)["Inner"]
+    assert (inner.__name__, inner.__qualname__, inner.__doc__, inner.x) == ("Inner", "Outer.Inner", "Doc.", 1)
+
+
+def test_a_class_the_step_only_uses_comes_back_by_reference() -> None:
+    ns = notebook(CLASSES)
+    box = ns["Box"]([1, 2])
+    out = round_trip({"box": box}, ns, ns)
+    assert type(out["box"]) is ns["Box"], "the kernel's own class, not a copy"
+    assert out["box"].items == [1, 2]
+
+
+def test_a_class_referenced_by_an_entry_is_checked_on_load() -> None:
+    ns = notebook(CLASSES)
+    data, buffers = dump({"box": ns["Box"]([1])}, ns)
+
+    same_code = notebook(CLASSES)  # a new kernel that ran the same cell: accepted
+    assert type(serialize.load(data, buffers, same_code)["outputs"]["box"]) is same_code["Box"]
+
+    changed = notebook(CLASSES.replace("self.items = items", "self.items = list(items)"))
+    with pytest.raises(RestoreError, match="class Box has changed"):
+        serialize.load(data, buffers, changed)
+
+    with pytest.raises(RestoreError, match="class Box is not defined"):
+        serialize.load(data, buffers, notebook())
+
+
+def test_classes_are_looked_up_where_the_caller_says() -> None:
+    """%resume builds a namespace of its own: classes by reference are found there."""
+    ns = notebook(CLASSES)
+    data, buffers = dump({"box": ns["Box"]([1])}, ns)
+    building = {"Box": ns.pop("Box")}  # not (yet) in the live namespace
+    assert type(serialize.load(data, buffers, ns, classes=building)["outputs"]["box"]) is building["Box"]
+    with pytest.raises(RestoreError, match="not defined"):
+        serialize.load(data, buffers, ns)
+
+
+# -- refused values -----------------------------------------------------------------------------
+def test_a_write_mode_file_handle_is_refused_and_the_file_is_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "results.csv"
+    target.write_text("keep me\n")
+    ns = notebook()
+    with open(target, "a") as handle:
+        with pytest.raises(Unstorable, match=r"^log: .*live handle.*re-create it"):
+            serialize.storable_check("log", handle, ns)
+        with pytest.raises(pickle.PicklingError, match="live handle"):
+            dump({"log": handle}, ns)
+        with pytest.raises(Unstorable, match="live handle"):  # nested in a container too
+            serialize.storable_check("state", {"files": [handle]}, ns)
+    assert target.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda tmp: open(tmp / "r.txt", "w+"), "live handle"),
+    (lambda tmp: (i for i in range(3)), "paused computation"),
+    (lambda tmp: threading.Lock(), "cannot be pickled|live handle"),
+    (lambda tmp: threading.Thread(target=print), "live handle"),
+], ids=["read-write file", "generator", "lock", "thread"])
+def test_unstorable_values_name_the_output_and_the_reason(tmp_path: Path, make: Any, reason: str) -> None:
+    value = make(tmp_path)
+    try:
+        with pytest.raises(Unstorable, match=rf"^out: .*({reason})"):
+            serialize.storable_check("out", value, notebook())
+    finally:
+        if hasattr(value, "close"):
+            value.close()
+
+
+def test_in_memory_buffers_are_content_and_are_stored() -> None:
+    ns = notebook()
+    out = round_trip({"buf": io.StringIO("text"), "raw": io.BytesIO(b"bytes")}, ns)
+    assert out["buf"].getvalue() == "text" and out["raw"].getvalue() == b"bytes"
+
+
+# -- one payload, shared objects, big buffers ---------------------------------------------------
+def test_objects_shared_between_outputs_stay_shared() -> None:
+    ns = notebook("def f():\n    return 1")
+    rows = [1, 2]
+    arr = np.arange(10_000.0)
+    out = round_trip({"a": rows, "b": {"rows": rows}, "x": arr, "y": arr, "view": arr[::2],
+                      "f": ns["f"], "g": ns["f"]}, ns)
+    assert out["a"] is out["b"]["rows"]
+    assert out["x"] is out["y"]
+    assert out["f"] is out["g"]
+    out["a"].append(3)
+    assert out["b"]["rows"] == [1, 2, 3]
+
+
+def test_big_arrays_travel_out_of_band_and_come_back_equal_and_writable() -> None:
+    ns = notebook()
+    arrays = {"f8": np.linspace(0, 1, 50_000), "i2": np.ones((300, 40), dtype="<i2"),
+              "fortran": np.asfortranarray(np.arange(12_000.0).reshape(100, 120)),
+              "small": np.arange(3)}
+    data, buffers = dump(arrays, ns)
+    assert len(buffers) >= 3, "one buffer per big array, outside the pickle stream"
+    assert len(data) < 10_000, "the stream itself holds no array data"
+    out = serialize.load(data, buffers, notebook())["outputs"]
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(out[name], a)
+        assert out[name].dtype == a.dtype and out[name].shape == a.shape
+    assert out["fortran"].flags.f_contiguous
+    out["f8"][0] = -1.0  # restored from bytearrays: ordinary writable arrays
+    assert out["f8"][0] == -1.0
+
+    in_band, none = dump(arrays, ns, oob=False)
+    assert none == [] and len(in_band) > 500_000
+    np.testing.assert_array_equal(serialize.load(in_band, [], notebook())["outputs"]["i2"], arrays["i2"])
+
+
+def test_load_reads_from_a_memoryview_without_copying_the_caller_data() -> None:
+    ns = notebook("def f(x):\n    return x + 1")
+    data, buffers = dump({"f": ns["f"], "s": "x" * 10_000}, ns)
+    out = serialize.load(memoryview(bytearray(data)), buffers, notebook())["outputs"]
+    assert out["f"](1) == 2 and out["s"] == "x" * 10_000
