@@ -362,3 +362,25 @@ def test_notebook_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     # The override names the project; the notebook part stays.
     assert notebook_identity(nb, env={"RESUMABLE_NB_PROJECT": "team-x"}) == NotebookId(
         "team-x", "analysis/clean.ipynb")
+
+
+def test_hung_server_is_unavailable_within_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections and never answers (the case a refused connection
+    does not cover): the deadline, retries included, still bounds the call."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # connections complete in the kernel's backlog; nothing ever reads them
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        remote = RemoteStore(f"s3://{BUCKET}/t/hung", timeout=1.0)
+        start = time.monotonic()
+        with pytest.raises(RemoteUnavailable):
+            remote.get_blob("manifests/k.json")
+        assert time.monotonic() - start < 15
+    finally:
+        listener.close()
