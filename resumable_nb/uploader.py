@@ -1,0 +1,212 @@
+"""Background uploads to the remote store: one daemon thread, a bounded queue, pending markers.
+
+A step never waits for the network: :meth:`Uploader.submit` writes a small marker file under
+``<cache>/remote-pending/`` and queues it; the thread uploads in submission order (a payload
+before the manifest that names it, journal segments in sequence) and deletes the marker once
+the object is in the bucket. A marker therefore exists for every upload not yet known to be
+done, whatever happened to the kernel: a new :class:`Uploader` on the same folder picks them
+all up again (:meth:`Uploader.recover`).
+
+Marker ``<time_ns>-<n>.json``: ``{"name": remote name, "path": local file}`` for a payload,
+``{"name": ..., "data": base64}`` for a blob (a manifest record or a journal segment: small).
+
+When the remote is down the thread keeps the work, says so once (``on_notice``), and retries
+with a growing pause (up to a minute); :meth:`flush` retries at once and waits a bounded time.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CorruptEntry
+from .remote import RemoteStore, RemoteUnavailable
+
+__all__ = ["PENDING_DIR", "Pending", "Uploader"]
+
+PENDING_DIR = "remote-pending"
+_log = logging.getLogger("resumable_nb.remote")
+_counter = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One upload not yet known to be done."""
+
+    marker: Path
+    name: str  # remote name
+    path: Path | None = None  # a local file to stream, or
+    data: bytes | None = None  # the bytes of a small object
+
+
+class Uploader:
+    """Uploads (file, name) pairs and small blobs in the background, in submission order.
+
+    ``on_notice`` receives the one-line messages a user should see (the remote went away, came
+    back); by default they are logged. It is called from the upload thread.
+    """
+
+    def __init__(self, remote: RemoteStore, cache_root: str | os.PathLike[str], *, maxsize: int = 1024,
+                 retry_interval: float = 2.0, max_retry_interval: float = 60.0,
+                 on_notice: Callable[[str], None] | None = None) -> None:
+        self.remote = remote
+        self.pending_dir = Path(cache_root) / PENDING_DIR
+        self.pending_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._queue: queue.Queue[Pending] = queue.Queue(maxsize)
+        self._retry_interval = retry_interval
+        self._max_retry_interval = max_retry_interval
+        self._notice = on_notice or _log.warning
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queued: set[Path] = set()  # markers in the queue or in flight
+        self._overflow = False  # markers on disk that did not fit in the queue
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.down = False  # the last attempt failed: the remote is unreachable
+        self.last_error = ""
+        self.uploaded = 0
+        self._thread = threading.Thread(target=self._run, name="resumable_nb-uploader", daemon=True)
+        self._thread.start()
+
+    # -- submitting (never blocks on the network) ------------------------------------------
+    def submit(self, path: str | os.PathLike[str], name: str) -> Pending:
+        """Upload the local file ``path`` as ``name`` (it must stay in place until uploaded)."""
+        return self._submit({"name": name, "path": str(Path(path).absolute())})
+
+    def submit_blob(self, name: str, data: bytes) -> Pending:
+        """Upload a small object (a manifest record, a journal segment), put-if-absent."""
+        return self._submit({"name": name, "data": base64.b64encode(data).decode()})
+
+    def _submit(self, record: dict[str, str]) -> Pending:
+        marker = self.pending_dir / f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}.json"
+        tmp = marker.with_suffix(".tmp")
+        # Written whole then renamed: a reader sees a complete marker or none. Not fsynced: a
+        # marker lost to a power cut only means `push` finds the object by comparing listings.
+        tmp.write_bytes(json.dumps(record).encode())
+        os.replace(tmp, marker)
+        item = _parse(marker)
+        assert item is not None
+        self._enqueue(item)
+        return item
+
+    def _enqueue(self, item: Pending) -> None:
+        with self._lock:
+            if item.marker in self._queued:
+                return
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self._overflow = True  # it stays on disk; picked up once the queue drains
+                return
+            self._queued.add(item.marker)
+
+    def recover(self) -> int:
+        """Queue every marker on disk (left by an earlier kernel, or by an overflow); returns
+        how many are pending in all."""
+        markers = sorted(self.pending_dir.glob("*.json"))
+        for marker in markers:
+            item = _parse(marker)
+            if item is None:
+                marker.unlink(missing_ok=True)  # torn or foreign: nothing to upload
+                continue
+            self._enqueue(item)
+        return len(markers)
+
+    def pending(self) -> list[Pending]:
+        """Every upload not yet done, in order (from the markers on disk)."""
+        return [item for m in sorted(self.pending_dir.glob("*.json")) if (item := _parse(m)) is not None]
+
+    # -- waiting ----------------------------------------------------------------------------
+    def flush(self, timeout: float) -> bool:
+        """Try now, and wait up to ``timeout`` seconds for every queued upload; True when
+        nothing is pending any more (kernel shutdown, ``push``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._overflow:  # markers that did not fit: queue them as room appears
+                self._overflow = False
+                self.recover()
+            self._wake.set()  # cut a retry pause short
+            with self._idle:
+                left = deadline - time.monotonic()
+                if (not self._queued and not self._overflow) or left <= 0:
+                    break
+                self._idle.wait(min(left, 0.1))
+        return not self.pending()
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Flush for at most ``timeout`` and stop the thread; what is left stays on disk."""
+        done = self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=max(timeout, 0.1) + self.remote.timeout)
+        return done
+
+    # -- the thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        pause = self._retry_interval
+        item: Pending | None = None
+        while not self._stop.is_set():
+            if item is None:
+                try:
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    if self._overflow:
+                        self._overflow = False
+                        self.recover()
+                    continue
+            try:
+                self._upload(item)
+            except RemoteUnavailable as exc:
+                self.last_error = str(exc)
+                if not self.down:
+                    self.down = True
+                    self._notice(f"{exc} — {len(self.pending())} upload(s) kept in "
+                                 f"{self.pending_dir}, retried in the background")
+                # Head-of-line retry: order matters (a manifest after its payload).
+                self._wake.wait(pause)
+                self._wake.clear()
+                pause = min(pause * 2, self._max_retry_interval)
+                continue
+            except (OSError, CorruptEntry, ValueError) as exc:
+                # The local file is gone (cleared, gc'd) or the name is bad: nothing to retry.
+                _log.info("dropping upload of %s: %s", item.name, exc)
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything
+                _log.warning("dropping upload of %s: %s", item.name, exc)
+            else:
+                self.uploaded += 1
+                if self.down:
+                    self.down = False
+                    self._notice(f"remote store {self.remote.url} reachable again: uploading "
+                                 f"{len(self.pending())} pending upload(s)")
+                pause = self._retry_interval
+            item.marker.unlink(missing_ok=True)
+            with self._idle:
+                self._queued.discard(item.marker)
+                self._idle.notify_all()
+            item = None
+
+    def _upload(self, item: Pending) -> None:
+        if item.data is not None:
+            self.remote.put_blob(item.name, item.data)
+        elif item.path is not None:
+            self.remote.put_file(item.name, item.path)
+
+
+def _parse(marker: Path) -> Pending | None:
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        record = json.loads(marker.read_bytes())
+        name = str(record["name"])
+        if "data" in record:
+            return Pending(marker, name, data=base64.b64decode(record["data"], validate=True))
+        return Pending(marker, name, path=Path(record["path"]))
+    return None
