@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import signal
 
+from .config import ENV
+
 __all__ = ["POINTS", "FaultInjected", "point"]
 
 POINTS = ("payload-before-write", "payload-mid-write", "payload-before-rename",
@@ -36,7 +38,7 @@ def _parse(spec: str) -> dict[str, list]:
     return faults
 
 
-_FAULTS = _parse(os.environ.get("RESUMABLE_NB_FAULT", ""))
+_FAULTS = _parse(os.environ.get(ENV["FAULT"], ""))
 
 
 def point(name: str) -> None:

@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="replay from STEP: run it again ignoring its cache entry, and the cells "
                      "after it (earlier steps come from the cache)")
     run.add_argument("--timeout", type=float, metavar="S",
-                     help="stop a cell that runs longer than S seconds (the run then fails)")
+                     help="stop a cell that runs longer than S seconds: the run stops there "
+                     "(exit 1, the step recorded as interrupted); give a larger --timeout to let "
+                     "it finish")
     run.add_argument("-k", "--kernel", metavar="NAME",
                      help="the kernel to use (default: the notebook's, else python3)")
     run.set_defaults(func=_run)
@@ -107,10 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     clear.add_argument("--step", metavar="NAME", help="only this step's entries")
     clear.set_defaults(func=_clear)
 
-    gc = sub.add_parser("gc", parents=[common], help="delete cache entries no notebook needs",
+    gc = sub.add_parser("gc", help="delete cache entries no notebook needs",
                         description="Delete every cache entry that no notebook's latest run "
-                        "(and no running kernel) needs, and payload files no entry uses. Default "
-                        "folder: $RESUMABLE_NB_DIR, else ./.resumable_nb.")
+                        "(and no running kernel) needs, and payload files no entry uses.")
+    gc.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                    help="the cache folder (default: $RESUMABLE_NB_DIR, else ./.resumable_nb in "
+                    "the working directory: gc names no notebook)")
     gc.set_defaults(func=_gc)
     return parser
 

@@ -11,12 +11,21 @@
     ├── RestoreError               a verified entry could not be restored into this kernel
     └── RunError                   bad input for ``resumable-nb`` (defined in headless; exit 2)
 
-    ResumableWarning(UserWarning)  one-line notices (a hit turned into a miss, ...)
+    ResumableWarning(UserWarning)  one-line notices (a hit turned into a miss, ...), shown as
+                                   ``[resumable_nb] ...`` on stderr by :func:`notice`; silence
+                                   them with the warnings machinery::
+
+        import warnings
+        from resumable_nb import ResumableWarning
+        warnings.filterwarnings("ignore", category=ResumableWarning)
 
 Every message names the step or variable, what happened, and what to do about it.
 """
 
 from __future__ import annotations
+
+import sys
+import warnings
 
 __all__ = [
     "CorruptEntry",
@@ -27,6 +36,7 @@ __all__ = [
     "StoreError",
     "Unfingerprintable",
     "Unstorable",
+    "notice",
 ]
 
 
@@ -70,3 +80,17 @@ class RestoreError(ResumableError):
 
 class ResumableWarning(UserWarning):
     """A one-line notice from resumable_nb."""
+
+
+def notice(text: str) -> None:
+    """Tell the user one line, as a :class:`ResumableWarning` that the ``warnings`` filters
+    decide on (``ignore`` silences it, ``error`` raises it), printed as ``[resumable_nb] text``.
+
+    Unlike a plain ``warnings.warn`` it is not shown once per source line: the same notice
+    about two different steps must both appear.
+    """
+    with warnings.catch_warnings(record=True) as seen:  # keeps the filters, records instead
+        warnings.warn_explicit(ResumableWarning(text), ResumableWarning, "resumable_nb", 0,
+                               module="resumable_nb", registry={})
+    for w in seen:
+        print(f"[resumable_nb] {w.message}", file=sys.stderr)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .config import ENV
+
 __all__ = ["DIR_NAME", "cache_root", "notebook_path"]
 
 DIR_NAME = ".resumable_nb"
@@ -22,7 +24,7 @@ def notebook_path(user_ns: Mapping[str, Any], env: Mapping[str, str] | None = No
     """The notebook the kernel runs, if anything says so (absolute when resolvable)."""
     env = os.environ if env is None else env
     candidates = [
-        env.get("RESUMABLE_NB_NOTEBOOK"),
+        env.get(ENV["NOTEBOOK"]),
         user_ns.get("__vsc_ipynb_file__"),
         user_ns.get("__session__"),
         env.get("JPY_SESSION_NAME"),
@@ -45,8 +47,8 @@ def cache_root(setting: str, user_ns: Mapping[str, Any], env: Mapping[str, str] 
     env = os.environ if env is None else env
     if setting:
         return Path(setting).expanduser().absolute()
-    if env.get("RESUMABLE_NB_DIR"):
-        return Path(env["RESUMABLE_NB_DIR"]).expanduser().absolute()
+    if env.get(ENV["DIR"]):
+        return Path(env[ENV["DIR"]]).expanduser().absolute()
     nb = notebook_path(user_ns, env)
     base = nb.parent if nb is not None else Path.cwd()
     return base / DIR_NAME

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Unicode, observe
 
 from . import location
-from .errors import StepUsageError
+from .errors import StepUsageError, notice
 from .session import Session
 
 __all__ = ["ResumableNB"]
@@ -42,7 +41,7 @@ class ResumableNB(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Set before traitlets applies the config: its observers below run during __init__.
         self.session = Session(shell, lambda: self.root,
-                               lambda: Path(self.key_file) if self.key_file else None, _notice)
+                               lambda: Path(self.key_file) if self.key_file else None, notice)
         self.runner = self.session.runner
         super().__init__(shell=shell, **kwargs)
         self.runner.verbose = self.verbose
@@ -196,6 +195,3 @@ class ResumableNB(Magics):
             return "no step has completed in this kernel's run yet"
         return f"completed steps: {', '.join(names)}"
 
-
-def _notice(text: str) -> None:
-    print(f"[resumable_nb] {text}", file=sys.stderr)

@@ -107,6 +107,7 @@ class StepRunner:
         self._journal = journal
         self._parsed: OrderedDict[str, tuple[str, CellAnalysis]] = OrderedDict()
         self.history: list[StepResult] = []
+        self._told_dynamic: set[tuple[str, str]] = set()
         self.verbose = True
         self.lazy = False  # map restored arrays copy-on-write instead of reading them
 
@@ -214,7 +215,8 @@ class StepRunner:
             if dynamic is None and fper.dynamic is not None:
                 dynamic = fper.dynamic  # a helper from an earlier cell reads globals() & co.
                 queue.extend(sorted(self._user_names() - fps.keys() - skip, reverse=True))
-        if dynamic is not None:
+        if dynamic is not None and (name, dynamic) not in self._told_dynamic:
+            self._told_dynamic.add((name, dynamic))  # said once per step and cause per kernel
             result.notices.append(f"step '{name}': {dynamic} hides what it reads and writes; "
                                   "every variable in the namespace is treated as an input")
         try:

@@ -204,6 +204,13 @@ def test_dynamic_names_are_caught_by_the_namespace_diff(shell: Shell) -> None:
     assert shell.count("dyn") == 1 and shell.ns["made"] == 42
 
 
+def test_a_dynamic_step_says_so_once_per_kernel(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(3):
+        shell.run(f"%%step dyn\nglobals()['made'] = {i}")
+    err = capsys.readouterr().err
+    assert err.count("hides what it reads and writes") == 1
+
+
 # -- replayed output ---------------------------------------------------------------------------
 
 
