@@ -40,13 +40,10 @@ NOTEBOOKS: dict[str, tuple[str, str, dict[int, str]]] = {
     "hml2_math_linear_algebra": ("ageron/handson-ml2", "math_linear_algebra.ipynb", {}),
     "hml2_extra_gradient_descent_comparison": ("ageron/handson-ml2",
                                                "extra_gradient_descent_comparison.ipynb", {}),
-    "hml2_04_training_linear_models": ("ageron/handson-ml2", "04_training_linear_models.ipynb", {
-        **{i: NPY2 + ", or uses a name such a cell defines" for i in (46, 47, 48, *range(55, 66), 81)},
-        62: "LogisticRegression(multi_class=...) was removed in scikit-learn 1.8"}),
     "hml2_06_decision_trees": ("ageron/handson-ml2", "06_decision_trees.ipynb", {
         2: "needs graphviz (not installed)", 14: "needs graphviz", 15: "needs graphviz",
         **{i: "exercise solution: a 10 s grid search and a 1000-tree forest (too slow for CI)"
-           for i in range(19, 24)}}),
+           for i in range(19, 27)}}),
     "spl_lecture1_python": ("jrjohansson/scientific-python-lectures",
                             "Lecture-1-Introduction-to-Python-Programming.ipynb", {
         17: "raises on purpose (NameError demo)", 31: "raises on purpose (TypeError demo)",
