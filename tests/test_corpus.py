@@ -74,7 +74,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("hml2_tools_pandas", "hits"): OTHER,
     ("spl_lecture1_python", "hits"): CLASS,
     ("spl_lecture2_numpy", "hits"): OTHER,
-    ("spl_lecture4_matplotlib", "a=b"): MPL,
     ("spl_lecture4_matplotlib", "hits"): PYLAB,
     ("spl_lecture4_matplotlib", "resume"): PYLAB,
 }
