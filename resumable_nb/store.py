@@ -132,6 +132,62 @@ class _SafeDisk(diskcache.Disk):
 
 _NOT_OURS = object()
 _INDEX_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
+_INDEX_SETTINGS: dict[str, Any] = {
+    "eviction_policy": "none", "disk_min_file_size": 1 << 30, "sqlite_synchronous": 2,  # FULL
+    "size_limit": 2**62,
+}
+_INDEX_OBJECTS = frozenset({  # what diskcache's Cache.__init__ creates (tag_index off)
+    ("table", "Settings"), ("table", "Cache"), ("index", "Cache_key_raw"),
+    ("index", "Cache_expire_time"), ("trigger", "Settings_count_insert"),
+    ("trigger", "Settings_count_delete"), ("trigger", "Settings_size_insert"),
+    ("trigger", "Settings_size_update"), ("trigger", "Settings_size_delete"),
+})
+
+
+class _Index(diskcache.Cache):  # type: ignore[misc]
+    """diskcache's Cache, opened without writing when the database is already set up our way.
+
+    ``Cache.__init__`` runs ~72 SQLite statements, rewriting every setting and re-creating
+    tables, triggers and indexes "if not exists", each write a commit fsynced under
+    synchronous=FULL: 30-70 ms here, most of the first hit in a new kernel (measured with
+    benchmarks/first_hit.py). When every setting in the ``Settings`` table already equals what
+    we would write and every table, index and trigger exists, those writes change nothing, so
+    we read them instead (one connection, ~10 read statements: ~1 ms). Anything else — a new
+    index, older or planted settings, a missing trigger — goes through ``Cache.__init__``.
+    """
+
+    def __init__(self, directory: str, disk: type[diskcache.Disk], **settings: Any) -> None:
+        if not self._open_fast(directory, disk, settings):
+            super().__init__(directory, disk=disk, **settings)
+
+    def _open_fast(self, directory: str, disk: type[diskcache.Disk], settings: dict[str, Any]) -> bool:
+        import sqlite3
+        import threading
+
+        wanted = {**diskcache.core.DEFAULT_SETTINGS, **settings}
+        self._directory = directory
+        self._timeout = 60
+        self._local = threading.local()
+        self._txn_id = None
+        try:
+            # The connection's own setup (diskcache's ``_con``) applies the sqlite_* pragmas
+            # from the Settings table, as it does for every connection it makes.
+            sql = self._sql
+            stored = dict(sql("SELECT key, value FROM Settings").fetchall())
+            objects = set(sql("SELECT type, name FROM sqlite_master").fetchall())
+            if any(stored.get(k, _NOT_OURS) != v for k, v in wanted.items()) \
+                    or any(k not in stored for k in diskcache.core.METADATA) \
+                    or not _INDEX_OBJECTS <= objects or ("index", "Cache_tag_rowid") in objects:
+                raise LookupError
+            ((self._page_size,),) = sql("PRAGMA page_size").fetchall()
+        except (sqlite3.Error, LookupError, ValueError):
+            self.close()
+            return False
+        self._disk = disk(directory, **{k[5:]: v for k, v in wanted.items() if k.startswith("disk_")})
+        for key, value in stored.items():  # what Cache.reset(key) sets: settings and metadata
+            setattr(self, key, value)
+        return True
+
 
 
 class _HashingWriter:
@@ -199,10 +255,7 @@ class Store:
             for name in _INDEX_FILES:  # a planted link or hard link here is refused
                 if name == "cache.db" or self.dir.lstat("index", name) is not None:
                     os.close(self.dir.open("index", name, os.O_RDWR | os.O_CREAT))
-            self._index = diskcache.Cache(
-                self.dir.sqlite_path("index"), disk=_SafeDisk, eviction_policy="none",
-                disk_min_file_size=1 << 30, sqlite_synchronous=2, size_limit=2**62,
-            )
+            self._index = _Index(self.dir.sqlite_path("index"), _SafeDisk, **_INDEX_SETTINGS)
         except OSError as exc:
             raise StoreError(f"cannot use cache dir {self.root}: {_os_message(exc, self.root)}") from None
         except StoreError:
