@@ -67,6 +67,30 @@ def test_a_flipped_byte_anywhere_is_detected(store: Store, where: int | str) -> 
         store.load(store.get("k"), {})
 
 
+def test_a_flipped_byte_in_a_mapped_buffer_is_detected(store: Store) -> None:
+    entry = put(store, "big", {"a": np.arange(4_000_000, dtype="f8")})  # 32 MB: mapped
+    (offset, length, _), = entry.buffers
+    path = payload_file(store, "big")
+    with path.open("r+b") as f:
+        f.seek(offset + length // 2)
+        byte = f.read(1)
+        f.seek(offset + length // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(CorruptEntry, match="integrity"):
+        store.load(store.get("big"), {})
+
+
+def test_mapped_arrays_are_writable_private_copies(store: Store) -> None:
+    arr = np.arange(4_000_000, dtype="f8")
+    entry = put(store, "big", {"a": arr, "df_like": {"b": arr[::-1].copy()}})
+    restored = store.load(entry, {})["outputs"]
+    a = restored["a"]
+    assert a.flags.writeable and np.array_equal(a, arr) and a.dtype == arr.dtype
+    a[:] = -1  # copy-on-write: the cache file keeps the stored values
+    np.testing.assert_array_equal(store.load(entry, {})["outputs"]["a"], arr)
+    np.testing.assert_array_equal(restored["df_like"]["b"], arr[::-1])
+
+
 def test_truncated_and_missing_payloads_are_detected(store: Store) -> None:
     put(store, "k", {"a": np.arange(50_000)})
     path = payload_file(store, "k")
