@@ -279,7 +279,8 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="8,256,1024", help="MiB, comma-separated")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--kinds", default="array,frame")
@@ -422,7 +423,7 @@ def render(results: dict[str, Any], table: list[dict[str, Any]], argv: str) -> s
         cells = []
         for tool in RESTORES:
             s = series.get(tool, {})
-            cells.append(f"{s['median_s'] * 1e3:.1f}" if "median_s" in s else "–")
+            cells.append(f"{s['median_s'] * 1e3:.1f}" if "median_s" in s else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "`resumable_nb` verifies every buffer's MAC; `_lazy` does not (opt-in); "
               "`numpy_mmap` reads nothing; `raw_readinto` and `raw_mmap_blake3` are the limits "
