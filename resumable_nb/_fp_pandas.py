@@ -111,7 +111,7 @@ def _arrow_strings(w: Writer, chunked: Any) -> bool:
     joined = np.zeros(len(body) + n - 1, dtype=np.uint8)  # NUL between consecutive strings
     joined[np.arange(len(body)) + np.repeat(np.arange(n), np.diff(offsets))] = body
     w.raw(tags.PD_STRINGS, struct.pack("<Q", n))
-    w.raw(tags.STR, memoryview(joined))
+    w.raw(tags.STR, joined.data)
     return True
 
 
