@@ -39,8 +39,14 @@ def frame(w: Writer, df: pd.DataFrame) -> None:
     w.value(df.flags.allows_duplicate_labels)
     index(w, df.columns)
     index(w, df.index)
-    for i in range(df.shape[1]):
-        values(w, df.iloc[:, i].array)
+    # ``df.iloc[:, i]`` builds a Series per column: 0.6 ms of a 1.6 ms fingerprint of a
+    # 1,000-row, two-column frame (profiled: a hit reading 50 such frames cost 15 ms, nearly
+    # all here). The column arrays are the same objects (pandas' own iterator; public fallback).
+    iter_arrays = getattr(df, "_iter_column_arrays", None)
+    columns = iter_arrays() if iter_arrays is not None else (
+        df.iloc[:, i].array for i in range(df.shape[1]))
+    for arr in columns:
+        values(w, arr)
 
 
 def series(w: Writer, s: pd.Series) -> None:
@@ -71,6 +77,42 @@ def multiindex(w: Writer, idx: pd.MultiIndex) -> None:
     for level, codes in zip(idx.levels, idx.codes, strict=True):
         index(w, level)
         _fp_numpy.array(w, np.asarray(codes))
+
+
+_ARROW_JOIN_MAX = 1 << 20  # bytes of text joined from Arrow buffers (temporaries: 17x that)
+
+
+def _arrow_strings(w: Writer, chunked: Any) -> bool:
+    """The bytes the joined-strings path below writes, made from the Arrow buffers without
+    building a Python str per element (``to_numpy`` was 0.25 ms of a 1,000-row column's
+    0.7 ms). Only for columns without missing values, without a NUL in any string and up to
+    1 MiB of text; False means "not handled": the general path then writes the same bytes."""
+    import pyarrow as pa
+
+    n = len(chunked)
+    if n == 0 or chunked.null_count:
+        return False
+    a = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+    if pa.types.is_string(a.type):
+        offset_type: Any = np.int32
+    elif pa.types.is_large_string(a.type):
+        offset_type = np.int64
+    else:
+        return False
+    _, offsets_buf, data_buf = a.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[a.offset:a.offset + n + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    if end - start > _ARROW_JOIN_MAX:
+        return False
+    body = np.frombuffer(data_buf, dtype=np.uint8)[start:end] if data_buf is not None \
+        else np.zeros(0, np.uint8)
+    if not body.all():  # a NUL inside a string (the general path adds lengths)
+        return False
+    joined = np.zeros(len(body) + n - 1, dtype=np.uint8)  # NUL between consecutive strings
+    joined[np.arange(len(body)) + np.repeat(np.arange(n), np.diff(offsets))] = body
+    w.raw(tags.PD_STRINGS, struct.pack("<Q", n))
+    w.raw(tags.STR, joined.data)
+    return True
 
 
 def values(w: Writer, arr: Any) -> None:
@@ -109,6 +151,8 @@ def values(w: Writer, arr: Any) -> None:
     if isinstance(data, np.ndarray) and isinstance(mask, np.ndarray):  # Int64, Float64, boolean
         _fp_numpy.array(w, mask)
         _fp_numpy.array(w, np.where(mask, np.zeros((), data.dtype), data))
+        return
+    if arrow is not None and isinstance(dtype, pd.StringDtype) and _arrow_strings(w, arrow):
         return
     objects = np.asarray(arr, dtype=object)
     if len(objects) and pd.api.types.infer_dtype(objects, skipna=False) == "string":

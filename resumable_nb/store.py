@@ -12,8 +12,10 @@ pickle stream and a keyed BLAKE3 MAC of every buffer (8 GB/s on two cores, where
 manages 1.6: the MACs of a 1 GiB array would otherwise cost more than reading it); the
 manifest itself is HMAC-signed. Nothing is unpickled before every check passes, so a torn,
 flipped or planted file reads as :class:`~resumable_nb.errors.CorruptEntry` (a miss), never
-as a wrong value. (The opt-in lazy restore maps buffers without reading them, so it skips
-their MACs — never the pickle stream's.)
+as a wrong value. Big buffers are restored as a private (copy-on-write) mapping of the
+payload file, their MACs checked over the mapping before anything is unpickled. (The opt-in
+lazy restore maps them without reading them, so it skips their MACs — never the pickle
+stream's.)
 
 Write order: payload to ``tmp/`` -> fsync -> rename into ``objects/`` -> fsync the folder ->
 index entry (one SQLite transaction, synchronous=FULL). A crash at any point leaves either
@@ -55,6 +57,7 @@ _OBJECT = re.compile(r"^[0-9a-f]{64}\.rnb$")  # the only payload names we make (
 _ALIGN = 64
 _CHUNK = 1 << 24
 _SMALL = 1 << 18  # payloads kept in memory once verified (no out-of-band buffers)
+_MAP_MIN = 1 << 20  # buffers of a payload at least this big are mapped, not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,62 @@ class _SafeDisk(diskcache.Disk):
 
 _NOT_OURS = object()
 _INDEX_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
+_INDEX_SETTINGS: dict[str, Any] = {
+    "eviction_policy": "none", "disk_min_file_size": 1 << 30, "sqlite_synchronous": 2,  # FULL
+    "size_limit": 2**62,
+}
+_INDEX_OBJECTS = frozenset({  # what diskcache's Cache.__init__ creates (tag_index off)
+    ("table", "Settings"), ("table", "Cache"), ("index", "Cache_key_raw"),
+    ("index", "Cache_expire_time"), ("trigger", "Settings_count_insert"),
+    ("trigger", "Settings_count_delete"), ("trigger", "Settings_size_insert"),
+    ("trigger", "Settings_size_update"), ("trigger", "Settings_size_delete"),
+})
+
+
+class _Index(diskcache.Cache):  # type: ignore[misc]
+    """diskcache's Cache, opened without writing when the database is already set up our way.
+
+    ``Cache.__init__`` runs ~72 SQLite statements, rewriting every setting and re-creating
+    tables, triggers and indexes "if not exists", each write a commit fsynced under
+    synchronous=FULL: 30-70 ms here, most of the first hit in a new kernel (measured with
+    benchmarks/first_hit.py). When every setting in the ``Settings`` table already equals what
+    we would write and every table, index and trigger exists, those writes change nothing, so
+    we read them instead (one connection, ~10 read statements: ~1 ms). Anything else — a new
+    index, older or planted settings, a missing trigger — goes through ``Cache.__init__``.
+    """
+
+    def __init__(self, directory: str, disk: type[diskcache.Disk], **settings: Any) -> None:
+        if not self._open_fast(directory, disk, settings):
+            super().__init__(directory, disk=disk, **settings)
+
+    def _open_fast(self, directory: str, disk: type[diskcache.Disk], settings: dict[str, Any]) -> bool:
+        import sqlite3
+        import threading
+
+        wanted = {**diskcache.core.DEFAULT_SETTINGS, **settings}
+        self._directory = directory
+        self._timeout = 60
+        self._local = threading.local()
+        self._txn_id = None
+        try:
+            # The connection's own setup (diskcache's ``_con``) applies the sqlite_* pragmas
+            # from the Settings table, as it does for every connection it makes.
+            sql = self._sql
+            stored = dict(sql("SELECT key, value FROM Settings").fetchall())
+            objects = set(sql("SELECT type, name FROM sqlite_master").fetchall())
+            if any(stored.get(k, _NOT_OURS) != v for k, v in wanted.items()) \
+                    or any(k not in stored for k in diskcache.core.METADATA) \
+                    or not _INDEX_OBJECTS <= objects or ("index", "Cache_tag_rowid") in objects:
+                raise LookupError
+            ((self._page_size,),) = sql("PRAGMA page_size").fetchall()
+        except (sqlite3.Error, LookupError, ValueError):
+            self.close()
+            return False
+        self._disk = disk(directory, **{k[5:]: v for k, v in wanted.items() if k.startswith("disk_")})
+        for key, value in stored.items():  # what Cache.reset(key) sets: settings and metadata
+            setattr(self, key, value)
+        return True
+
 
 
 class _HashingWriter:
@@ -199,10 +258,7 @@ class Store:
             for name in _INDEX_FILES:  # a planted link or hard link here is refused
                 if name == "cache.db" or self.dir.lstat("index", name) is not None:
                     os.close(self.dir.open("index", name, os.O_RDWR | os.O_CREAT))
-            self._index = diskcache.Cache(
-                self.dir.sqlite_path("index"), disk=_SafeDisk, eviction_policy="none",
-                disk_min_file_size=1 << 30, sqlite_synchronous=2, size_limit=2**62,
-            )
+            self._index = _Index(self.dir.sqlite_path("index"), _SafeDisk, **_INDEX_SETTINGS)
         except OSError as exc:
             raise StoreError(f"cannot use cache dir {self.root}: {_os_message(exc, self.root)}") from None
         except StoreError:
@@ -411,9 +467,10 @@ class Store:
              classes: Mapping[str, Any] | None = None, *, lazy: bool = False) -> Any:
         """Read, verify and unpickle an entry's payload.
 
-        ``lazy``: map array buffers copy-on-write instead of reading them (a 1 GiB array in
-        milliseconds; writes to it stay private). Their MACs are then not checked; the pickle
-        stream's always is.
+        Buffers of 1 MiB and more in all are mapped copy-on-write (writes to a restored array
+        stay private) and verified in place; smaller ones are read. ``lazy``: map them without
+        reading them (a 1 GiB array in milliseconds); their MACs are then not checked. The
+        pickle stream's always is.
 
         :raises CorruptEntry: missing, truncated or altered file, or an unpickling error.
         :raises RestoreError: the payload refers to a notebook class that changed.
@@ -438,11 +495,9 @@ class Store:
                 if not hmac.compare_digest(
                         hmac.new(self._key, data, hashlib.sha256).hexdigest(), entry.digest):
                     raise CorruptEntry(f"payload {entry.file} failed its integrity check")
-                buffers: list[Any] = []
-                if lazy and entry.buffers:
-                    mapped = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY))
-                    buffers = [mapped[off:off + length] for off, length, _ in entry.buffers]
-                else:
+                buffers = self._map_buffers(f.fileno(), entry, verify=not lazy)
+                if buffers is None:
+                    buffers = []
                     for offset, length, buffer_mac in entry.buffers:
                         buf = _read_exact(f, offset, length)
                         if not hmac.compare_digest(self._buffer_mac(buf), buffer_mac):
@@ -455,6 +510,34 @@ class Store:
             if len(self._small) > 256:
                 self._small.popitem(last=False)
         return self._unpickle(entry, data, buffers, namespace, classes)
+
+    def _map_buffers(self, fd: int, entry: Entry, *, verify: bool) -> list[memoryview] | None:
+        """The entry's buffers as slices of a private (copy-on-write) mapping of its payload,
+        each MAC checked over the mapping in place unless ``verify`` is false; None when the
+        buffers are small (reading them is as cheap) or the file cannot be mapped.
+
+        Reading a 1 GiB buffer into fresh memory costs a page fault per page of new memory
+        (0.27-2.5 s here, in a new process); mapping hands numpy the page cache's pages and
+        BLAKE3 (two threads) reads them in place: 0.15-0.33 s, verified
+        (benchmarks/cold.py). A restored array is then a copy-on-write view of the file: a
+        page is copied only when written, and counts as page cache until then.
+        """
+        total = sum(length for _, length, _ in entry.buffers)
+        if not entry.buffers or (verify and total < _MAP_MIN):
+            return None
+        try:
+            mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+        except OSError:  # e.g. EMFILE: each mapping holds a (duplicated) descriptor
+            if not verify:
+                raise
+            return None
+        mapped = memoryview(mapping)
+        buffers = [mapped[off:off + length] for off, length, _ in entry.buffers]
+        if verify:
+            for buf, (_, _, buffer_mac) in zip(buffers, entry.buffers, strict=True):
+                if not hmac.compare_digest(self._buffer_mac(buf), buffer_mac):
+                    raise CorruptEntry(f"payload {entry.file} failed its integrity check")
+        return buffers
 
     def _unpickle(self, entry: Entry, data: Any, buffers: list[Any],
                   namespace: MutableMapping[str, Any], classes: Mapping[str, Any] | None) -> Any:

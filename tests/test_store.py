@@ -67,6 +67,30 @@ def test_a_flipped_byte_anywhere_is_detected(store: Store, where: int | str) -> 
         store.load(store.get("k"), {})
 
 
+def test_a_flipped_byte_in_a_mapped_buffer_is_detected(store: Store) -> None:
+    entry = put(store, "big", {"a": np.arange(4_000_000, dtype="f8")})  # 32 MB: mapped
+    (offset, length, _), = entry.buffers
+    path = payload_file(store, "big")
+    with path.open("r+b") as f:
+        f.seek(offset + length // 2)
+        byte = f.read(1)
+        f.seek(offset + length // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(CorruptEntry, match="integrity"):
+        store.load(store.get("big"), {})
+
+
+def test_mapped_arrays_are_writable_private_copies(store: Store) -> None:
+    arr = np.arange(4_000_000, dtype="f8")
+    entry = put(store, "big", {"a": arr, "df_like": {"b": arr[::-1].copy()}})
+    restored = store.load(entry, {})["outputs"]
+    a = restored["a"]
+    assert a.flags.writeable and np.array_equal(a, arr) and a.dtype == arr.dtype
+    a[:] = -1  # copy-on-write: the cache file keeps the stored values
+    np.testing.assert_array_equal(store.load(entry, {})["outputs"]["a"], arr)
+    np.testing.assert_array_equal(restored["df_like"]["b"], arr[::-1])
+
+
 def test_truncated_and_missing_payloads_are_detected(store: Store) -> None:
     put(store, "k", {"a": np.arange(50_000)})
     path = payload_file(store, "k")
@@ -260,3 +284,50 @@ def test_lazy_restore_still_checks_the_pickle_stream(store: Store) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptEntry):
         store.load(store.get("lazy"), {}, lazy=True)
+
+
+def _index_statements(root: Path, key_file: Path) -> list[str]:
+    """The SQL statements opening the store runs against an existing index."""
+    import sqlite3
+
+    seen: list[str] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        con = real_connect(*args, **kwargs)
+        con.set_trace_callback(seen.append)
+        return con
+
+    sqlite3.connect = connect  # type: ignore[assignment]
+    try:
+        Store(root, key_file).close()
+    finally:
+        sqlite3.connect = real_connect  # type: ignore[assignment]
+    return seen
+
+
+def test_reopening_an_index_set_up_our_way_writes_nothing(tmp_path: Path, _key_file: Path) -> None:
+    first = Store(tmp_path / "cache", _key_file)
+    put(first, "k", {"x": 1})
+    first.close()
+    statements = _index_statements(tmp_path / "cache", _key_file)
+    writes = [s for s in statements if s.split()[0].upper() in ("INSERT", "UPDATE", "CREATE", "DROP")]
+    assert statements and not writes
+    again = Store(tmp_path / "cache", _key_file)
+    assert again.load(again.get("k"), {})["outputs"] == {"x": 1}
+    assert again._index.eviction_policy == "none"
+    put(again, "k2", {"y": 2})  # writes still work after the read-only open
+    again.close()
+
+
+def test_an_index_with_other_settings_is_set_up_again(tmp_path: Path, _key_file: Path) -> None:
+    Store(tmp_path / "cache", _key_file).close()
+    with diskcache.Cache(str(tmp_path / "cache" / "index"), eviction_policy="least-recently-stored",
+                         size_limit=2**30) as planted:
+        assert planted.eviction_policy == "least-recently-stored"
+    statements = _index_statements(tmp_path / "cache", _key_file)
+    assert any(s.startswith("INSERT OR REPLACE INTO Settings") for s in statements)
+    store = Store(tmp_path / "cache", _key_file)
+    assert (store._index.eviction_policy, store._index.size_limit) == ("none", 2**62)
+    assert store._index.disk.min_file_size == 1 << 30
+    store.close()
