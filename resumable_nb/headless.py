@@ -39,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -655,10 +655,9 @@ class HeadlessRun:
         if cell.step:
             self.progress.start(cell.step)
         original = nbcell.source
-        if cell.step and cell.step == self.options.start:
-            first, sep, rest = original.partition("\n")
-            if "--force" not in first.split():
-                nbcell.source = f"{first} --force{sep}{rest}"
+        if cell.spec is not None and cell.step == self.options.start and not cell.spec.force:
+            # --from STEP: the line rebuilt by the parser, so its other options stay as they are
+            nbcell.source = f"%%step {replace(cell.spec, force=True)}\n{cell.body}"
         self._count += 1
         try:
             client.execute_cell(nbcell, cell.index, execution_count=self._count)

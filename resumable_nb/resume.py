@@ -9,7 +9,6 @@ step, which is consistent, and the step is reported as left to run.
 
 from __future__ import annotations
 
-import shlex
 from collections import ChainMap
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
 from .journal import RunView, StepView, chain
+from .stepline import StepLine, parse_step_line
 from .store import Store
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "notebook_cells",
     "plan_resume",
     "restore_state",
+    "step_cell",
 ]
 
 # Cells that control resumable_nb itself: never re-run by %resume --run / %replay.
@@ -41,9 +42,14 @@ class Cell:
 
     index: int
     source: str
-    step: str | None = None  # the step name, for a %%step cell
-    line: str = ""  # the %%step line's arguments
+    spec: StepLine | None = None  # the parsed %%step line, for a step cell
+    line: str = ""  # the %%step line's arguments, as written
     body: str = ""  # the %%step cell's body
+
+    @property
+    def step(self) -> str | None:
+        """The step's name, for a ``%%step`` cell."""
+        return self.spec.name if self.spec is not None else None
 
     @property
     def control(self) -> bool:
@@ -76,20 +82,21 @@ def parse_cells(nb: Mapping[str, Any]) -> list[Cell]:
         raw = cell.get("source", "")
         source = raw if isinstance(raw, str) else "".join(raw)
         first, _, body = source.partition("\n")
-        if first.strip().startswith("%%step"):
-            line = first.strip()[len("%%step"):].strip()
-            name = next((w for w in _split(line) if not w.startswith("-")), "")
-            cells.append(Cell(i, source, step=name or None, line=line, body=body))
-        else:
-            cells.append(Cell(i, source))
+        magic, line = [*first.split(None, 1), "", ""][:2]
+        try:
+            spec = parse_step_line(line) if magic == "%%step" else None
+        except StepUsageError:
+            spec = None  # a plain cell here: executing it raises the magic's own usage error
+        cells.append(Cell(i, source, spec, line.strip(), body) if spec else Cell(i, source))
     return cells
 
 
-def _split(line: str) -> list[str]:
-    try:
-        return shlex.split(line)
-    except ValueError:
-        return line.split()
+def step_cell(line: str, body: str) -> Cell:
+    """A ``%%step`` cell that is not in the notebook file (rebuilt from the journal).
+
+    :raises StepUsageError: ``line`` does not parse.
+    """
+    return Cell(-1, f"%%step {line}\n{body}", parse_step_line(line), line, body)
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from .resume import (
     notebook_cells,
     plan_resume,
     restore_state,
+    step_cell,
 )
 from .runner import StepRunner
 from .store import Store
@@ -171,8 +172,7 @@ class Session:
         done = {s.name for s in plan.restored.steps}
         if plan.cells is None:
             sources = {s.name: s.source for s in plan.run.steps}
-            todo = [Cell(-1, "", step=name, line=name, body=sources[name])
-                    for name in plan.remaining if sources.get(name)]
+            todo = [step_cell(name, sources[name]) for name in plan.remaining if sources.get(name)]
             setup: list[Cell] = []
             _show_journal_sources(todo)
         else:
@@ -191,10 +191,9 @@ class Session:
 
     def _run_cell(self, cell: Cell, force: bool = False) -> None:
         __tracebackhide__ = True
-        if cell.step:
-            args = _parse_step_line(cell.line)
-            value = self.runner.run(cell.step, cell.body, force=force or args["force"],
-                                    ignore=args["ignore"], header=f"%%step {cell.line}")
+        if cell.spec is not None:
+            value = self.runner.run(cell.spec.name, cell.body, force=force or cell.spec.force,
+                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}")
         else:
             value = self.runner.run_plain(cell.source)
         if value is not None:  # a cell's result, shown as a display inside %resume / %replay
@@ -262,7 +261,7 @@ class Session:
         print(render_replay(plan, dry_run))
         if dry_run:
             return plan
-        _show_journal_sources([Cell(-1, "", step=p.name, line=p.header[len("%%step "):], body=p.source)
+        _show_journal_sources([step_cell(p.header[len("%%step "):], p.source)
                                for p in plan if p.recorded])
         store = self.store()
         assert store is not None
@@ -275,8 +274,7 @@ class Session:
         # exist before `start` as far as the journal knows (plain cells are not journaled).
         bind(self.shell.user_ns, before, also_remove=made_later - set(before.values))
         for i, step in enumerate(plan):
-            self._run_cell(Cell(-1, "", step=step.name, line=step.header[len("%%step "):],
-                                body=step.source), force=i == 0)
+            self._run_cell(step_cell(step.header[len("%%step "):], step.source), force=i == 0)
         return plan
 
     def completed_steps(self) -> list[str]:
@@ -297,7 +295,7 @@ class Session:
             last = [s for r in runs.values() for s in r.steps if s.name == name]
             if not last:
                 raise StepUsageError(f"no step {name!r} in the notebook or the journal")
-            cell = Cell(-1, "", step=name, line=name, body=last[-1].source)
+            cell = step_cell(name, last[-1].source)
             _show_journal_sources([cell])
         self._run_cell(cell, force=True)
 
@@ -442,16 +440,3 @@ def render_table(runs: dict[str, RunView], current: RunView | None, cells: list[
 
 def _outputs(step: StepView) -> str:
     return ", ".join(f"{n} ({human_size(b)})" for n, b in sorted(step.outputs.items())) or "-"
-
-
-def _parse_step_line(line: str) -> dict[str, Any]:
-    words = line.split()
-    force = "--force" in words
-    ignore: list[str] = []
-    if "--ignore" in words:
-        for w in words[words.index("--ignore") + 1:]:
-            if w.startswith("-"):
-                break
-            ignore.append(w)
-    return {"force": force, "ignore": ignore}
-
