@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import atexit
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CorruptEntry,
     RestoreError,
     ResumableError,
     ResumableWarning,
+    RunError,
     StepUsageError,
     StoreError,
     Unfingerprintable,
@@ -20,11 +21,15 @@ from .errors import (
 )
 from .fingerprint import fingerprint
 
+if TYPE_CHECKING:
+    from .magics import ResumableNB
+
 __all__ = [
     "CorruptEntry",
     "RestoreError",
     "ResumableError",
     "ResumableWarning",
+    "RunError",
     "StepUsageError",
     "StoreError",
     "Unfingerprintable",
@@ -32,6 +37,7 @@ __all__ = [
     "__version__",
     "fingerprint",
     "load_ipython_extension",
+    "magics_of",
     "unload_ipython_extension",
 ]
 
@@ -40,11 +46,17 @@ __version__ = "0.1.0"
 _ATTR = "_resumable_nb_magics"
 
 
+def magics_of(shell: Any) -> ResumableNB | None:
+    """The extension's state in ``shell`` (store, journal, runner, panel), or None when the
+    extension is not loaded there. The one way to reach it from outside the magics."""
+    return getattr(shell, _ATTR, None)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Called by ``%load_ext resumable_nb``: register the magics and settings."""
     from .magics import ResumableNB
 
-    if getattr(ipython, _ATTR, None) is not None:
+    if magics_of(ipython) is not None:
         return
     magics = ResumableNB(shell=ipython, config=ipython.config)
     ipython.register_magics(magics)  # also makes it a configurable: %config ResumableNB...
@@ -56,7 +68,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Called by ``%unload_ext`` / ``%reload_ext``: undo every registration."""
-    magics = getattr(ipython, _ATTR, None)
+    magics = magics_of(ipython)
     if magics is None:
         return
     atexit.unregister(magics.close)

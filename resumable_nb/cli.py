@@ -20,18 +20,10 @@ from typing import Any, NoReturn
 
 from . import location
 from ._text import human_size, printable
-from .errors import ResumableError
-from .headless import (
-    CodeCell,
-    HeadlessRun,
-    RunError,
-    RunOptions,
-    cache_root_for,
-    code_cells,
-    notebook_json,
-    read_record,
-)
+from .errors import ResumableError, RunError
+from .headless import HeadlessRun, RunOptions, cache_root_for
 from .journal import RunView, StepView, chain, iter_journals, journal_path, read_events, runs
+from .nbfile import CodeCell, code_cells, notebook_json, read_record
 
 __all__ = ["SCHEMA_VERSION", "gc_keep", "main", "status_data"]
 

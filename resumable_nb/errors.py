@@ -9,7 +9,7 @@
     ├── StoreError                 the cache cannot be opened or written
     │   └── CorruptEntry           a manifest or payload failed its size/HMAC check or load
     ├── RestoreError               a verified entry could not be restored into this kernel
-    └── RunError                   bad input for ``resumable-nb`` (defined in headless; exit 2)
+    └── RunError                   bad input for ``resumable-nb run`` (exit 2)
 
     ResumableWarning(UserWarning)  one-line notices (a hit turned into a miss, ...), shown as
                                    ``[resumable_nb] ...`` on stderr by :func:`notice`; silence
@@ -32,6 +32,7 @@ __all__ = [
     "RestoreError",
     "ResumableError",
     "ResumableWarning",
+    "RunError",
     "StepUsageError",
     "StoreError",
     "Unfingerprintable",
@@ -76,6 +77,10 @@ class CorruptEntry(StoreError):
 
 class RestoreError(ResumableError):
     """A verified entry cannot be restored here (e.g. a class it refers to changed)."""
+
+
+class RunError(ResumableError):
+    """Bad input for a run (or a run that cannot start): one line, exit 2, nothing written."""
 
 
 class ResumableWarning(UserWarning):

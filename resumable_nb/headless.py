@@ -18,171 +18,61 @@
 5. write the executed notebook, and next to the journal a record of the code the run executed
    (what step 2 compares with next time).
 
-The three ``kernel_*`` functions run inside the kernel; everything else runs in the CLI.
+This module is the orchestration, in the CLI process. Around it: :mod:`resumable_nb.nbfile`
+(the notebook, its parameters, the run record), :mod:`resumable_nb.kernelside` (what runs in
+the kernel, reached through hidden cells) and :mod:`resumable_nb.progress` (the step lines).
 Nothing here imports nbclient until a notebook is executed.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import hashlib
 import importlib.util
-import json
-import keyword
 import math
 import os
 import socket
 import sys
 import tempfile
-import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import location
-from .errors import ResumableError, StoreError
-from .journal import RunView, StepView, chain, journal_path, read_events, read_signed, runs, write_signed
-from .resume import Cell, parse_cells
+from .errors import RunError, StoreError
+from .journal import RunView, StepView, chain, journal_path, read_events, runs
+from .kernelside import kernel_code, read_report
+from .nbfile import (
+    CodeCell,
+    cell_tags,
+    code_cells,
+    inject_parameters,
+    normal_source,
+    notebook_json,
+    parse_parameter,
+    read_notebook,
+    read_record,
+    skipped,
+    source_digest,
+    write_notebook,
+    write_record,
+)
+from .progress import Progress
 
 if TYPE_CHECKING:
     from nbclient import NotebookClient
     from nbformat import NotebookNode
 
 __all__ = [
-    "CodeCell",
     "HeadlessRun",
-    "Progress",
     "ResumeChoice",
-    "RunError",
     "RunOptions",
     "cache_root_for",
     "choose_resume",
-    "code_cells",
-    "inject_parameters",
-    "kernel_finish",
-    "kernel_rebind",
-    "kernel_setup",
-    "notebook_json",
-    "parse_parameter",
-    "read_notebook",
-    "read_record",
-    "skipped",
 ]
 
-RECORD_VERSION = 2  # 2: signed with the journal key
-_REPORT = "@@resumable-nb-report@@ "  # prefix of the line kernel_setup prints for the CLI
-_RESTORED_ATTR = "_resumable_nb_headless_restored"
-_KERNEL_MODULE = "__import__('resumable_nb.headless', fromlist=['kernel_setup'])"
-# Cells that would fight the CLI over the run (it resumes by itself): never executed headless.
-_SKIPPED = ("%resume", "%replay", "%reload_ext resumable_nb", "%unload_ext resumable_nb")
 _TCP_NOISE = "Kernel is running over TCP without encryption"
-
-
-class RunError(ResumableError):
-    """Bad input for a run (or a run that cannot start): one line, exit 2, nothing written."""
-
-
-# -- input ------------------------------------------------------------------------------------
-def parse_parameter(name: str, text: str) -> tuple[str, Any]:
-    """``-p NAME VALUE``: VALUE is a Python literal if it parses as one, else a string.
-
-    :raises RunError: NAME is not an identifier, or the value cannot be written back as code.
-    """
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise RunError(f"-p {name!r}: a parameter name must be a Python identifier (like n_rows)")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return name, text
-    try:
-        ast.literal_eval(repr(value))
-    except (ValueError, SyntaxError):
-        raise RunError(f"-p {name} {text}: {value!r} cannot be written as a Python literal; "
-                       "quote it to pass a string") from None
-    return name, value
-
-
-def notebook_json(path: Path) -> dict[str, Any]:
-    """The notebook's JSON, checked enough to tell a notebook from anything else. Fast: the
-    checks and the read-only commands need no nbformat (whose import takes a second or more).
-
-    :raises RunError: missing, not a file, or not a Jupyter notebook.
-    """
-    if not path.exists():
-        raise RunError(f"{path}: no such file")
-    if not path.is_file():
-        raise RunError(f"{path}: not a file")
-    try:
-        data = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise RunError(f"{path}: cannot be read ({exc.strerror})") from None
-    except ValueError:  # UnicodeDecodeError included
-        raise RunError(f"{path}: not a Jupyter notebook (not JSON)") from None
-    cells = data.get("cells", data.get("worksheets")) if isinstance(data, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("nbformat"), int) or not isinstance(cells, list):
-        raise RunError(f"{path}: not a Jupyter notebook (no nbformat version or no cells)")
-    if "cells" not in data:  # nbformat 3: worksheets; rare enough to pay for nbformat
-        data = dict(read_notebook(path))
-    return data
-
-
-def read_notebook(path: Path) -> NotebookNode:
-    """The notebook at ``path``, as nbformat 4.
-
-    :raises RunError: missing, not a file, or not a Jupyter notebook.
-    """
-    import nbformat
-
-    if not path.is_file():
-        notebook_json(path)  # raises the right message
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            nb = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for a non-notebook
-        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"{path}: not a Jupyter notebook ({detail})") from None
-    if not isinstance(nb.get("cells"), list):
-        raise RunError(f"{path}: not a Jupyter notebook (no cells)")
-    return nb
-
-
-CodeCell = Cell  # a code cell of the notebook being run (positions count the injected cell)
-
-
-def skipped(cell: Cell) -> bool:
-    """Only %resume / %replay / re- or unloading lines: the CLI never executes it."""
-    lines = [ln.strip() for ln in cell.source.splitlines()
-             if ln.strip() and not ln.strip().startswith("#")]
-    return bool(lines) and all(ln.startswith(_SKIPPED) for ln in lines)
-
-
-def code_cells(nb: Mapping[str, Any]) -> list[Cell]:
-    """The code cells of a notebook (nbformat 4, as a NotebookNode or its JSON)."""
-    return parse_cells(nb)
-
-
-def inject_parameters(nb: NotebookNode, parameters: Mapping[str, Any]) -> None:
-    """Replace any ``injected-parameters`` cell by one with ``NAME = VALUE`` lines, right after
-    the cell tagged ``parameters`` (at the top when there is none), as papermill does."""
-    import nbformat
-
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
-    at = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in _tags(c)), 0)
-    lines = ["# Parameters", *(f"{name} = {value!r}" for name, value in parameters.items())]
-    cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n", metadata={"tags": ["injected-parameters"]})
-    if nb.get("nbformat_minor", 5) < 5:
-        cell.pop("id", None)  # cell ids are only valid from nbformat 4.5
-    nb.cells.insert(at, cell)
-
-
-def _tags(cell: Mapping[str, Any]) -> list[str]:
-    tags = cell.get("metadata", {}).get("tags", [])
-    return list(tags) if isinstance(tags, list) else []
 
 
 def cache_root_for(notebook: Path, cache_dir: Path | None) -> Path:
@@ -192,52 +82,6 @@ def cache_root_for(notebook: Path, cache_dir: Path | None) -> Path:
         return cache_dir.expanduser().absolute()
     env = {**os.environ, "RESUMABLE_NB_NOTEBOOK": str(notebook)}
     return location.cache_root("", {}, env)
-
-
-# -- the run record (next to the journal) -----------------------------------------------------
-def record_path(journal: Path) -> Path:
-    """``<journal>.cli.json``: not ``*.jsonl``, so journal readers never take it for a journal."""
-    return journal.with_name(journal.stem + ".cli.json")
-
-
-def read_record(journal: Path) -> dict[str, Any]:
-    """What ``resumable-nb run`` recorded per run id: the digests of the code cells it executed,
-    its parameters and outcome. Empty when missing, unreadable or not signed with the user's key
-    (then only the journal counts)."""
-    data = read_signed(record_path(journal))
-    got = data.get("runs") if data is not None and data.get("schema") == RECORD_VERSION else None
-    return got if isinstance(got, dict) else {}
-
-
-def _write_record(journal: Path, run_id: str, entry: dict[str, Any], keep: int = 50) -> None:
-    records = read_record(journal)
-    records.pop(run_id, None)
-    records[run_id] = entry
-    records = dict(list(records.items())[-keep:])
-    write_signed(journal.parent.parent, record_path(journal).name,
-                 {"schema": RECORD_VERSION, "runs": records})
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it (``os.umask`` must set it to read it,
-    which would race with other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def _normal(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(_normal(text).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 # -- resume or not ----------------------------------------------------------------------------
@@ -284,79 +128,16 @@ def _code_changed(code: Sequence[CodeCell], done: list[StepView], digests: list[
     last = {s.name: s for s in done}
     first_left = next((i for i, c in enumerate(code) if c.step and c.step not in last), len(code))
     for c in code[:first_left]:
-        if c.step and _normal(c.body) != _normal(last[c.step].source):
+        if c.step and normal_source(c.body) != normal_source(last[c.step].source):
             return f"step '{c.step}' changed since it ran"
     if digests is None:
         if parameters:
             return "it was not started by `resumable-nb run`, so its parameters are unknown"
         return ""
     for i, c in enumerate(code[:first_left]):
-        if i >= len(digests) or digests[i] != _digest(c.source):
+        if i >= len(digests) or digests[i] != source_digest(c.source):
             return f"cell {c.index + 1} changed since that run"
     return ""
-
-
-# -- progress ---------------------------------------------------------------------------------
-class Progress:
-    """One line per step: live (rewritten while the step runs) on a terminal, plain otherwise."""
-
-    def __init__(self, stream: TextIO, width: int = 12, live: bool | None = None) -> None:
-        self.stream = stream
-        self.width = max(width, 4)
-        self.live = _isatty(stream) if live is None else live
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def say(self, text: str) -> None:
-        with self._lock:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def line(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> str:
-        secs = "" if seconds is None else f"{seconds:.2f} s"
-        return f"  {name:<{self.width}}  {state:<11} {secs:>9}  {detail}".rstrip()
-
-    def start(self, name: str) -> None:
-        """A step begins: a live line on a terminal, a plain 'running' line elsewhere."""
-        if not self.live:
-            self.say(self.line(name, "running"))
-            return
-        began = time.monotonic()
-        stop = threading.Event()
-
-        def tick() -> None:
-            while True:
-                with self._lock:
-                    self.stream.write("\r\x1b[2K" + self.line(name, "running", time.monotonic() - began))
-                    self.stream.flush()
-                if stop.wait(0.2):
-                    return
-
-        self._stop = stop
-        self._thread = threading.Thread(target=tick, name="resumable-nb-progress", daemon=True)
-        self._thread.start()
-
-    def done(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> None:
-        """A step ended (or was restored without running): its final line."""
-        self._halt()
-        prefix = "\r\x1b[2K" if self.live else ""
-        with self._lock:
-            self.stream.write(prefix + self.line(name, state, seconds, detail) + "\n")
-            self.stream.flush()
-
-    def _halt(self) -> None:
-        if self._stop is not None and self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        self._stop = self._thread = None
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 # -- following the kernel's run in the journal ------------------------------------------------
@@ -608,9 +389,8 @@ class HeadlessRun:
     def _setup(self, client: NotebookClient) -> dict[str, Any]:
         """Load the extension in the kernel, take the notebook's hold, resume when chosen."""
         resume = self.choice.run.run if self.choice.run is not None else None
-        out, err = self._hidden(client, f"{_KERNEL_MODULE}.kernel_setup(get_ipython(), {resume!r})")
-        line = next((ln for ln in out.splitlines() if ln.startswith(_REPORT)), None)
-        report: dict[str, Any] = json.loads(line[len(_REPORT):]) if line else {}
+        out, err = self._hidden(client, kernel_code("kernel_setup", resume))
+        report = read_report(out)
         notices = [ln.replace("[resumable_nb] ", "") for ln in err.splitlines() if ln.strip()]
         if report.get("held"):
             raise RunError(f"{self.notebook.name}: {notices[0] if notices else 'held by another kernel'}")
@@ -650,15 +430,14 @@ class HeadlessRun:
             self.progress.done(cell.step, "restored", None,
                                f"by resume ({step.duration + step.saved:.2f} s saved)")
             return
-        if not nbcell.source.strip() or "skip-execution" in _tags(nbcell):
+        if not nbcell.source.strip() or "skip-execution" in cell_tags(nbcell):
             return
         if cell.step:
             self.progress.start(cell.step)
         original = nbcell.source
-        if cell.step and cell.step == self.options.start:
-            first, sep, rest = original.partition("\n")
-            if "--force" not in first.split():
-                nbcell.source = f"{first} --force{sep}{rest}"
+        if cell.spec is not None and cell.step == self.options.start and not cell.spec.force:
+            # --from STEP: the line rebuilt by the parser, so its other options stay as they are
+            nbcell.source = f"%%step {replace(cell.spec, force=True)}\n{cell.body}"
         self._count += 1
         try:
             client.execute_cell(nbcell, cell.index, execution_count=self._count)
@@ -666,7 +445,7 @@ class HeadlessRun:
             nbcell.source = original
         if above and not cell.step and self.restored:
             # A plain cell above the resume point must not undo a restored step (results = []).
-            self._hidden(client, f"{_KERNEL_MODULE}.kernel_rebind(get_ipython())")
+            self._hidden(client, kernel_code("kernel_rebind"))
         if cell.step:
             self._step_end(cell)
 
@@ -730,7 +509,7 @@ class HeadlessRun:
         status = self.outcome.status
         if status in ("completed", "failed"):
             try:
-                self._hidden(client, f"{_KERNEL_MODULE}.kernel_finish(get_ipython(), {status!r})")
+                self._hidden(client, kernel_code("kernel_finish", status))
             except Exception:  # noqa: BLE001 - the kernel is going away either way
                 client.shutdown_kernel = "immediate"
         else:
@@ -756,14 +535,14 @@ class HeadlessRun:
             if self.run_id is None:
                 return
         entry = {
-            "code": [_digest(c.source) for c in self.code],
+            "code": [source_digest(c.source) for c in self.code],
             "parameters": {k: repr(v) for k, v in self.parameters.items()},
             "status": self.outcome.status if final else "running",
             "output": str(self.output) if self.output else "-",
             "time": time.time(),
         }
         with contextlib.suppress(OSError, StoreError):
-            _write_record(self.journal, self.run_id, entry)
+            write_record(self.journal, self.run_id, entry)
 
     def _write_output(self) -> str:
         import nbformat
@@ -777,15 +556,7 @@ class HeadlessRun:
             sys.stdout.write(nbformat.writes(self.nb) + "\n")
             sys.stdout.flush()
             return "the notebook to stdout"
-        fd, tmp = tempfile.mkstemp(dir=self.output.parent, prefix=f".{self.output.name}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                nbformat.write(self.nb, f)
-            os.chmod(tmp, 0o666 & ~_umask())  # as `open` would: a private umask keeps it private
-            os.replace(tmp, self.output)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_notebook(self.nb, self.output)
         return str(self.output)
 
     def _summary(self, seconds: float, wrote: str) -> None:
@@ -825,60 +596,3 @@ def _where(cell: CodeCell | None) -> str:
     if cell is None:
         return "setup"
     return f"step '{cell.step}'" if cell.step else f"cell {cell.index + 1}"
-
-
-# -- inside the kernel ------------------------------------------------------------------------
-def kernel_setup(ip: Any, resume: str | None) -> None:
-    """(Runs in the kernel.) Load resumable_nb, take the notebook's hold and, given a run id,
-    resume it without running anything. Prints one report line for the CLI."""
-    import resumable_nb
-
-    from .errors import StepUsageError
-
-    resumable_nb.load_ipython_extension(ip)  # not %load_ext: the notebook's own stays silent
-    session = ip._resumable_nb_magics.session
-    report: dict[str, Any] = {"pid": os.getpid(), "restored": [], "run": None, "error": "",
-                              "held": False, "stopped": ""}
-    if session.store() is not None and session.journal() is None:
-        report["held"] = True
-    elif resume and session.journal() is not None:
-        try:
-            with contextlib.redirect_stdout(_Discard()):  # the CLI says it its own way
-                plan = session.resume(resume, False)
-        except StepUsageError as exc:
-            report["error"] = str(exc)
-        else:
-            setattr(ip, _RESTORED_ATTR, plan.restored)
-            report["restored"] = list(dict.fromkeys(s.name for s in plan.restored.steps))
-            report["run"] = session.journal().run_id
-            if plan.restored.stopped_at is not None:
-                report["stopped"] = (f"step '{plan.restored.stopped_at.name}' could not be restored "
-                                     f"({plan.restored.why}): it and the steps after it run again")
-    print(_REPORT + json.dumps(report), flush=True)
-
-
-def kernel_rebind(ip: Any) -> None:
-    """(Runs in the kernel.) Bind the restored values again, after a plain cell above the
-    resume point (``results = []``) may have replaced one."""
-    restored = getattr(ip, _RESTORED_ATTR, None)
-    if restored is None:
-        return
-    ns = ip.user_ns
-    ns.update({k: v for k, v in restored.values.items() if ns.get(k) is not v})
-
-
-def kernel_finish(ip: Any, status: str) -> None:
-    """(Runs in the kernel.) End the run in the journal as ``status`` and release the notebook."""
-    with contextlib.suppress(AttributeError):
-        delattr(ip, _RESTORED_ATTR)
-    magics = getattr(ip, "_resumable_nb_magics", None)
-    if magics is not None:
-        magics.session.close(status)
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass

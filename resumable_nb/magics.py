@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Unicode, observe
 
-from . import location
+from . import location, stepline
 from .errors import StepUsageError, notice
 from .session import Session
 
@@ -68,13 +67,8 @@ class ResumableNB(Magics):
         self.runner.lazy = bool(change["new"])
 
     # -- magics -----------------------------------------------------------------------------
-    @magic_arguments()
-    @argument("name", nargs="?", default="", help="The step's name (letters, digits, _ - .).")
-    @argument("--force", action="store_true", help="Run even on a cache hit, and overwrite the entry.")
-    @argument("--ignore", nargs="+", default=[], metavar="NAME",
-              help="Leave these inputs out of the key. Your responsibility: a change to them "
-              "will not re-run the step.")
     @cell_magic
+    @stepline.document
     def step(self, line: str, cell: str) -> Any:
         """Run the cell as a cached step.
 
@@ -94,15 +88,11 @@ class ResumableNB(Magics):
         """
         __tracebackhide__ = True
         try:
-            args = self._step_args(line)
-        except UsageError as exc:
-            raise UsageError(f"%%step: {exc}. Usage: %%step NAME [--force] [--ignore NAME ...]") from None
-        try:
+            args = stepline.parse_step_line(line)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
                                    header=f"%%step {line}")
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
-
 
     @magic_arguments()
     @argument("run_id", nargs="?", default=None, help="The run to resume (default: the latest).")
@@ -171,17 +161,6 @@ class ResumableNB(Magics):
             self.session.show_panel()
         else:
             print(self.session.table())
-
-    def _step_args(self, line: str) -> Any:
-        """Parsed %%step arguments, cached by line: argparse is a third of a hit's cost."""
-        cache = self.__dict__.setdefault("_step_args_cache", {})
-        args = cache.get(line)
-        if args is None:
-            args = parse_argstring(self.step, line)
-            if len(cache) > 256:
-                cache.clear()
-            cache[line] = args
-        return argparse.Namespace(**vars(args))  # a copy: callers may not share state
 
     def _parse(self, magic: Any, line: str, usage: str) -> Any:
         try:

@@ -9,26 +9,30 @@ step, which is consistent, and the step is reported as left to run.
 
 from __future__ import annotations
 
-import shlex
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
 from .journal import RunView, StepView, chain
+from .stepline import StepLine, parse_step_line
 from .store import Store
 
 __all__ = [
     "Cell",
+    "ReplayPlan",
+    "ReplayStep",
     "Restored",
     "ResumePlan",
     "cells_to_run",
     "choose_run",
     "notebook_cells",
+    "plan_replay",
     "plan_resume",
     "restore_state",
+    "step_cell",
 ]
 
 # Cells that control resumable_nb itself: never re-run by %resume --run / %replay.
@@ -41,9 +45,14 @@ class Cell:
 
     index: int
     source: str
-    step: str | None = None  # the step name, for a %%step cell
-    line: str = ""  # the %%step line's arguments
+    spec: StepLine | None = None  # the parsed %%step line, for a step cell
+    line: str = ""  # the %%step line's arguments, as written
     body: str = ""  # the %%step cell's body
+
+    @property
+    def step(self) -> str | None:
+        """The step's name, for a ``%%step`` cell."""
+        return self.spec.name if self.spec is not None else None
 
     @property
     def control(self) -> bool:
@@ -76,20 +85,21 @@ def parse_cells(nb: Mapping[str, Any]) -> list[Cell]:
         raw = cell.get("source", "")
         source = raw if isinstance(raw, str) else "".join(raw)
         first, _, body = source.partition("\n")
-        if first.strip().startswith("%%step"):
-            line = first.strip()[len("%%step"):].strip()
-            name = next((w for w in _split(line) if not w.startswith("-")), "")
-            cells.append(Cell(i, source, step=name or None, line=line, body=body))
-        else:
-            cells.append(Cell(i, source))
+        magic, line = [*first.split(None, 1), "", ""][:2]
+        try:
+            spec = parse_step_line(line) if magic == "%%step" else None
+        except StepUsageError:
+            spec = None  # a plain cell here: executing it raises the magic's own usage error
+        cells.append(Cell(i, source, spec, line.strip(), body) if spec else Cell(i, source))
     return cells
 
 
-def _split(line: str) -> list[str]:
-    try:
-        return shlex.split(line)
-    except ValueError:
-        return line.split()
+def step_cell(line: str, body: str) -> Cell:
+    """A ``%%step`` cell that is not in the notebook file (rebuilt from the journal).
+
+    :raises StepUsageError: ``line`` does not parse.
+    """
+    return Cell(-1, f"%%step {line}\n{body}", parse_step_line(line), line, body)
 
 
 @dataclass(slots=True)
@@ -191,6 +201,8 @@ def choose_run(all_runs: Mapping[str, RunView], run_id: str | None, current: str
 def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
                 namespace: MutableMapping[str, Any], cells: list[Cell] | None,
                 lazy: bool = False) -> ResumePlan:
+    """What ``%resume`` restores from ``run`` (and the runs it resumed) and what is left:
+    ``cells``' steps in notebook order when the notebook is known, else the run's own."""
     steps = chain(all_runs, run.run)
     restored = restore_state(steps, store, namespace, lazy)
     done = {s.name for s in restored.steps}
@@ -214,3 +226,78 @@ def cells_to_run(cells: list[Cell], done: set[str], start: str | None = None) ->
     if first is None:
         return []
     return [c for c in cells[first:] if not c.control]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStep:
+    """One line of a replay plan: the cell to run and what it is expected to do."""
+
+    cell: Cell  # from the notebook; or rebuilt from the journal, then ``recorded``
+    verdict: str  # "will run" | "will hit" | "unknown (reads ...)" | "will run (...)"
+    recorded: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.cell.step or ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """What ``%replay --from START`` does: rebuild the state before ``steps[at]`` (START's
+    last execution), then run ``replay`` in order, the first one forced."""
+
+    steps: list[StepView]  # the run's completed steps, in execution order
+    at: int
+    replay: list[ReplayStep]
+
+    @property
+    def made_later(self) -> set[str]:
+        """Names START or a later step wrote or deleted."""
+        return {n for s in self.steps[self.at:] for n in (*s.outputs, *s.deleted)}
+
+
+def plan_replay(steps: list[StepView], cells: list[Cell] | None, start: str, stop: str | None,
+                has_entry: Callable[[str], bool]) -> ReplayPlan:
+    """Replay ``start`` and the steps after it (in the notebook's order when ``cells`` has
+    ``start``, else in the order they ran), up to ``stop``. ``has_entry(key)``: the store
+    holds a usable entry under ``key`` (a step whose inputs come out unchanged will hit it).
+
+    :raises StepUsageError: ``start`` has not completed in ``steps``; ``stop`` is not after it.
+    """
+    at = max((i for i, s in enumerate(steps) if s.name == start), default=None)
+    if at is None:
+        known = ", ".join(dict.fromkeys(s.name for s in steps)) or "none yet: run or %resume some steps first"
+        raise StepUsageError(f"no completed step {start!r} in this kernel's run; completed: {known}")
+    if cells is not None and any(c.step == start for c in cells):
+        first = next(i for i, c in enumerate(cells) if c.step == start)
+        seq = [c for c in cells[first:] if c.spec is not None]
+        recorded = False
+    else:  # the notebook file is unknown, or does not have the step any more
+        last_source = {s.name: s.source for s in steps}
+        seq = [step_cell(n, last_source[n]) for n in dict.fromkeys(s.name for s in steps[at:])]
+        recorded = True
+    if stop is not None:
+        stops = [i for i, c in enumerate(seq) if c.step == stop]
+        if not stops:
+            raise StepUsageError(f"--to {stop!r} is not a step at or after {start!r}; "
+                                 f"those are: {', '.join(c.step or '' for c in seq)}")
+        seq = seq[:stops[0] + 1]
+    last = {s.name: s for s in steps}
+    changed: set[str] = set()  # names a step before this one may have changed
+    plan = []
+    for i, cell in enumerate(seq):
+        prior = last.get(cell.step or "")
+        if i == 0:
+            verdict = "will run"
+        elif prior is None:
+            verdict = "will run (never ran in this run)"
+        elif set(prior.inputs) & changed:
+            verdict = f"unknown (reads {', '.join(sorted(set(prior.inputs) & changed))})"
+        elif prior.key and has_entry(prior.key):
+            verdict = "will hit"
+        else:
+            verdict = "will run (no cache entry)"
+        if verdict != "will hit":
+            changed |= set(prior.outputs) | set(prior.deleted) if prior else set()
+        plan.append(ReplayStep(cell, verdict, recorded))
+    return ReplayPlan(steps, at, plan)

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
 from .journal import Journal
+from .stepline import check_ignore, check_step_name
 from .store import Entry, Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
@@ -46,7 +47,6 @@ __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
 KEY_VERSION = 1
 """Increment on any change to how keys are computed: every stored entry then misses."""
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
 _IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_ih|_oh|_dh|In|Out|__.*__)$")
 _ABSENT = "absent"
 
@@ -120,11 +120,8 @@ class StepRunner:
         :raises BaseException: whatever the step body raises (nothing is stored then).
         """
         __tracebackhide__ = True
-        ignore = tuple(sorted(set(ignore)))
-        _check_name(name)
-        for n in ignore:
-            if not n.isidentifier():
-                raise StepUsageError(f"--ignore takes variable names; {n!r} is not one")
+        check_step_name(name)
+        ignore = check_ignore(ignore)
         if not body.strip():
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
@@ -407,14 +404,6 @@ class _Nothing:
 
 
 _NOTHING = _Nothing()
-
-
-def _check_name(name: str) -> None:
-    if not name:
-        raise StepUsageError("%%step needs a step name, e.g. `%%step load`")
-    if not _NAME.match(name):
-        raise StepUsageError(f"invalid step name {name!r}: use letters, digits, '_', '-' or '.', "
-                             "starting with a letter or '_'")
 
 
 def _quiet(body: str) -> bool:

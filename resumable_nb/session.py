@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +15,16 @@ from .errors import StepUsageError, StoreError
 from .journal import Journal, RunView, StepView, chain
 from .resume import (
     Cell,
+    ReplayStep,
     ResumePlan,
     bind,
     cells_to_run,
     choose_run,
     notebook_cells,
+    plan_replay,
     plan_resume,
     restore_state,
+    step_cell,
 )
 from .runner import StepRunner
 from .store import Store
@@ -30,18 +32,7 @@ from .store import Store
 if TYPE_CHECKING:
     from .widget import RunPanel
 
-__all__ = ["ReplayStep", "Session"]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayStep:
-    """One line of a replay plan."""
-
-    name: str
-    source: str
-    header: str
-    verdict: str  # "will run" | "will hit" | "unknown (...)"
-    recorded: bool = False  # its source comes from the journal (the notebook file is unknown)
+__all__ = ["Session"]
 
 
 class Session:
@@ -171,8 +162,7 @@ class Session:
         done = {s.name for s in plan.restored.steps}
         if plan.cells is None:
             sources = {s.name: s.source for s in plan.run.steps}
-            todo = [Cell(-1, "", step=name, line=name, body=sources[name])
-                    for name in plan.remaining if sources.get(name)]
+            todo = [step_cell(name, sources[name]) for name in plan.remaining if sources.get(name)]
             setup: list[Cell] = []
             _show_journal_sources(todo)
         else:
@@ -191,10 +181,9 @@ class Session:
 
     def _run_cell(self, cell: Cell, force: bool = False) -> None:
         __tracebackhide__ = True
-        if cell.step:
-            args = _parse_step_line(cell.line)
-            value = self.runner.run(cell.step, cell.body, force=force or args["force"],
-                                    ignore=args["ignore"], header=f"%%step {cell.line}")
+        if cell.spec is not None:
+            value = self.runner.run(cell.spec.name, cell.body, force=force or cell.spec.force,
+                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}")
         else:
             value = self.runner.run_plain(cell.source)
         if value is not None:  # a cell's result, shown as a display inside %resume / %replay
@@ -203,81 +192,29 @@ class Session:
             display(value)
 
     # -- %replay ----------------------------------------------------------------------------
-    def replay_plan(self, start: str, stop: str | None) -> tuple[list[StepView], int, list[ReplayStep]]:
-        """The completed steps of this kernel's run, where ``start`` last ran, and the plan.
-
-        :raises StepUsageError: unknown step names, nothing to replay.
-        """
-        journal, store = self._require()
-        runs = self._runs(journal)
-        steps = chain(runs, journal.run_id) if journal.run_id else []
-        names = list(dict.fromkeys(s.name for s in steps))
-        at = max((i for i, s in enumerate(steps) if s.name == start), default=None)
-        if at is None:
-            known = ", ".join(names) or "none yet: run or %resume some steps first"
-            raise StepUsageError(f"no completed step {start!r} in this kernel's run; completed: {known}")
-        cells = self._cells()
-        recorded = False  # the sources come from the journal, not from the notebook file
-        if cells is not None and any(c.step == start for c in cells):
-            first = next(i for i, c in enumerate(cells) if c.step == start)
-            seq = [(c.step or "", c.body, f"%%step {c.line}") for c in cells[first:] if c.step]
-        else:
-            last_source = {s.name: s.source for s in steps}
-            order = list(dict.fromkeys(s.name for s in steps[at:]))
-            seq = [(n, last_source[n], f"%%step {n}") for n in order]
-            recorded = True
-        if stop is not None:
-            stops = [i for i, (n, _, _) in enumerate(seq) if n == stop]
-            if not stops:
-                raise StepUsageError(f"--to {stop!r} is not a step at or after {start!r}; "
-                                     f"those are: {', '.join(n for n, _, _ in seq)}")
-            seq = seq[:stops[0] + 1]
-        last = {s.name: s for s in steps}
-        changed: set[str] = set()
-        plan = []
-        for i, (name, source, header) in enumerate(seq):
-            prior = last.get(name)
-            if i == 0:
-                verdict = "will run"
-            elif prior is None:
-                verdict = "will run (never ran in this run)"
-            elif set(prior.inputs) & changed:
-                verdict = f"unknown (reads {', '.join(sorted(set(prior.inputs) & changed))})"
-            elif prior.key and store.get(prior.key) is not None:
-                verdict = "will hit"
-            else:
-                verdict = "will run (no cache entry)"
-            if verdict != "will hit":
-                changed |= set(prior.outputs) | set(prior.deleted) if prior else set()
-            plan.append(ReplayStep(name, source, header, verdict, recorded))
-        return steps, at, plan
-
     def replay(self, start: str, stop: str | None, dry_run: bool) -> list[ReplayStep]:
         """Restore the state just before ``start`` last ran, then re-run it and what follows.
 
         :raises StepUsageError: unknown step names, nothing to replay.
         """
         __tracebackhide__ = True
-        steps, at, plan = self.replay_plan(start, stop)
-        print(render_replay(plan, dry_run))
+        journal, store = self._require()
+        steps = chain(self._runs(journal), journal.run_id) if journal.run_id else []
+        plan = plan_replay(steps, self._cells(), start, stop, lambda key: store.get(key) is not None)
+        print(render_replay(plan.replay, dry_run))
         if dry_run:
-            return plan
-        _show_journal_sources([Cell(-1, "", step=p.name, line=p.header[len("%%step "):], body=p.source)
-                               for p in plan if p.recorded])
-        store = self.store()
-        assert store is not None
-        before = restore_state(steps[:at], store, self.shell.user_ns, self.runner.lazy)
+            return plan.replay
+        _show_journal_sources([p.cell for p in plan.replay if p.recorded])
+        before = restore_state(steps[:plan.at], store, self.shell.user_ns, self.runner.lazy)
         if before.stopped_at is not None:
             raise StepUsageError(f"cannot rebuild the state before {start!r}: step "
                                  f"{before.stopped_at.name!r} could not be restored ({before.why})")
-        made_later = {n for s in steps[at:] for n in (*s.outputs, *s.deleted)}
         # A name that `start` or a later step wrote, and no earlier step, goes: it did not
         # exist before `start` as far as the journal knows (plain cells are not journaled).
-        bind(self.shell.user_ns, before, also_remove=made_later - set(before.values))
-        for i, step in enumerate(plan):
-            self._run_cell(Cell(-1, "", step=step.name, line=step.header[len("%%step "):],
-                                body=step.source), force=i == 0)
-        return plan
+        bind(self.shell.user_ns, before, also_remove=plan.made_later - set(before.values))
+        for i, step in enumerate(plan.replay):
+            self._run_cell(step.cell, force=i == 0)
+        return plan.replay
 
     def completed_steps(self) -> list[str]:
         """Names of the completed steps of this kernel's run (restored ones included)."""
@@ -297,7 +234,7 @@ class Session:
             last = [s for r in runs.values() for s in r.steps if s.name == name]
             if not last:
                 raise StepUsageError(f"no step {name!r} in the notebook or the journal")
-            cell = Cell(-1, "", step=name, line=name, body=last[-1].source)
+            cell = step_cell(name, last[-1].source)
             _show_journal_sources([cell])
         self._run_cell(cell, force=True)
 
@@ -442,16 +379,3 @@ def render_table(runs: dict[str, RunView], current: RunView | None, cells: list[
 
 def _outputs(step: StepView) -> str:
     return ", ".join(f"{n} ({human_size(b)})" for n, b in sorted(step.outputs.items())) or "-"
-
-
-def _parse_step_line(line: str) -> dict[str, Any]:
-    words = line.split()
-    force = "--force" in words
-    ignore: list[str] = []
-    if "--ignore" in words:
-        for w in words[words.index("--ignore") + 1:]:
-            if w.startswith("-"):
-                break
-            ignore.append(w)
-    return {"force": force, "ignore": ignore}
-

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from resumable_nb import magics_of
 from resumable_nb.runner import StepResult
 from tests.kernels import Kernel
 
@@ -48,7 +49,7 @@ class Shell:
 
     @property
     def magics(self) -> Any:
-        return self.ip._resumable_nb_magics  # type: ignore[attr-defined]
+        return magics_of(self.ip)
 
     @property
     def last(self) -> StepResult:

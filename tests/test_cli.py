@@ -21,17 +21,11 @@ from typing import Any
 import nbformat
 import pytest
 
-from resumable_nb import headless
-from resumable_nb.headless import (
-    Progress,
-    RunError,
-    choose_resume,
-    code_cells,
-    inject_parameters,
-    parse_parameter,
-    skipped,
-)
+from resumable_nb.errors import RunError
+from resumable_nb.headless import choose_resume
 from resumable_nb.journal import Journal, chain, journal_path, read_events, runs
+from resumable_nb.nbfile import code_cells, inject_parameters, parse_parameter, skipped, source_digest
+from resumable_nb.progress import Progress
 from resumable_nb.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,7 +312,7 @@ _CRASHED = _journal_events(("r1", [("a", "ran", "k-a", "x = 1"), ("b", "running"
 
 
 def _digests(code: list[str]) -> list[str]:
-    return [headless._digest(s) for s in code]
+    return [source_digest(s) for s in code]
 
 
 @pytest.mark.parametrize(("case", "resumes", "note"), [

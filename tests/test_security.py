@@ -450,10 +450,10 @@ def test_another_users_key_file_or_subfolder_is_refused(other_user: pwd.struct_p
 def test_a_planted_run_record_is_ignored(tmp_path: Path) -> None:
     """``resumable-nb run`` keeps per-run parameters next to the journal: a record not signed
     with the user's key (shipped, or written by someone else) reads as absent."""
-    from resumable_nb.headless import _write_record, read_record, record_path
+    from resumable_nb.nbfile import read_record, record_path, write_record
 
     journal = tmp_path / "cache" / "journal" / journal_name(str(tmp_path / "nb.ipynb"))
-    _write_record(journal, "run-1", {"parameters": {"alpha": "3"}})
+    write_record(journal, "run-1", {"parameters": {"alpha": "3"}})
     assert read_record(journal) == {"run-1": {"parameters": {"alpha": "3"}}}
     path = record_path(journal)
     path.write_bytes(path.read_bytes().replace(b'"3"', b'"__import__(\\"os\\")"'))

@@ -1,0 +1,72 @@
+"""The CLI's progress lines for a headless run: one line per step, rewritten live while the
+step runs when the stream is a terminal, plain lines otherwise (a log, a CI job)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TextIO
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """One line per step: live (rewritten while the step runs) on a terminal, plain otherwise."""
+
+    def __init__(self, stream: TextIO, width: int = 12, live: bool | None = None) -> None:
+        self.stream = stream
+        self.width = max(width, 4)
+        self.live = _isatty(stream) if live is None else live
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def line(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> str:
+        secs = "" if seconds is None else f"{seconds:.2f} s"
+        return f"  {name:<{self.width}}  {state:<11} {secs:>9}  {detail}".rstrip()
+
+    def start(self, name: str) -> None:
+        """A step begins: a live line on a terminal, a plain 'running' line elsewhere."""
+        if not self.live:
+            self.say(self.line(name, "running"))
+            return
+        began = time.monotonic()
+        stop = threading.Event()
+
+        def tick() -> None:
+            while True:
+                with self._lock:
+                    self.stream.write("\r\x1b[2K" + self.line(name, "running", time.monotonic() - began))
+                    self.stream.flush()
+                if stop.wait(0.2):
+                    return
+
+        self._stop = stop
+        self._thread = threading.Thread(target=tick, name="resumable-nb-progress", daemon=True)
+        self._thread.start()
+
+    def done(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> None:
+        """A step ended (or was restored without running): its final line."""
+        self._halt()
+        prefix = "\r\x1b[2K" if self.live else ""
+        with self._lock:
+            self.stream.write(prefix + self.line(name, state, seconds, detail) + "\n")
+            self.stream.flush()
+
+    def _halt(self) -> None:
+        if self._stop is not None and self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self._stop = self._thread = None
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
