@@ -47,6 +47,7 @@ from . import location
 from .errors import ResumableError, StoreError
 from .journal import RunView, StepView, chain, journal_path, read_events, read_signed, runs, write_signed
 from .resume import Cell, parse_cells
+from .states import LABELS
 
 if TYPE_CHECKING:
     from nbclient import NotebookClient
@@ -80,6 +81,7 @@ _KERNEL_MODULE = "__import__('resumable_nb.headless', fromlist=['kernel_setup'])
 # Cells that would fight the CLI over the run (it resumes by itself): never executed headless.
 _SKIPPED = ("%resume", "%replay", "%reload_ext resumable_nb", "%unload_ext resumable_nb")
 _TCP_NOISE = "Kernel is running over TCP without encryption"
+_STATE_WIDTH = max(map(len, LABELS.values()))  # progress lines keep their columns
 
 
 class RunError(ResumableError):
@@ -315,7 +317,7 @@ class Progress:
 
     def line(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> str:
         secs = "" if seconds is None else f"{seconds:.2f} s"
-        return f"  {name:<{self.width}}  {state:<11} {secs:>9}  {detail}".rstrip()
+        return f"  {name:<{self.width}}  {state:<{_STATE_WIDTH}} {secs:>9}  {detail}".rstrip()
 
     def start(self, name: str) -> None:
         """A step begins: a live line on a terminal, a plain 'running' line elsewhere."""
@@ -647,8 +649,8 @@ class HeadlessRun:
             step = self.restored[cell.step]
             self._note(cell, f"[resumable_nb] step '{cell.step}' restored from run {step.run} "
                              "by `resumable-nb run`: not executed")
-            self.progress.done(cell.step, "restored", None,
-                               f"by resume ({step.duration + step.saved:.2f} s saved)")
+            self.progress.done(cell.step, LABELS["resumed"], None,
+                               f"({step.duration + step.saved:.2f} s saved)")
             return
         if not nbcell.source.strip() or "skip-execution" in _tags(nbcell):
             return
@@ -689,12 +691,11 @@ class HeadlessRun:
             self.progress.done(cell.step, "failed" if error else "ran", None,
                                error or "(not in the journal)")
         elif view.status == "cached":
-            self.progress.done(cell.step, "restored", view.duration,
-                               f"from the cache ({view.saved:.2f} s saved)")
+            self.progress.done(cell.step, LABELS["cached"], view.duration, f"({view.saved:.2f} s saved)")
         elif view.status == "failed":
             self.progress.done(cell.step, "failed", view.duration, view.error or error)
         else:
-            self.progress.done(cell.step, view.status, view.duration)
+            self.progress.done(cell.step, LABELS[view.status], view.duration)
 
     def _note(self, cell: CodeCell | None, text: str) -> None:
         import nbformat
@@ -801,9 +802,9 @@ class HeadlessRun:
                 counts[s.status] += 1
         parts = [f"{counts['ran']} ran"]
         if counts["cached"]:
-            parts.append(f"{counts['cached']} restored from the cache")
+            parts.append(f"{counts['cached']} {LABELS['cached']}")
         if self.restored:
-            parts.append(f"{len(self.restored)} restored by resume")
+            parts.append(f"{len(self.restored)} {LABELS['resumed']}")
         o = self.outcome
         head = {
             "completed": f"completed in {seconds:.1f} s",
