@@ -81,7 +81,7 @@ def main() -> None:
     t = time.perf_counter()
     ip.run_cell("%%step big\nbig = big_src * 1.0")
     restore = time.perf_counter() - t
-    assert history[-1].status == "restored" and np.array_equal(ip.user_ns["big"], ip.user_ns["big_src"])
+    assert history[-1].status == "cached" and np.array_equal(ip.user_ns["big"], ip.user_ns["big_src"])
     size = n * 8 / 2**30
     print(f"\n{size:.2f} GiB float64 output (array made in {make:.2f} s)")
     print(f"  miss: compute {compute:.2f} s, fingerprint+store {miss - compute:.2f} s "

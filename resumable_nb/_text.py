@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["human_size", "printable"]
+__all__ = ["columns", "human_size", "printable"]
 
 
 def human_size(n: float) -> str:
@@ -36,3 +36,16 @@ def printable(text: object, *, keep_newlines: bool = False) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def columns(table: list[list[str]]) -> list[str]:
+    """The rows of ``table`` as lines of left-aligned columns, two spaces apart; every cell
+    through :func:`printable` (journal text: no raw escapes).
+
+    >>> columns([["step", "state"], ["load", "ran"]])
+    ['step  state', 'load  ran']
+    """
+    table = [[printable(cell) for cell in row] for row in table]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in table]

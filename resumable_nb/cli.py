@@ -4,7 +4,7 @@ manage the cache. Thin: parsing and rendering here, the work in :mod:`resumable_
 
 Exit codes: 0 done; 1 a run failed (a cell raised, the kernel died, a cell timed out);
 2 bad arguments or input (one line on stderr, nothing written). ``--json`` output carries
-``"schema": 1`` and is documented in ``docs/cli.md``.
+``"schema": 2`` and is documented in ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import location
-from ._text import human_size, printable
+from ._text import columns, human_size, printable
 from .errors import ResumableError, RunError
 from .headless import HeadlessRun, RunOptions, cache_root_for
-from .journal import RunView, StepView, chain, iter_journals, journal_path, read_events, runs
+from .journal import RunView, chain, iter_journals, journal_path, read_events, runs
 from .nbfile import CodeCell, code_cells, notebook_json, read_record
+from .states import label
+from .view import StepRow, render_steps, step_rows
 
 __all__ = ["SCHEMA_VERSION", "gc_keep", "main", "status_data"]
 
-SCHEMA_VERSION = 1
-"""The ``schema`` field of every ``--json`` output; incremented on an incompatible change."""
+SCHEMA_VERSION = 2
+"""The ``schema`` field of every ``--json`` output; incremented on an incompatible change
+(2: step states are the labels of :mod:`resumable_nb.states`, as every view shows them)."""
 
 PROG = "resumable-nb"
 
@@ -161,7 +164,7 @@ def _iso(t: float | None) -> str | None:
 def _run_summary(run: RunView, ended_at: Mapping[str, float], records: Mapping[str, Any]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for step in run.steps:
-        counts[step.status] = counts.get(step.status, 0) + 1
+        counts[label(step.status)] = counts.get(label(step.status), 0) + 1
     record = records.get(run.run)
     params = record.get("parameters") if isinstance(record, dict) else None
     return {
@@ -170,35 +173,6 @@ def _run_summary(run: RunView, ended_at: Mapping[str, float], records: Mapping[s
         "pid": run.pid, "host": run.host, "python": run.python,
         "step_counts": counts, "parameters": params if isinstance(params, dict) else None,
     }
-
-
-def _step_rows(all_runs: Mapping[str, RunView], run: RunView, cells: list[CodeCell]) -> list[dict[str, Any]]:
-    """The latest run's steps in notebook order: its own, those it resumed, those not run."""
-    inherited = {s.name: s for s in chain(all_runs, run.resumed_from)} if run.resumed_from else {}
-    own: dict[str, list[StepView]] = {}
-    for s in run.steps:
-        own.setdefault(s.name, []).append(s)
-    sources = {c.step: c.body for c in cells if c.step}
-    names = list(dict.fromkeys([*(c.step for c in cells if c.step), *inherited, *own]))
-    rows = []
-    for name in names:
-        views = own.get(name)
-        last = views[-1] if views else inherited.get(name)
-        if last is None:
-            rows.append({"name": name, "state": "not_run", "attempts": 0, "duration": None,
-                         "saved": None, "run": None, "error": "", "outputs": {}, "stale": False})
-            continue
-        if views:
-            state = last.status
-            saved = last.saved if last.status == "cached" else 0.0
-        else:
-            state = "restored"
-            saved = last.duration + last.saved
-        stale = name in sources and sources[name].strip() != last.source.strip()
-        rows.append({"name": name, "state": state, "attempts": len(views or []),
-                     "duration": round(last.duration, 6), "saved": round(saved, 6), "run": last.run,
-                     "error": last.error, "outputs": dict(last.outputs), "stale": stale})
-    return rows
 
 
 def _load(journal: Path) -> tuple[list[dict[str, Any]], dict[str, RunView], dict[str, float], str | None]:
@@ -210,21 +184,29 @@ def _load(journal: Path) -> tuple[list[dict[str, Any]], dict[str, RunView], dict
 
 def status_data(notebook: Path, cells: list[CodeCell], root: Path, journal: Path) -> dict[str, Any]:
     """What ``status --json`` prints (see docs/cli.md)."""
+    return _status_data(notebook, cells, root, journal)[0]
+
+
+def _status_data(notebook: Path, cells: list[CodeCell], root: Path,
+                 journal: Path) -> tuple[dict[str, Any], list[StepRow]]:
+    """``status --json``'s document, and the latest run's rows it holds (for the text)."""
     _, all_runs, ended_at, warning = _load(journal)
     records = read_record(journal)
     latest = list(all_runs.values())[-1] if all_runs else None
     detail = None
+    rows: list[StepRow] = []
     if latest is not None:
-        detail = {**_run_summary(latest, ended_at, records),
-                  "steps": _step_rows(all_runs, latest, cells)}
-    return {"schema": SCHEMA_VERSION, "notebook": str(notebook), "cache_dir": str(root),
+        rows = step_rows(all_runs, latest, cells)
+        detail = {**_run_summary(latest, ended_at, records), "steps": [r.to_json() for r in rows]}
+    data = {"schema": SCHEMA_VERSION, "notebook": str(notebook), "cache_dir": str(root),
             "journal": str(journal), "warning": warning, "run": detail,
             "runs": [_run_summary(r, ended_at, records) for r in all_runs.values()]}
+    return data, rows
 
 
 def _status(args: argparse.Namespace) -> int:
     notebook, cells, root, journal = _open(args)
-    data = status_data(notebook, cells, root, journal)
+    data, rows = _status_data(notebook, cells, root, journal)
     if args.json:
         _print_json(data)
         return 0
@@ -237,21 +219,11 @@ def _status(args: argparse.Namespace) -> int:
     title = f"{notebook.name}: run {run['id']} {run['state']}"
     if run["resumed_from"]:
         title += f", resumed from {run['resumed_from']}"
-    print(printable(title))
-    table = [["step", "state", "attempts", "seconds", "saved s", "note"]]
-    for s in run["steps"]:
-        note = s["error"] or ("its code in the notebook changed since" if s["stale"] else "")
-        table.append([s["name"], _LABEL.get(s["state"], s["state"]), str(s["attempts"]),
-                      "" if s["duration"] is None else f"{s['duration']:.2f}",
-                      f"{s['saved']:.2f}" if s["saved"] else "", note])
-    _print_table(table)
+    print(render_steps(printable(title), rows))
     earlier = len(data["runs"]) - 1
     if earlier:
         print(f"({earlier} earlier run{'s' * (earlier != 1)}: `{PROG} runs {args.notebook}`)")
     return 0
-
-
-_LABEL = {"cached": "restored from cache", "restored": "restored (resume)", "not_run": "not run"}
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -436,10 +408,8 @@ def _print_json(data: Any) -> None:
 
 
 def _print_table(table: list[list[str]]) -> None:
-    table = [[printable(cell) for cell in row] for row in table]  # journal text: no raw escapes
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for line in columns(table):
+        print(line)
 
 
 def _version() -> str:

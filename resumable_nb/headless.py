@@ -59,6 +59,7 @@ from .nbfile import (
     write_record,
 )
 from .progress import Progress
+from .states import LABELS
 
 if TYPE_CHECKING:
     from nbclient import NotebookClient
@@ -427,8 +428,8 @@ class HeadlessRun:
             step = self.restored[cell.step]
             self._note(cell, f"[resumable_nb] step '{cell.step}' restored from run {step.run} "
                              "by `resumable-nb run`: not executed")
-            self.progress.done(cell.step, "restored", None,
-                               f"by resume ({step.duration + step.saved:.2f} s saved)")
+            self.progress.done(cell.step, LABELS["resumed"], None,
+                               f"({step.duration + step.saved:.2f} s saved)")
             return
         if not nbcell.source.strip() or "skip-execution" in cell_tags(nbcell):
             return
@@ -468,12 +469,11 @@ class HeadlessRun:
             self.progress.done(cell.step, "failed" if error else "ran", None,
                                error or "(not in the journal)")
         elif view.status == "cached":
-            self.progress.done(cell.step, "restored", view.duration,
-                               f"from the cache ({view.saved:.2f} s saved)")
+            self.progress.done(cell.step, LABELS["cached"], view.duration, f"({view.saved:.2f} s saved)")
         elif view.status == "failed":
             self.progress.done(cell.step, "failed", view.duration, view.error or error)
         else:
-            self.progress.done(cell.step, view.status, view.duration)
+            self.progress.done(cell.step, LABELS[view.status], view.duration)
 
     def _note(self, cell: CodeCell | None, text: str) -> None:
         import nbformat
@@ -572,9 +572,9 @@ class HeadlessRun:
                 counts[s.status] += 1
         parts = [f"{counts['ran']} ran"]
         if counts["cached"]:
-            parts.append(f"{counts['cached']} restored from the cache")
+            parts.append(f"{counts['cached']} {LABELS['cached']}")
         if self.restored:
-            parts.append(f"{len(self.restored)} restored by resume")
+            parts.append(f"{len(self.restored)} {LABELS['resumed']}")
         o = self.outcome
         head = {
             "completed": f"completed in {seconds:.1f} s",

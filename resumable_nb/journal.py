@@ -49,6 +49,7 @@ from . import _faults
 from .cachedir import CacheDir
 from .errors import StoreError
 from .keys import default_key_file, derive, load_key
+from .states import COMPLETE, JournalStatus, journal_status
 
 __all__ = ["JOURNAL_VERSION", "Journal", "RunView", "StepView", "journal_path", "read_events", "runs"]
 
@@ -256,7 +257,7 @@ class StepView:
     attempt: int
     source: str
     started: float
-    status: str = "running"  # ran | cached | failed | interrupted | running
+    status: JournalStatus = "running"
     duration: float = 0.0
     saved: float = 0.0
     error: str = ""
@@ -268,7 +269,7 @@ class StepView:
     @property
     def complete(self) -> bool:
         """Finished, and its outputs are in the cache under ``key``."""
-        return self.status in ("ran", "cached") and self.key is not None
+        return self.status in COMPLETE and self.key is not None
 
 
 @dataclass(slots=True)
@@ -325,7 +326,7 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             if finished is None:
                 continue
             step = finished
-            step.status = str(e.get("status", "failed"))
+            step.status = journal_status(e.get("status"))
             step.duration = float(e.get("duration", 0.0))
             step.saved = float(e.get("saved", 0.0))
             step.error = str(e.get("error", ""))
@@ -497,7 +498,7 @@ class Journal:
         return {"kind": "step_started", "run": self.ensure_run(), "time": time.time(),
                 "step": step, "key": key, "source": source}
 
-    def step_finished(self, step: str, status: str, *, key: str | None, duration: float,
+    def step_finished(self, step: str, status: JournalStatus, *, key: str | None, duration: float,
                       outputs: Mapping[str, int] | None = None, deleted: Iterable[str] = (),
                       error: str = "", saved: float = 0.0, reason: str = "",
                       inputs: Mapping[str, str] | None = None,

@@ -7,7 +7,11 @@ import threading
 import time
 from typing import TextIO
 
+from .states import LABELS
+
 __all__ = ["Progress"]
+
+_STATE_WIDTH = max(map(len, LABELS.values()))  # progress lines keep their columns
 
 
 class Progress:
@@ -28,7 +32,7 @@ class Progress:
 
     def line(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> str:
         secs = "" if seconds is None else f"{seconds:.2f} s"
-        return f"  {name:<{self.width}}  {state:<11} {secs:>9}  {detail}".rstrip()
+        return f"  {name:<{self.width}}  {state:<{_STATE_WIDTH}} {secs:>9}  {detail}".rstrip()
 
     def start(self, name: str) -> None:
         """A step begins: a live line on a terminal, a plain 'running' line elsewhere."""

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
 from .journal import Journal
+from .states import JournalStatus
 from .stepline import check_ignore, check_step_name
 from .store import Entry, Store, output_sizes
 
@@ -56,7 +57,7 @@ class StepResult:
     """What happened to one step execution."""
 
     name: str
-    status: str  # "ran" | "restored" | "failed"
+    status: JournalStatus  # "ran" | "cached" | "failed", as the journal records it
     key: str | None
     duration: float
     stored: bool = False
@@ -255,7 +256,7 @@ class StepRunner:
         ns.update(outputs)
         for var in payload["deleted"]:
             ns.pop(var, None)
-        result.status = "restored"
+        result.status = "cached"
         result.outputs = tuple(payload["outputs"])
         result.deleted = tuple(payload["deleted"])
         result.duration = time.perf_counter() - start
@@ -384,7 +385,7 @@ class StepRunner:
         record is durable), in the history, and tell the user what needs telling."""
         journal = self._journal()
         if journal is not None:
-            status = {"restored": "cached"}.get(result.status, result.status)
+            status = result.status
             try:
                 journal.step_finished(
                     result.name, status, key=result.key if result.stored or status == "cached" else None,

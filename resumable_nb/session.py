@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import location
 from ._text import human_size, printable
 from .errors import StepUsageError, StoreError
-from .journal import Journal, RunView, StepView, chain
+from .journal import Journal, RunView, chain
 from .resume import (
     Cell,
     ReplayStep,
@@ -28,6 +28,7 @@ from .resume import (
 )
 from .runner import StepRunner
 from .store import Store
+from .view import render_steps, step_rows
 
 if TYPE_CHECKING:
     from .widget import RunPanel
@@ -356,26 +357,7 @@ def render_replay(plan: list[ReplayStep], dry_run: bool) -> str:
 
 def render_table(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | None) -> str:
     """A plain-text table of a run's steps (and the notebook's steps not run yet)."""
-    from .widget import rows
-
-    if current is not None:
-        table_rows = rows(runs, current, cells)
-    else:
-        table_rows = []
-    table = [["step", "state", "attempts", "seconds", "saved s", "outputs", "why it ran"]]
-    for r in table_rows:
-        table.append([r.name, r.state, str(r.attempts), "" if r.seconds is None else f"{r.seconds:.2f}",
-                      "" if not r.saved else f"{r.saved:.2f}", r.outputs or "-", r.reason])
-    if current is None and cells:
-        table.extend([c.step or "", "not yet run", "0", "", "", "", ""] for c in cells if c.step)
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     title = f"run {current.run} ({current.state})" if current else "no run yet"
     if current and current.resumed_from:
         title += f", resumed from {current.resumed_from}"
-    lines = [title] + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                       for row in table]
-    return "\n".join(lines)
-
-
-def _outputs(step: StepView) -> str:
-    return ", ".join(f"{n} ({human_size(b)})" for n, b in sorted(step.outputs.items())) or "-"
+    return render_steps(title, step_rows(runs, current, cells))

@@ -12,105 +12,23 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from .states import StepState
+from .view import StepRow, step_rows
+
 if TYPE_CHECKING:
-    from .journal import RunView, StepView
-    from .resume import Cell
     from .session import Session
 
-__all__ = ["Row", "RunPanel", "rows"]
+__all__ = ["RunPanel"]
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One step's line in the panel (and in ``%steps``)."""
-
-    name: str
-    state: str  # ran | restored from cache | restored (resume) | failed | interrupted | running
-    # | not yet run | stale
-    attempts: int
-    seconds: float | None
-    saved: float | None
-    outputs: str
-    reason: str
-
-
-def rows(runs: dict[str, RunView], current: RunView | None, cells: list[Cell] | None) -> list[Row]:
-    """The rows of a run: its own steps, those it resumed, and the notebook's steps not run."""
-    from .journal import chain
-
-    own = current.steps if current else []
-    inherited = chain(runs, current.resumed_from) if current and current.resumed_from else []
-    history: dict[str, list[StepView]] = {}
-    for s in [*inherited, *own]:
-        history.setdefault(s.name, []).append(s)
-    out: dict[str, Row] = {}
-    for name, views in history.items():
-        last = views[-1]
-        attempts = sum(1 for s in own if s.name == name)
-        if last in inherited:
-            state = "restored (resume)"
-        else:
-            state = {"cached": "restored from cache"}.get(last.status, last.status)
-        reason = _reason(views) if state in ("ran", "failed", "interrupted") else ""
-        out[name] = Row(name, state, attempts, last.duration,
-                        last.saved if last.status == "cached" else
-                        (last.duration + last.saved if last in inherited else None),
-                        _outputs(last), reason)
-    order = [c.step for c in cells if c.step] if cells else []
-    sources = {c.step: c.body for c in cells if c.step} if cells else {}
-    result = []
-    for name in dict.fromkeys([*order, *out]):
-        row = out.get(name)
-        if row is None:
-            result.append(Row(name, "not yet run", 0, None, None, "", ""))
-            continue
-        last = history[name][-1]
-        if name in sources and sources[name].strip() != last.source.strip() and row.state != "running":
-            row = Row(row.name, "stale", row.attempts, row.seconds, row.saved, row.outputs,
-                      "its code in the notebook differs from the last run")
-        result.append(row)
-    return result
-
-
-def _outputs(step: StepView) -> str:
-    from ._text import human_size
-
-    return ", ".join(f"{n} ({human_size(b)})" for n, b in sorted(step.outputs.items()))
-
-
-def _reason(views: list[StepView]) -> str:
-    """Why the last execution was a miss, when the journal tells."""
-    last = views[-1]
-    if last.status == "failed":
-        return last.error
-    if last.status == "interrupted":
-        return "the kernel died while it ran"
-    if last.status != "ran":
-        return ""
-    earlier = [v for v in views[:-1] if v.status in ("ran", "cached")]
-    if last.reason == "--force":
-        return "re-run on request (--force)"
-    if earlier:
-        prev = earlier[-1]
-        if prev.source.strip() != last.source.strip():
-            return "its code changed"
-        changed = sorted(n for n in set(prev.inputs) | set(last.inputs)
-                         if prev.inputs.get(n) != last.inputs.get(n))
-        if changed:
-            return f"input {', '.join(changed[:3])} changed"
-    return last.reason
-
-
-_BADGE = {
-    "ran": ("#1a7f37", "ran"), "restored from cache": ("#0969da", "restored"),
-    "restored (resume)": ("#0969da", "restored (resume)"), "failed": ("#cf222e", "failed"),
-    "interrupted": ("#bc4c00", "interrupted"), "running": ("#8250df", "running"),
-    "not yet run": ("#6e7781", "not yet run"), "stale": ("#9a6700", "stale"),
+# The badge colour of every state; its text is the state's label (states.LABELS).
+_COLOR: dict[StepState, str] = {
+    "ran": "#1a7f37", "cached": "#0969da", "resumed": "#0969da", "failed": "#cf222e",
+    "interrupted": "#bc4c00", "running": "#8250df", "not_run": "#6e7781", "stale": "#9a6700",
 }
 
 
@@ -164,8 +82,7 @@ class RunPanel(w.VBox):
     def _refresh(self) -> None:
         info = self.session.panel_state()
         run, runs, cells = info["run"], info["runs"], info["cells"]
-        table_rows = rows(runs, run, cells) if run is not None else \
-            [Row(c.step or "", "not yet run", 0, None, None, "", "") for c in cells or [] if c.step]
+        table_rows = step_rows(runs, run, cells)
         notebook = info["notebook"] or ""
         head = [f"<b>notebook</b> <span title='{html.escape(notebook)}'>"
                 f"{html.escape(notebook.rsplit('/', 1)[-1] or '(unknown)')}</span>"]
@@ -276,21 +193,20 @@ def _button(label: str, tooltip: str, icon: str, css: str, callback: Callable[[]
     return button
 
 
-def _table_html(table_rows: list[Row]) -> str:
+def _table_html(table_rows: list[StepRow]) -> str:
     head = ("<tr><th>state</th><th>step</th><th>attempts</th><th>last run</th><th>saved</th>"
             "<th>outputs</th><th>why it ran</th></tr>")
     body = []
     for r in table_rows:
-        color, label = _BADGE.get(r.state, ("#6e7781", r.state))
-        state_css = r.state.split(" ")[0].replace("(", "")
         body.append(
-            f"<tr class='rnb-row rnb-state-{state_css}' data-step='{html.escape(r.name)}'>"
-            f"<td><span class='rnb-state' style='background:{color}'>{html.escape(label)}</span></td>"
+            f"<tr class='rnb-row rnb-state-{r.state}' data-step='{html.escape(r.name)}'>"
+            f"<td><span class='rnb-state' style='background:{_COLOR[r.state]}'>"
+            f"{html.escape(r.label)}</span></td>"
             f"<td class='rnb-name'><code>{html.escape(r.name)}</code></td>"
             f"<td class='rnb-attempts'>{r.attempts}</td>"
-            f"<td class='rnb-seconds'>{'' if r.seconds is None else f'{r.seconds:.2f} s'}</td>"
+            f"<td class='rnb-seconds'>{'' if r.duration is None else f'{r.duration:.2f} s'}</td>"
             f"<td class='rnb-saved'>{'' if not r.saved else f'{r.saved:.2f} s'}</td>"
-            f"<td class='rnb-outputs'>{html.escape(r.outputs)}</td>"
+            f"<td class='rnb-outputs'>{html.escape(r.outputs_text())}</td>"
             f"<td class='rnb-reason'>{html.escape(r.reason)}</td></tr>")
     return _STYLE + "<table class='rnb-steps'>" + head + "".join(body) + "</table>"
 

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from resumable_nb.journal import chain, journal_path, read_events, runs  # noqa: E402
+from resumable_nb.states import LABELS  # noqa: E402
 
 
 def execute(nb: nbformat.NotebookNode, notebook: Path, cache: Path) -> float:
@@ -78,7 +79,7 @@ def crash_and_resume(notebook: Path, cache: Path) -> int:
     print("3) what the journal says")
     print(f"   run {first.run}: {first.state}")
     print(f"   run {second.run}: {second.state}, resumed from {second.resumed_from}")
-    print(f"   {'step':<10} {'first run':<22} {'second run':<22}")
+    print(f"   {'step':<10} {'first run':<28} {'second run':<28}")
     before = {s.name: s for s in first.steps}
     after = {s.name: s for s in second.steps}
     restored = {s.name for s in chain(all_runs, first.run)}
@@ -86,14 +87,14 @@ def crash_and_resume(notebook: Path, cache: Path) -> int:
     for name in dict.fromkeys([*before, *after]):
         b = before.get(name)
         a = after.get(name)
-        left = f"{b.status} {b.duration:.2f} s" if b else "-"
+        left = f"{LABELS[b.status]} {b.duration:.2f} s" if b else "-"
         if a is not None:
-            right = f"{a.status} {a.duration:.2f} s"
+            right = f"{LABELS[a.status]} {a.duration:.2f} s"
         elif name in restored:
-            right = "restored by %resume"
+            right = LABELS["resumed"]
         else:
             right, ok = "missing!", False
-        print(f"   {name:<10} {left:<22} {right:<22}")
+        print(f"   {name:<10} {left:<28} {right:<28}")
     ok = ok and all(after.get(n) is None for n in restored) and "report" in after
     print("\nNothing computed before the crash ran again." if ok else "\nUNEXPECTED: see above.")
     return 0 if ok else 1
@@ -108,7 +109,7 @@ def quickstart_twice(notebook: Path, cache: Path) -> int:
         events, _ = read_events(journal_path(cache, str(notebook)))
         run = list(runs(events).values())[-1]
         for s in run.steps:
-            print(f"  {s.name:<10} {s.status:<8} {s.duration:7.3f} s")
+            print(f"  {s.name:<10} {LABELS[s.status]:<19} {s.duration:7.3f} s")
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from resumable_nb.cli import SCHEMA_VERSION
 from resumable_nb.errors import RunError
 from resumable_nb.headless import choose_resume
 from resumable_nb.journal import Journal, chain, journal_path, read_events, runs
@@ -141,7 +142,7 @@ def test_status_runs_events_of_a_notebook_that_never_ran(tmp_path: Path, _key_fi
     nb = write_notebook(tmp_path / "new.ipynb", ["%%step a\nx = 1"])
     cache = tmp_path / "cache"
     status = json.loads(cli("status", nb, "--json", cache=cache, key=_key_file).stdout)
-    assert status["schema"] == 1 and status["run"] is None and status["runs"] == []
+    assert status["schema"] == SCHEMA_VERSION and status["run"] is None and status["runs"] == []
     assert status["notebook"] == str(nb) and status["cache_dir"] == str(cache)
     assert json.loads(cli("runs", nb, "--json", cache=cache, key=_key_file).stdout)["runs"] == []
     assert json.loads(cli("events", nb, "--json", cache=cache, key=_key_file).stdout)["events"] == []
@@ -351,15 +352,16 @@ def test_progress_lines_plain_and_live() -> None:
     p = Progress(plain, width=6)
     p.start("load")
     p.done("load", "ran", 1.234)
-    p.done("fit", "restored", None, "by resume")
-    assert plain.getvalue().splitlines() == ["  load    running", "  load    ran            1.23 s",
-                                             "  fit     restored               by resume"]
+    p.done("fit", "restored by resume", None, "(1.00 s saved)")
+    assert plain.getvalue().splitlines() == [
+        "  load    running", "  load    ran                    1.23 s",
+        "  fit     restored by resume             (1.00 s saved)"]
     live = io.StringIO()
     p = Progress(live, width=6, live=True)
     p.start("load")
     p.done("load", "ran", 2.0)
     assert "\r\x1b[2K  load    running" in live.getvalue()
-    assert live.getvalue().endswith("\r\x1b[2K  load    ran            2.00 s\n")
+    assert live.getvalue().endswith("\r\x1b[2K  load    ran                    2.00 s\n")
 
 
 # -- real kernels -----------------------------------------------------------------------------
@@ -431,7 +433,7 @@ def test_a_run_whose_kernel_dies_exits_1_and_the_next_resumes(crash: Crash) -> N
 @pytest.mark.kernel
 def test_status_runs_and_events_after_the_resume(crash: Crash) -> None:
     status = json.loads(cli("status", crash.notebook, "--json", cache=crash.cache, key=crash.key).stdout)
-    assert status["schema"] == 1 and status["warning"] is None
+    assert status["schema"] == SCHEMA_VERSION and status["warning"] is None
     first, second = status["runs"]
     assert first["state"] == "interrupted" and second["state"] == "completed"
     assert second["resumed_from"] == first["id"]
@@ -441,7 +443,8 @@ def test_status_runs_and_events_after_the_resume(crash: Crash) -> None:
     steps = {s["name"]: s for s in run["steps"]}
     assert [s["name"] for s in run["steps"]] == ["one", "two", "three", "four"]
     assert {n: (s["state"], s["attempts"]) for n, s in steps.items()} == {
-        "one": ("restored", 0), "two": ("restored", 0), "three": ("ran", 1), "four": ("ran", 1)}
+        "one": ("restored by resume", 0), "two": ("restored by resume", 0), "three": ("ran", 1),
+        "four": ("ran", 1)}
     assert steps["one"]["run"] == first["id"] and steps["three"]["run"] == second["id"]
     assert steps["one"]["saved"] == steps["one"]["duration"]
     assert steps["two"]["outputs"].keys() == {"b", "results"}
@@ -450,12 +453,13 @@ def test_status_runs_and_events_after_the_resume(crash: Crash) -> None:
     text = cli("status", crash.notebook, cache=crash.cache, key=crash.key).stdout
     assert f"run {second['id']} completed, resumed from {first['id']}" in text
     listed = json.loads(cli("runs", crash.notebook, "--json", cache=crash.cache, key=crash.key).stdout)
-    assert [r["id"] for r in listed["runs"]] == [first["id"], second["id"]] and listed["schema"] == 1
+    assert [r["id"] for r in listed["runs"]] == [first["id"], second["id"]]
+    assert listed["schema"] == SCHEMA_VERSION
     assert "interrupted" in cli("runs", crash.notebook, cache=crash.cache, key=crash.key).stdout
 
     events = json.loads(cli("events", crash.notebook, "--run", first["id"][:22], "--limit", "3", "--json",
                             cache=crash.cache, key=crash.key).stdout)
-    assert events["schema"] == 1 and len(events["events"]) == 3
+    assert events["schema"] == SCHEMA_VERSION and len(events["events"]) == 3
     assert {e["run"] for e in events["events"]} == {first["id"]}
     assert events["events"][-1] == {**events["events"][-1], "kind": "step_started", "step": "three"}
     lines = cli("events", crash.notebook, cache=crash.cache, key=crash.key).stdout.splitlines()
@@ -506,7 +510,7 @@ def test_changing_one_parameter_reruns_exactly_the_steps_that_read_it(tmp_path: 
     assert "restored from cache" in texts(step_cell(out, "use_beta"))
     status = json.loads(cli("status", nb, "--json", cache=cache, key=_key_file).stdout)
     assert status["run"]["parameters"] == {"alpha": "3"}
-    assert [s["state"] for s in status["run"]["steps"]] == ["ran", "cached", "cached"]
+    assert [s["state"] for s in status["run"]["steps"]] == ["ran", *["restored from cache"] * 2]
 
     replay = cli("run", nb, "-p", "alpha", "3", "--from", "use_beta", cache=cache, key=_key_file)
     assert replay.returncode == 0, replay.stderr

@@ -41,7 +41,7 @@ def test_library_decorated_notebook_functions_restore_working(shell: Shell) -> N
     shell.run(cell)
     shell.fresh()
     shell.run(cell)
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     shell.run("with cm() as v:\n    pass\nassert v == 5 and sq(4) == 16")
 
 
@@ -196,7 +196,7 @@ def test_common_class_kinds_are_cacheable_as_inputs_and_outputs(shell: Shell, de
     assert shell.last.stored, shell.last.notices
     shell.fresh()
     shell.run(cell)
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     shell.run("%%step use\nmark('use')\nobj = [C, made]")
     shell.run("%%step use\nmark('use')\nobj = [C, made]")
     assert shell.count("use") == 1
@@ -234,6 +234,6 @@ def test_display_with_an_id_and_logging_are_replayed(shell: Shell,
     capsys.readouterr()
     shell.run(cell)
     out = capsys.readouterr().out
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     assert "logged line" in out and "updated" in out
     shell.run("log.removeHandler(handler)")

@@ -8,7 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from resumable_nb.widget import RunPanel, rows
+from resumable_nb.view import StepRow, step_rows
+from resumable_nb.widget import RunPanel
 from tests.conftest import Shell
 from tests.kernels import Kernel
 
@@ -17,9 +18,9 @@ def _state(shell: Shell) -> dict[str, object]:
     return shell.magics.session.panel_state()
 
 
-def _rows(shell: Shell) -> dict[str, object]:
+def _rows(shell: Shell) -> dict[str, StepRow]:
     info = _state(shell)
-    return {r.name: r for r in rows(info["runs"], info["run"], info["cells"])}  # type: ignore[arg-type]
+    return {r.name: r for r in step_rows(info["runs"], info["run"], info["cells"])}  # type: ignore[arg-type]
 
 
 def test_rows_show_states_attempts_and_why_a_step_ran(shell: Shell) -> None:
@@ -31,16 +32,16 @@ def test_rows_show_states_attempts_and_why_a_step_ran(shell: Shell) -> None:
     shell.run("%%step a\nx = v")
     shell.run("%%step a --force\nx = v")
     r = _rows(shell)
-    assert (r["a"].state, r["a"].attempts) == ("ran", 4)  # type: ignore[attr-defined]
-    assert r["a"].reason == "re-run on request (--force)"  # type: ignore[attr-defined]
-    assert r["b"].state == "failed" and "ZeroDivisionError" in r["b"].reason  # type: ignore[attr-defined]
+    assert (r["a"].state, r["a"].attempts) == ("ran", 4)
+    assert r["a"].reason == "re-run on request (--force)"
+    assert r["b"].state == "failed" and "ZeroDivisionError" in r["b"].reason
     shell.run("v = 3")
     shell.run("%%step a\nx = v")
-    assert _rows(shell)["a"].reason == "input v changed"  # type: ignore[attr-defined]
+    assert _rows(shell)["a"].reason == "input v changed"
     shell.run("%%step a\nx = v + 0")
-    assert _rows(shell)["a"].reason == "its code changed"  # type: ignore[attr-defined]
+    assert _rows(shell)["a"].reason == "its code changed"
     shell.run("%%step a\nx = v")
-    assert _rows(shell)["a"].state == "restored from cache"  # type: ignore[attr-defined]
+    assert _rows(shell)["a"].state == "cached"
 
 
 def test_not_yet_run_stale_and_restored_rows(shell: Shell, tmp_path: Path,
@@ -56,11 +57,11 @@ def test_not_yet_run_stale_and_restored_rows(shell: Shell, tmp_path: Path,
     shell.run("%%step two\nb = a + 2")  # differs from the saved notebook's cell
     r = _rows(shell)
     assert [*r] == ["one", "two", "three"]
-    assert [r[n].state for n in r] == ["ran", "stale", "not yet run"]  # type: ignore[attr-defined]
+    assert [r[n].state for n in r] == ["ran", "stale", "not_run"]
     shell.fresh()
     shell.run("%resume")
     r = _rows(shell)
-    assert r["one"].state == "restored (resume)" and r["three"].state == "not yet run"  # type: ignore[attr-defined]
+    assert r["one"].state == "resumed" and r["three"].state == "not_run"
 
 
 def test_controls_ask_first_and_act(shell: Shell) -> None:

@@ -120,7 +120,7 @@ def test_panel_rows_replay_and_resume_after_a_restart(tmp_path: Path, _key_file:
         resumed = _panel(page)
         expect(resumed.locator("tr.rnb-row")).to_have_count(4, timeout=60_000)
         for step in STEPS:
-            expect(_row(resumed, step).locator(".rnb-state")).to_have_text("restored (resume)")
+            expect(_row(resumed, step).locator(".rnb-state")).to_have_text("restored by resume")
         expect(resumed.locator(".rnb-header")).to_contain_text("resumed from")
         expect(page.locator(f"{PANEL} .jp-OutputArea-output", has_text="Restored 4 steps")).to_be_visible()
         resumed.scroll_into_view_if_needed()
@@ -132,5 +132,5 @@ def test_panel_rows_replay_and_resume_after_a_restart(tmp_path: Path, _key_file:
         run_all(page)
         panel = _panel(page)
         expect(panel.locator("tr.rnb-row")).to_have_count(4)
-        expect(_row(panel, "load").locator(".rnb-state")).to_have_text("restored")
+        expect(_row(panel, "load").locator(".rnb-state")).to_have_text("restored from cache")
         screenshot(page, "panel-notebook7")

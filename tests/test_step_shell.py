@@ -21,7 +21,7 @@ def test_same_code_and_inputs_hits_and_restores(shell: Shell) -> None:
     assert shell.last.status == "ran" and shell.last.stored
     shell.run(cell)
     assert shell.count("s") == 1
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     shell.fresh()
     shell.run("a = 3")
     shell.run(cell)
@@ -222,7 +222,7 @@ def test_stdout_stderr_and_display_replay_in_order(shell: Shell, capsys: pytest.
     first = capsys.readouterr()
     shell.run(cell)
     second = capsys.readouterr()
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     replayed = second.out.split("\n", 1)[1]  # after the "[resumable_nb] ... restored" line
     assert replayed.index("one") < replayed.index("HTML") < replayed.index("four") < replayed.index("42")
     assert replayed.count("HTML object") == 1
@@ -408,7 +408,7 @@ def test_pandas_and_numpy_outputs_round_trip(shell: Shell) -> None:
     shell.run(cell)
     shell.fresh()
     shell.run(cell)
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     arr = shell.ns["arr"]
     assert arr.dtype == np.float32 and arr.shape == (3, 4)
     assert shell.ns["alias"][0] is shell.ns["alias"][1]
