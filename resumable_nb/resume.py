@@ -28,6 +28,7 @@ __all__ = [
     "ResumePlan",
     "cells_to_run",
     "choose_run",
+    "last_attempts",
     "notebook_cells",
     "plan_replay",
     "plan_resume",
@@ -178,6 +179,11 @@ class ResumePlan:
     remaining: list[str]  # step names of the notebook not restored, in notebook order
     cells: list[Cell] | None  # the saved notebook's code cells, when known
 
+    @property
+    def done(self) -> set[str]:
+        """The steps restored and not left to run (their latest attempt completed)."""
+        return {s.name for s in self.restored.steps} - {s.name for s in self.interrupted}
+
 
 def choose_run(all_runs: Mapping[str, RunView], run_id: str | None, current: str | None) -> RunView:
     """The run to resume: ``run_id``, else the latest run (not this kernel's) with steps.
@@ -205,14 +211,33 @@ def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
     ``cells``' steps in notebook order when the notebook is known, else the run's own."""
     steps = chain(all_runs, run.run)
     restored = restore_state(steps, store, namespace, lazy)
-    done = {s.name for s in restored.steps}
-    trouble = [s for s in run.steps if s.status in ("interrupted", "failed", "running")
-               and s.name not in done]
+    # A step whose latest attempt did not finish is left to run, even when an earlier attempt
+    # completed: that earlier result was computed from other inputs (p = 1 where the user
+    # had since set p = 2), and restoring it silently would hide the attempt that died.
+    trouble = [s for s in last_attempts(all_runs, run.run).values()
+               if s.status in ("interrupted", "failed", "running")]
+    done = {s.name for s in restored.steps} - {s.name for s in trouble}
     if cells is not None:
         remaining = [c.step for c in cells if c.step and c.step not in done]
     else:
         remaining = list(dict.fromkeys(s.name for s in run.steps if s.name not in done))
     return ResumePlan(run, restored, trouble, list(dict.fromkeys(remaining)), cells)
+
+
+def last_attempts(all_runs: Mapping[str, RunView], run_id: str) -> dict[str, StepView]:
+    """Every step's latest execution in ``run_id`` and the runs it resumed (complete or not),
+    by name, in the order those executions started."""
+    order: list[RunView] = []
+    current: str | None = run_id
+    while current is not None and current in all_runs and current not in {r.run for r in order}:
+        order.append(all_runs[current])
+        current = all_runs[current].resumed_from
+    latest: dict[str, StepView] = {}
+    for run in reversed(order):
+        for step in run.steps:
+            latest.pop(step.name, None)
+            latest[step.name] = step
+    return latest
 
 
 def cells_to_run(cells: list[Cell], done: set[str], start: str | None = None) -> list[Cell]:

@@ -160,7 +160,7 @@ class Session:
         definitions, settings: the journal does not hold their effects), keeping the restored
         values; then every cell from the first step left, in notebook order."""
         __tracebackhide__ = True
-        done = {s.name for s in plan.restored.steps}
+        done = plan.done
         if plan.cells is None:
             sources = {s.name: s.source for s in plan.run.steps}
             todo = [step_cell(name, sources[name]) for name in plan.remaining if sources.get(name)]
@@ -334,9 +334,14 @@ def render_resume(plan: ResumePlan, new_run: str) -> str:
     if r.stopped_at is not None:
         lines.append(f"Step '{r.stopped_at.name}' could not be restored ({r.why}): it and the "
                      "steps after it are left to run.")
+    restored_names = {s.name for s in r.steps}
     for s in plan.interrupted:
         why = "the kernel died while it ran" if s.status == "interrupted" else s.error or s.status
-        lines.append(f"Step '{s.name}' was {s.status}: {why}.")
+        line = f"Step '{s.name}' was {s.status}: {why}."
+        if s.name in restored_names:
+            line += (" The values restored for it come from an earlier attempt with other "
+                     "inputs; it is left to run.")
+        lines.append(line)
     if plan.remaining:
         lines.append(f"Left to run: {_names(plan.remaining)} — `%resume --run` runs them.")
     else:

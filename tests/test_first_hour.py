@@ -1,0 +1,67 @@
+"""Issue 16, "the first hour": what a new user met in the first hour, each as a test through
+a real InteractiveShell, a real kernel or the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.conftest import Kernels as StartKernel
+from tests.conftest import Shell
+
+
+def _notebook(folder: Path, sources: list[str], name: str = "pipeline.ipynb") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    path = folder / name
+    nbformat.write(nb, str(path))
+    return path
+
+
+# -- 1. %resume does not hide an interrupted re-run -------------------------------------------
+TRAIN = "%%step train\nmark('train')\nmodel = {'p': p}"
+
+
+@pytest.mark.kernel
+def test_resume_reports_a_rerun_killed_midway_and_runs_it_with_current_inputs(
+        start: StartKernel) -> None:
+    cells = ["%load_ext resumable_nb", "p = 2", TRAIN]
+    _notebook(start.folder, cells)
+    k = start()
+    k.ok("p = 1")
+    k.ok(TRAIN)
+    k.ok("p = 2")
+    k.run_until("%%step train\nprint('training', flush=True)\nimport time\ntime.sleep(120)",
+                "training")
+    k.kill()
+
+    k2 = start()
+    reply = k2.ok("%resume")
+    assert "Step 'train' was interrupted: the kernel died while it ran." in reply.stdout
+    assert "Left to run: train" in reply.stdout and "Nothing left to run" not in reply.stdout
+    reply = k2.ok("%resume --run")
+    assert k2.value("model") == {"p": 2}
+    assert start.count("train") == 2
+
+
+def test_resume_run_reruns_a_step_whose_latest_attempt_failed(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fail = "%%step train\nmark('train')\nmodel = {'p': p}\nassert p != 2"
+    nb = _notebook(tmp_path, ["p = 3", fail])
+    monkeypatch.setenv("RESUMABLE_NB_NOTEBOOK", str(nb))
+    shell.fresh()
+    shell.run("p = 1")
+    shell.run(fail)
+    shell.run("p = 2")
+    shell.run(fail, ok=False)
+    shell.fresh()
+    capsys.readouterr()
+    shell.run("%resume")
+    out = capsys.readouterr().out
+    assert "Step 'train' was failed" in out and "Left to run: train" in out
+    shell.run("%resume --run")
+    assert shell.ns["model"] == {"p": 3} and shell.count("train") == 3
