@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV", "env_flag", "env_path"]
+__all__ = ["ENV", "env_flag", "env_off", "env_path"]
 
 ENV = {
     "DIR": "RESUMABLE_NB_DIR",  # the cache folder
@@ -17,6 +17,7 @@ ENV = {
     "NOTEBOOK": "RESUMABLE_NB_NOTEBOOK",  # the notebook a headless kernel runs (set by the CLI)
     "HEADLESS": "RESUMABLE_NB_HEADLESS",  # show the text table, never the widget
     "FAULT": "RESUMABLE_NB_FAULT",  # test-only fault injection (see _faults)
+    "ENABLED": "RESUMABLE_NB_ENABLED",  # 0/false/no: every %%step runs as a plain cell
 }
 
 
@@ -29,3 +30,8 @@ def env_path(name: str) -> Path | None:
 def env_flag(name: str) -> bool:
     """``RESUMABLE_NB_<name>`` is set to something other than empty, ``0``, ``false`` or ``no``."""
     return os.environ.get(ENV[name], "").strip().lower() not in ("", "0", "false", "no")
+
+
+def env_off(name: str) -> bool:
+    """``RESUMABLE_NB_<name>`` is explicitly ``0``, ``false``, ``no`` or ``off`` (unset: not off)."""
+    return os.environ.get(ENV[name], "").strip().lower() in ("0", "false", "no", "off")

@@ -8,9 +8,10 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Unicode, observe
+from traitlets import Bool, Unicode, default, observe
 
 from . import location, stepline
+from .config import env_off
 from .errors import StepUsageError, notice
 from .session import Session
 
@@ -36,6 +37,16 @@ class ResumableNB(Magics):
         "Their MACs are then not checked (the pickle stream's always is): use it only on a cache "
         "folder you trust."
     ).tag(config=True)
+
+    enabled = Bool(
+        True, help="False: every %%step cell runs as a plain cell (nothing read from or written "
+        "to the cache, nothing journaled) until set back to True. Default: True unless "
+        "$RESUMABLE_NB_ENABLED is 0."
+    ).tag(config=True)
+
+    @default("enabled")
+    def _enabled_default(self) -> bool:
+        return not env_off("ENABLED")
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Set before traitlets applies the config: its observers below run during __init__.
@@ -85,10 +96,13 @@ class ResumableNB(Magics):
 
         ``%%step clean --force`` re-runs and overwrites the entry;
         ``%%step plot --ignore fig`` leaves ``fig`` out of the key.
+        ``%config ResumableNB.enabled = False`` turns caching off: steps run as plain cells.
         """
         __tracebackhide__ = True
         try:
             args = stepline.parse_step_line(line)
+            if not self.enabled:
+                return self.runner.run_plain(cell)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
                                    header=f"%%step {line}")
         except StepUsageError as exc:

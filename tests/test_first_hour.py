@@ -65,3 +65,28 @@ def test_resume_run_reruns_a_step_whose_latest_attempt_failed(
     assert "Step 'train' was failed" in out and "Left to run: train" in out
     shell.run("%resume --run")
     assert shell.ns["model"] == {"p": 3} and shell.count("train") == 3
+
+
+# -- 5. an off switch ------------------------------------------------------------------------
+def test_disabled_steps_run_as_plain_cells_and_leave_no_trace(shell: Shell) -> None:
+    shell.run("%config ResumableNB.enabled = False")
+    for _ in range(2):
+        shell.run("%%step a\nmark('a')\nx = 1")
+    assert shell.count("a") == 2 and shell.ns["x"] == 1
+    assert shell.magics.runner.history == [], "nothing journaled, nothing stored"
+    assert not (shell.cache / "journal").exists() or not any((shell.cache / "journal").glob("*.jsonl"))
+    shell.run("%config ResumableNB.enabled = True")
+    shell.run("%%step a\nmark('a')\nx = 1")
+    shell.run("%%step a\nmark('a')\nx = 1")
+    assert shell.count("a") == 3 and shell.last.status == "cached"
+
+
+def test_the_environment_variable_turns_caching_off(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESUMABLE_NB_ENABLED", "0")
+    shell.ip.config.ResumableNB.pop("enabled", None)  # %config in another test outlives it
+    shell.fresh()
+    assert shell.magics.enabled is False
+    shell.run("%%step a\nmark('a')\nx = 1")
+    shell.run("%%step a\nmark('a')\nx = 1")
+    assert shell.count("a") == 2 and shell.magics.runner.history == []
