@@ -48,9 +48,14 @@ class _Pickler(pickle.Pickler):
                          buffer_callback=buffer_callback)
         self.namespace = namespace
         self.defined = defined  # ids of classes this step defines: stored by value
+        self.on_mark: Callable[[str | None], None] | None = None
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
+        if t is _Mark:
+            if self.on_mark is not None:
+                self.on_mark(obj.name)
+            return _unmark, (obj.value,)
         if t is types.FunctionType:
             # Only code that ran in the notebook: a library wrapper made with functools.wraps
             # claims __module__ == "__main__" but its globals are the library's.
@@ -87,10 +92,108 @@ class _Pickler(pickle.Pickler):
 
 
 def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
-         buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> None:
-    """Pickle ``value`` into ``file``; large contiguous buffers go to ``buffer_callback``."""
+         buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
+         sizes: dict[str, int] | None = None) -> None:
+    """Pickle ``value`` into ``file``; large contiguous buffers go to ``buffer_callback``.
+
+    ``sizes``: for a step payload (``{"outputs": {...}, ...}``), filled with each output's
+    share of what is written — its bytes in the pickle stream plus its out-of-band buffers.
+    An object shared by two outputs counts for the first one.
+    """
     defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
-    _Pickler(file, namespace, defined, buffer_callback).dump(value)
+    outputs = value.get("outputs") if isinstance(value, dict) else None
+    if sizes is None or not isinstance(outputs, dict):
+        _Pickler(file, namespace, defined, buffer_callback).dump(value)
+        return
+    meter = _Meter(file, buffer_callback)
+    pickler = _Pickler(meter, namespace, defined, meter.buffer)
+    pickler.on_mark = meter.mark
+    # Each output is wrapped in a _Mark (unpickled as the bare value): the pickler tells us
+    # when it reaches one, so what was written in between is the previous output's. "_end"
+    # closes the last output; it loads as None and nothing reads it.
+    marked = {"outputs": {k: _Mark(k, v) for k, v in outputs.items()}, "_end": _Mark(None, None),
+              **{k: v for k, v in value.items() if k != "outputs"}}
+    pickler.dump(marked)
+    sizes.update(meter.sizes(outputs, namespace))
+
+
+class _Mark:
+    """A top-level output, for measuring its share of a payload."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str | None, value: Any) -> None:
+        self.name = name
+        self.value = value
+
+
+def _unmark(value: Any) -> Any:
+    return value
+
+
+class _Meter:
+    """Counts the bytes written and the out-of-band buffer bytes, per output."""
+
+    _FRAME = 1 << 16  # the C pickler writes in frames of about 64 KiB: positions are that coarse
+
+    def __init__(self, file: Writer, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> None:
+        self.file = file
+        self.callback = buffer_callback
+        self.written = 0
+        self.buffered = 0
+        self.marks: list[tuple[str | None, int, int]] = []
+
+    def write(self, data: Any) -> int:
+        n = self.file.write(data)
+        self.written += memoryview(data).nbytes
+        return n
+
+    def buffer(self, buf: pickle.PickleBuffer) -> Any:
+        self.buffered += memoryview(buf).nbytes
+        return self.callback(buf) if self.callback is not None else None
+
+    def mark(self, name: str | None) -> None:
+        self.marks.append((name, self.written, self.buffered))
+
+    def sizes(self, outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (name, pos, buf), (_, next_pos, next_buf) in zip(self.marks, self.marks[1:], strict=False):
+            if name is None:
+                continue
+            inband = next_pos - pos
+            if inband < 2 * self._FRAME:
+                # Below the frame size the stream position says nothing: measure the output
+                # alone, giving up past a few frames (then it shares most of its data).
+                alone = _pickled_size(outputs[name], namespace, 4 * self._FRAME)
+                inband = alone if alone is not None else inband
+            out[name] = inband + next_buf - buf
+        return out
+
+
+class _Limited:
+    def __init__(self, limit: int) -> None:
+        self.n = 0
+        self.limit = limit
+
+    def write(self, data: Any) -> int:
+        self.n += memoryview(data).nbytes
+        if self.n > self.limit:
+            raise _TooBig
+        return memoryview(data).nbytes
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _pickled_size(value: Any, namespace: Mapping[str, Any], limit: int) -> int | None:
+    """Bytes of ``value`` pickled alone (in the stream only), or None past ``limit``."""
+    counter = _Limited(limit)
+    try:
+        dump(value, counter, namespace, buffer_callback=lambda b: None)
+    except Exception:  # noqa: BLE001 - _TooBig, or anything: the coarse measure stands
+        return None
+    return counter.n
 
 
 def load(data: bytes | bytearray | memoryview, buffers: list[Any],

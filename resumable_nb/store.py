@@ -416,7 +416,8 @@ class Store:
             with os.fdopen(fd, "wb", buffering=0) as f:
                 w = _HashingWriter(f.fileno(), mac)
                 _faults.point("payload-before-write")
-                serialize.dump(payload, w, namespace, buffer_callback=buffers.append)
+                sizes: dict[str, int] = {}
+                serialize.dump(payload, w, namespace, buffer_callback=buffers.append, sizes=sizes)
                 pickle_len = w.pos
                 digest = mac.hexdigest()
                 w.mac = None  # buffers get their own (faster) MACs
@@ -441,7 +442,6 @@ class Store:
         except BaseException:
             _quietly_unlink(cache, "tmp", tmp)
             raise
-        sizes = output_sizes(payload)
         entry = Entry(
             key=key, step=step, file=final, size=size, digest=digest, pickle_len=pickle_len,
             buffers=tuple(spans), outputs=outputs, deleted=deleted, output_sizes=sizes,

@@ -90,3 +90,27 @@ def test_the_environment_variable_turns_caching_off(
     shell.run("%%step a\nmark('a')\nx = 1")
     shell.run("%%step a\nmark('a')\nx = 1")
     assert shell.count("a") == 2 and shell.magics.runner.history == []
+
+
+# -- 2. sizes are what the cache holds ---------------------------------------------------------
+def test_output_sizes_are_the_bytes_each_output_takes_in_the_cache(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%%step big\nimport types\nimport numpy as np\n"
+              "holder = types.SimpleNamespace(arr=np.ones(1_000_000))\n"
+              "rows = [str(i) for i in range(100_000)]\nn = 1")
+    sizes = shell.last.output_sizes
+    assert 8_000_000 <= sizes["holder"] < 8_100_000, sizes  # the array inside, not 56 B
+    assert 500_000 < sizes["rows"] < 1_500_000, sizes
+    assert sizes["n"] < 100, sizes
+    entry = shell.magics.session.store().get(shell.last.key)
+    assert sum(sizes.values()) <= entry.size < sum(sizes.values()) + 100_000
+
+    capsys.readouterr()
+    shell.run("%steps")
+    assert "holder (8.0 MB)" in capsys.readouterr().out
+    shell.fresh()
+    capsys.readouterr()
+    shell.run("%resume")
+    out = capsys.readouterr().out
+    assert "5 variables, 8.8 MB" in out, out  # the entry's file (holder, rows and the rest)
+    assert shell.ns["holder"].arr.sum() == 1_000_000
