@@ -30,7 +30,8 @@ class ResumableNB(Magics):
         "", help="Per-user HMAC key file. Empty: $RESUMABLE_NB_KEY_FILE, else "
         "~/.config/resumable_nb/hmac.key."
     ).tag(config=True)
-    verbose = Bool(True, help="Print a line when a step is restored from the cache.").tag(config=True)
+    verbose = Bool(True, help="Print one line per step: on a hit, the time saved and the data "
+                   "restored; on a miss, why the step runs.").tag(config=True)
     lazy_arrays = Bool(
         False, help="Restore array buffers by mapping the cache file copy-on-write instead of "
         "reading it: a 1 GiB array in milliseconds, pages read on first use, writes stay private. "

@@ -41,7 +41,7 @@ from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
 from .journal import Journal
 from .states import JournalStatus
 from .stepline import check_ignore, check_step_name
-from .store import Entry, Store, output_sizes
+from .store import Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
 
@@ -143,6 +143,8 @@ class StepRunner:
             result.reason = "--force"
         elif uncacheable:
             result.reason = uncacheable
+        if self.verbose:
+            print(_miss_line(result, self.history))
         return self._run_and_store(name, body, header, analysis, inputs, key, store, result)
 
     # -- analysis -----------------------------------------------------------------------
@@ -264,7 +266,7 @@ class StepRunner:
         result.output_sizes = dict(entry.output_sizes)
         self._finish(result)
         if self.verbose:
-            print(_restored_line(result, entry))
+            print(_restored_line(result, payload["outputs"]))
         capture.replay(self.shell, payload["events"])
         shown = payload.get("result")
         return True, (_Replayed(*shown) if shown is not None else None)
@@ -461,8 +463,42 @@ def _forget(store: Store, key: str) -> None:
         pass
 
 
-def _restored_line(result: StepResult, entry: Entry) -> str:
-    names = ", ".join(result.outputs) or "no variables"
-    return (f"[resumable_nb] step '{result.name}' restored from cache: {names} "
-            f"(ran {entry.duration:.2f} s originally)")
+def _restored_line(result: StepResult, outputs: dict[str, Any], most: int = 5) -> str:
+    """One line on a hit: the step, the time saved, and its data outputs (imported modules,
+    functions and classes are left out; past ``most`` names, how many more)."""
+    data = [n for n in result.outputs if not _is_code(outputs.get(n))]
+    shown = ", ".join(data[:most]) or "no data outputs"
+    if len(data) > most:
+        shown += f" and {len(data) - most} more"
+    return (f"[resumable_nb] step '{result.name}' restored from cache, {_seconds(result.saved)} "
+            f"saved: {shown}")
+
+
+def _miss_line(result: StepResult, history: list[StepResult]) -> str:
+    """One line before a step computes: why it was not a hit."""
+    why = result.reason or "not in the cache yet"
+    if why == "not in the cache yet":
+        prior = next((r for r in reversed(history) if r.name == result.name
+                      and r.status in ("ran", "cached")), None)
+        if prior is not None and prior.source.strip() != result.source.strip():
+            why = "its code changed"
+        elif prior is not None:
+            changed = sorted(n for n in set(prior.inputs) | set(result.inputs)
+                             if prior.inputs.get(n) != result.inputs.get(n))
+            if changed:
+                more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+                why = f"input {', '.join(changed[:3])}{more} changed"
+    elif why == "--force":
+        why = "re-run on request (--force)"
+    return f"[resumable_nb] step '{result.name}' runs: {why}"
+
+
+def _is_code(value: Any) -> bool:
+    import types
+
+    return isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f} s" if s >= 0.1 else f"{s * 1000:.0f} ms"
 

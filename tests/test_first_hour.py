@@ -114,3 +114,27 @@ def test_output_sizes_are_the_bytes_each_output_takes_in_the_cache(
     out = capsys.readouterr().out
     assert "5 variables, 8.8 MB" in out, out  # the entry's file (holder, rows and the rest)
     assert shell.ns["holder"].arr.sum() == 1_000_000
+
+
+# -- 6. a quieter hit line, and one line on a miss --------------------------------------------
+def test_the_hit_line_names_the_time_saved_and_data_only(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    cell = ("%%step prep\nimport math\nimport os\ndef helper(v):\n    return v\n"
+            "for i in range(3):\n    pass\n" + "".join(f"v{k} = {k}\n" for k in range(8)))
+    shell.run("p = 1")
+    capsys.readouterr()
+    shell.run(cell)
+    assert capsys.readouterr().out == "[resumable_nb] step 'prep' runs: not in the cache yet\n"
+    shell.run(cell)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("[resumable_nb] step 'prep' restored from cache, ")
+    assert " saved: " in line and "and 4 more" in line, line
+    for left_out in ("math", "os", "helper"):
+        assert left_out not in line.split("saved:")[1], line
+
+    train = "%%step train\nmodel = p * 2"
+    shell.run(train)
+    shell.run("p = 2")
+    capsys.readouterr()
+    shell.run(train)
+    assert capsys.readouterr().out == "[resumable_nb] step 'train' runs: input p changed\n"
