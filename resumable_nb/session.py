@@ -147,8 +147,12 @@ class Session:
         cells = self._cells()
         plan = plan_resume(runs, run, store, self.shell.user_ns, cells, self.runner.lazy)
         bind(self.shell.user_ns, plan.restored)
-        journal.start_run(resumed_from=run.run)
-        print(render_resume(plan, journal.run_id or ""))
+        mine = runs.get(journal.run_id or "")
+        if mine is None or mine.steps or mine.resumed_from != run.run:
+            # `%resume` then `%resume --run` continue one run: a second, empty run would
+            # only clutter the journal (and `runs`).
+            journal.start_run(resumed_from=run.run)
+        print(render_resume(plan, journal.run_id or "", run_rest))
         if show_panel and self.widgets_available:
             self.show_panel()
         if run_rest:
@@ -182,6 +186,7 @@ class Session:
 
     def _run_cell(self, cell: Cell, force: bool = False) -> None:
         __tracebackhide__ = True
+        print(_cell_header(cell, force))
         if cell.spec is not None:
             value = self.runner.run(cell.spec.name, cell.body, force=force or cell.spec.force,
                                     ignore=cell.spec.ignore, header=f"%%step {cell.line}")
@@ -320,7 +325,16 @@ def _show_journal_sources(cells: list[Cell]) -> None:
     print("---")
 
 
-def render_resume(plan: ResumePlan, new_run: str) -> str:
+def _cell_header(cell: Cell, force: bool) -> str:
+    """The line above each cell that %resume --run / %replay run, so the output below it is
+    attributable."""
+    where = f" (cell {cell.index + 1})" if cell.index >= 0 else ""
+    if cell.step:
+        return f"[resumable_nb] {'re-running' if force else 'running'} step {cell.step}{where}"
+    return f"[resumable_nb] re-running plain cell {cell.index + 1}"
+
+
+def render_resume(plan: ResumePlan, new_run: str, running: bool = False) -> str:
     run = plan.run
     lines = [f"Resuming run {run.run} ({run.state}); this kernel's run is {new_run}."]
     r = plan.restored
@@ -343,8 +357,9 @@ def render_resume(plan: ResumePlan, new_run: str) -> str:
                      "inputs; it is left to run.")
         lines.append(line)
     if plan.remaining:
-        lines.append(f"Left to run: {_names(plan.remaining)} — `%resume --run` runs them.")
-    else:
+        then = "running them now" if running else "`%resume --run` runs them"
+        lines.append(f"Left to run: {_names(plan.remaining)} — {then}.")
+    elif not running:
         lines.append("Nothing left to run.")
     return "\n".join(lines)
 

@@ -138,3 +138,29 @@ def test_the_hit_line_names_the_time_saved_and_data_only(
     capsys.readouterr()
     shell.run(train)
     assert capsys.readouterr().out == "[resumable_nb] step 'train' runs: input p changed\n"
+
+
+# -- 9. %resume --run in Jupyter -----------------------------------------------------------------
+def test_resume_run_heads_each_cell_and_resume_twice_leaves_one_run(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cells = ["%load_ext resumable_nb", "base = 10", "%%step one\nmark('one')\na = base + 1",
+             "%%step two\nmark('two')\nb = a + 1"]
+    monkeypatch.setenv("RESUMABLE_NB_NOTEBOOK", str(_notebook(tmp_path, cells)))
+    shell.fresh()
+    shell.run(cells[1])
+    shell.run(cells[2])
+    shell.fresh()
+    shell.run("%resume")
+    capsys.readouterr()
+    shell.run("%resume --run")
+    out = capsys.readouterr().out
+    assert "%resume --run" not in out, out
+    assert "Left to run: two — running them now." in out
+    assert "[resumable_nb] re-running plain cell 2" in out
+    assert "[resumable_nb] running step two (cell 4)" in out
+    assert shell.ns["b"] == 12 and shell.count("two") == 1
+    session = shell.magics.session
+    runs = session._runs(session.journal())
+    assert len(runs) == 2, "the first %resume's run is the one --run continued"
+    assert [s.name for s in runs[session.journal().run_id].steps] == ["two"]
