@@ -27,7 +27,7 @@ from .nbfile import CodeCell, code_cells, notebook_json, read_record
 from .states import label
 from .view import StepRow, render_steps, step_rows
 
-__all__ = ["SCHEMA_VERSION", "gc_keep", "main", "status_data"]
+__all__ = ["SCHEMA_VERSION", "gc_keep", "ls_data", "main", "status_data"]
 
 SCHEMA_VERSION = 2
 """The ``schema`` field of every ``--json`` output; incremented on an incompatible change
@@ -102,7 +102,20 @@ def _parser() -> argparse.ArgumentParser:
                            "Entries that only another notebook's runs used are kept.")
     clear.add_argument("notebook", metavar="NB.ipynb")
     clear.add_argument("--step", metavar="NAME", help="only this step's entries")
+    clear.add_argument("--dry-run", action="store_true",
+                       help="say what would be removed and freed; remove nothing")
     clear.set_defaults(func=_clear)
+
+    ls = sub.add_parser("ls", help="list the cache entries",
+                        description="List the cache entries (of NB's steps, or all): step, "
+                        "notebook, size on disk, when stored, when last used, and whether the "
+                        "latest run of a notebook needs it (gc keeps those).")
+    ls.add_argument("notebook", metavar="NB.ipynb", nargs="?", default=None)
+    ls.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                    help="the cache folder (default: $RESUMABLE_NB_DIR, else .resumable_nb/ next "
+                    "to NB, else in the working directory)")
+    ls.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
+    ls.set_defaults(func=_ls)
 
     gc = sub.add_parser("gc", help="delete cache entries no notebook needs",
                         description="Delete every cache entry that no notebook's latest run "
@@ -110,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
                     help="the cache folder (default: $RESUMABLE_NB_DIR, else ./.resumable_nb in "
                     "the working directory: gc names no notebook)")
+    gc.add_argument("--dry-run", action="store_true",
+                    help="say what would be removed and freed; remove nothing")
     gc.set_defaults(func=_gc)
     return parser
 
@@ -119,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: run, status, runs, events, clear or gc")
+        parser.error("choose a command: run, status, runs, events, ls, clear or gc")
     try:
         return int(args.func(args))
     except ResumableError as exc:  # RunError, and StoreError: an unusable cache folder or key
@@ -199,6 +214,7 @@ def _status_data(notebook: Path, cells: list[CodeCell], root: Path,
         rows = step_rows(all_runs, latest, cells)
         detail = {**_run_summary(latest, ended_at, records), "steps": [r.to_json() for r in rows]}
     data = {"schema": SCHEMA_VERSION, "notebook": str(notebook), "cache_dir": str(root),
+            "cache_size": _disk_usage(root),
             "journal": str(journal), "warning": warning, "run": detail,
             "runs": [_run_summary(r, ended_at, records) for r in all_runs.values()]}
     return data, rows
@@ -223,6 +239,7 @@ def _status(args: argparse.Namespace) -> int:
     earlier = len(data["runs"]) - 1
     if earlier:
         print(f"({earlier} earlier run{'s' * (earlier != 1)}: `{PROG} runs {args.notebook}`)")
+    print(f"cache: {human_size(data['cache_size'])} in {root} (`{PROG} ls` lists it)")
     return 0
 
 
@@ -328,19 +345,28 @@ def _clear(args: argparse.Namespace) -> int:
             others |= _journal_keys(path)
     store = _store(root)
     try:
-        targets = [e for e in store.entries()
-                   if e.step in names and (e.key in own or e.key not in others)]
+        entries = list(store.entries())
+        targets = [e for e in entries if e.step in names and (e.key in own or e.key not in others)]
         files = {e.file: e.size for e in targets}
-        for entry in targets:
-            store.delete(entry.key)
-        freed = sum(size for name, size in files.items() if not (root / "objects" / name).exists())
+        if args.dry_run:
+            gone = {e.key for e in targets}
+            still = {e.file for e in entries if e.key not in gone}
+            freed = sum(size for name, size in files.items() if name not in still)
+        else:
+            for entry in targets:
+                store.delete(entry.key)
+            freed = sum(size for name, size in files.items()
+                        if not (root / "objects" / name).exists())
     finally:
         store.close()
     steps = sorted({e.step for e in targets})
     which = f"step '{args.step}'" if args.step else f"{notebook.name}'s steps"
     detail = f" ({', '.join(steps)})" if steps and not args.step else ""
-    print(f"removed {len(targets)} cache entr{'y' if len(targets) == 1 else 'ies'} of {which}"
-          f"{detail}, {human_size(freed)} freed")
+    entries_text = f"{len(targets)} cache entr{'y' if len(targets) == 1 else 'ies'} of {which}{detail}"
+    if args.dry_run:
+        print(f"would remove {entries_text}, would free {human_size(freed)} (dry run: nothing removed)")
+    else:
+        print(f"removed {entries_text}, {human_size(freed)} freed")
     return 0
 
 
@@ -382,14 +408,117 @@ def _gc(args: argparse.Namespace) -> int:
         return 0
     store = _store(root)
     try:
-        removed, freed = store.gc(keep)
-        left = sum(1 for _ in store.keys())
+        if args.dry_run:
+            removed, freed = _gc_preview(store, keep)
+            left = sum(1 for k in store.keys() if k in keep)
+        else:
+            removed, freed = store.gc(keep)
+            left = sum(1 for _ in store.keys())
     finally:
         store.close()
     notebooks = sum(1 for _ in iter_journals(root))
-    print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}, {human_size(freed)} freed; "
-          f"kept {left} that the latest runs of {notebooks} notebook{'s' * (notebooks != 1)} need")
+    entries = f"{removed} cache entr{'y' if removed == 1 else 'ies'}"
+    kept = f"{left} that the latest runs of {notebooks} notebook{'s' * (notebooks != 1)} need"
+    if args.dry_run:
+        print(f"would remove {entries}, would free {human_size(freed)}; would keep {kept} "
+              "(dry run: nothing removed)")
+    else:
+        print(f"removed {entries}, {human_size(freed)} freed; kept {kept}")
     return 0
+
+
+def _gc_preview(store: Any, keep: set[str]) -> tuple[int, int]:
+    """What ``Store.gc(keep)`` would remove and free, without removing anything."""
+    import stat as stat_
+
+    removed = sum(1 for k in store.keys() if k not in keep)
+    used = {e.file for e in store.entries() if e.key in keep}
+    freed = 0
+    for name in store.dir.names("objects"):
+        if name in used:
+            continue
+        st = store.dir.lstat("objects", name)
+        if st is not None and stat_.S_ISREG(st.st_mode):
+            freed += st.st_size
+    return removed, freed
+
+
+# -- ls ---------------------------------------------------------------------------------------
+def _ls(args: argparse.Namespace) -> int:
+    notebook = Path(args.notebook).expanduser().absolute() if args.notebook else None
+    if notebook is not None:
+        root = cache_root_for(notebook, args.cache_dir)
+    else:
+        root = location.cache_root(str(args.cache_dir or ""), {})
+    rows = ls_data(root, notebook) if (root / "index").is_dir() else []
+    total = sum(r["size"] for r in rows)
+    if args.json:
+        _print_json({"schema": SCHEMA_VERSION, "cache_dir": str(root),
+                     "notebook": str(notebook) if notebook else None, "size": total,
+                     "entries": rows})
+        return 0
+    if not rows:
+        print(f"no cache entries{f' of {notebook.name}' if notebook else ''} in {root}")
+        return 0
+    table = [["step", "notebook", "size", "stored (UTC)", "last used (UTC)", "latest run needs it"]]
+    for r in rows:
+        table.append([r["step"], ", ".join(Path(n).name for n in r["notebooks"]) or "-",
+                      human_size(r["size"]), _short_time(r["created"]),
+                      _short_time(r["last_used"]), "yes" if r["needed"] else "no"])
+    _print_table([[printable(c) for c in row] for row in table])
+    spare = sum(r["size"] for r in rows if not r["needed"])
+    print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}, {human_size(total)} in {root}; "
+          f"{human_size(spare)} no latest run needs (`{PROG} gc --dry-run` says what gc frees)")
+    return 0
+
+
+def ls_data(root: Path, notebook: Path | None = None) -> list[dict[str, Any]]:
+    """What ``ls --json`` lists under ``entries``: every cache entry (of ``notebook``'s journal,
+    when given), newest first."""
+    keep, _ = gc_keep(root)
+    notebooks: dict[str, set[str]] = {}
+    last_used: dict[str, float] = {}
+    own: set[str] | None = None
+    for path in iter_journals(root):
+        events, _ = read_events(path)
+        names = {str(e.get("run")): str(e.get("notebook") or "") for e in events
+                 if e.get("kind") == "run_started"}
+        keys = set()
+        for e in events:
+            key = e.get("key")
+            if e.get("kind") == "step_finished" and isinstance(key, str):
+                keys.add(key)
+                last_used[key] = max(last_used.get(key, 0.0), float(e.get("time", 0)))
+                if names.get(str(e.get("run"))):
+                    notebooks.setdefault(key, set()).add(names[str(e.get("run"))])
+        if notebook is not None and path == journal_path(root, str(notebook)):
+            own = keys
+    store = _store(root)
+    try:
+        entries = [e for e in store.entries() if notebook is None or e.key in (own or set())]
+    finally:
+        store.close()
+    entries.sort(key=lambda e: e.created, reverse=True)
+    return [{"key": e.key, "step": e.step, "notebooks": sorted(notebooks.get(e.key, ())),
+             "size": e.size, "created": _iso(e.created), "last_used": _iso(last_used.get(e.key)),
+             "needed": e.key in keep} for e in entries]
+
+
+def _short_time(iso: str | None) -> str:
+    return (iso or "-")[:19].replace("T", " ")
+
+
+def _disk_usage(root: Path) -> int:
+    """Bytes of the files under the cache folder (links not followed); 0 when there is none."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            total += st.st_size if not os.path.islink(os.path.join(folder, name)) else 0
+    return total
 
 
 # -- helpers ----------------------------------------------------------------------------------

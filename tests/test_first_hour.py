@@ -3,6 +3,10 @@ a real InteractiveShell, a real kernel or the CLI."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -164,3 +168,43 @@ def test_resume_run_heads_each_cell_and_resume_twice_leaves_one_run(
     runs = session._runs(session.journal())
     assert len(runs) == 2, "the first %resume's run is the one --run continued"
     assert [s.name for s in runs[session.journal().run_id].steps] == ["two"]
+
+
+# -- 4. see the cache ------------------------------------------------------------------------------
+def _cli(*args: object, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RESUMABLE_NB_DIR": str(cache)}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return subprocess.run([sys.executable, "-m", "resumable_nb", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_ls_lists_entries_and_dry_runs_free_nothing(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _notebook(tmp_path, ["%%step a\nx = bytes(2_000_000)"])
+    monkeypatch.setenv("RESUMABLE_NB_NOTEBOOK", str(nb))
+    shell.fresh()
+    shell.run("%%step a\nx = bytes(1_000_000)")
+    shell.fresh()  # a new kernel: a new run, which no longer needs the first entry
+    shell.run("%%step a\nx = bytes(2_000_000)")
+    shell.magics.session.close()
+
+    listed = _cli("ls", nb, "--json", cache=shell.cache)
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)["entries"]
+    assert [(e["step"], e["needed"]) for e in entries] == [("a", True), ("a", False)]
+    assert entries[0]["size"] > 2_000_000 and 1_000_000 < entries[1]["size"] < 1_100_000
+    assert entries[0]["notebooks"] == [str(nb)] and entries[0]["last_used"]
+    text = _cli("ls", "--cache-dir", shell.cache, cache=tmp_path / "elsewhere").stdout
+    assert "pipeline.ipynb" in text and "2 entries, 3.0 MB" in text, text
+
+    gc = _cli("gc", "--dry-run", cache=shell.cache)
+    assert gc.stdout.startswith("would remove 1 cache entry, would free 1.0 MB"), gc.stdout
+    clear = _cli("clear", nb, "--dry-run", cache=shell.cache)
+    assert clear.stdout.startswith("would remove 2 cache entries of pipeline.ipynb's steps (a), "
+                                   "would free 3.0 MB"), clear.stdout
+    assert len(json.loads(_cli("ls", nb, "--json", cache=shell.cache).stdout)["entries"]) == 2
+
+    status = _cli("status", nb, cache=shell.cache)
+    assert f"cache: 3.0 MB in {shell.cache}" in status.stdout, status.stdout
+    data = json.loads(_cli("status", nb, "--json", cache=shell.cache).stdout)
+    assert data["cache_size"] > 3_000_000
