@@ -81,17 +81,29 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="the latest run and its steps",
                             description="The latest run of NB: its state and its steps (state, "
                             "attempts, duration, time saved), and the runs before it.")
-    status.add_argument("notebook", metavar="NB.ipynb")
+    status.add_argument("notebook", metavar="NB.ipynb", nargs="?", default=None,
+                        help="the notebook (it may since have been renamed or deleted)")
+    status.add_argument("--journal", metavar="FILE", type=Path, default=None,
+                        help="read this journal file (<cache>/journal/*.jsonl) instead: a "
+                        "notebook renamed since, or terminal IPython's ipython-*.jsonl")
     status.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
     status.set_defaults(func=_status)
 
     runs_p = sub.add_parser("runs", parents=[common], help="list the runs of a notebook")
-    runs_p.add_argument("notebook", metavar="NB.ipynb")
+    runs_p.add_argument("notebook", metavar="NB.ipynb", nargs="?", default=None,
+                        help="the notebook (it may since have been renamed or deleted)")
+    runs_p.add_argument("--journal", metavar="FILE", type=Path, default=None,
+                        help="read this journal file (<cache>/journal/*.jsonl) instead: a "
+                        "notebook renamed since, or terminal IPython's ipython-*.jsonl")
     runs_p.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
     runs_p.set_defaults(func=_runs)
 
     events = sub.add_parser("events", parents=[common], help="print the run journal's events")
-    events.add_argument("notebook", metavar="NB.ipynb")
+    events.add_argument("notebook", metavar="NB.ipynb", nargs="?", default=None,
+                        help="the notebook (it may since have been renamed or deleted)")
+    events.add_argument("--journal", metavar="FILE", type=Path, default=None,
+                        help="read this journal file (<cache>/journal/*.jsonl) instead: a "
+                        "notebook renamed since, or terminal IPython's ipython-*.jsonl")
     events.add_argument("--run", metavar="ID", help="only this run's events (a unique prefix is enough)")
     events.add_argument("--limit", type=_positive, metavar="N", help="only the last N events")
     events.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
@@ -162,11 +174,37 @@ def _run(args: argparse.Namespace) -> int:
 
 # -- status / runs / events -------------------------------------------------------------------
 def _open(args: argparse.Namespace) -> tuple[Path, list[CodeCell], Path, Path]:
-    """The notebook (checked), its code cells, its cache folder and its journal."""
+    """The notebook, its code cells, its cache folder and its journal. A notebook that is gone
+    (renamed, deleted) is fine while its journal is there: its cells are then unknown."""
+    journal_arg: Path | None = getattr(args, "journal", None)
+    if journal_arg is not None:
+        journal = journal_arg.expanduser().absolute()
+        if not journal.is_file():
+            raise RunError(f"--journal {journal_arg}: no such file")
+        root = journal.parent.parent
+        notebook = _journal_notebook(journal) or journal
+        cells = code_cells(notebook_json(notebook)) if notebook.suffix == ".ipynb" \
+            and notebook.is_file() else []
+        return notebook, cells, root, journal
+    if args.notebook is None:
+        raise RunError(f"name a notebook or a --journal FILE (`{PROG} ls` lists the cache)")
     notebook = Path(args.notebook).expanduser().absolute()
-    cells = code_cells(notebook_json(notebook))
     root = cache_root_for(notebook, args.cache_dir)
-    return notebook, cells, root, journal_path(root, str(notebook))
+    journal = journal_path(root, str(notebook))
+    if not notebook.exists() and journal.is_file():
+        print(f"note: {notebook.name} is gone; showing its journal {journal}", file=sys.stderr)
+        return notebook, [], root, journal
+    if not notebook.exists():
+        raise RunError(f"{notebook}: no such file, and no journal of it in {root} (renamed? "
+                       f"pass --journal FILE: `ls {root / 'journal'}`)")
+    return notebook, code_cells(notebook_json(notebook)), root, journal
+
+
+def _journal_notebook(journal: Path) -> Path | None:
+    """The notebook the latest run in ``journal`` recorded, if any (None: terminal IPython)."""
+    events, _ = read_events(journal)
+    named = [e.get("notebook") for e in events if e.get("kind") == "run_started"]
+    return Path(named[-1]) if named and isinstance(named[-1], str) and named[-1] else None
 
 
 def _iso(t: float | None) -> str | None:
@@ -238,7 +276,8 @@ def _status(args: argparse.Namespace) -> int:
     print(render_steps(printable(title), rows))
     earlier = len(data["runs"]) - 1
     if earlier:
-        print(f"({earlier} earlier run{'s' * (earlier != 1)}: `{PROG} runs {args.notebook}`)")
+        which = args.notebook or f"--journal {args.journal}"
+        print(f"({earlier} earlier run{'s' * (earlier != 1)}: `{PROG} runs {which}`)")
     print(f"cache: {human_size(data['cache_size'])} in {root} (`{PROG} ls` lists it)")
     return 0
 
@@ -302,6 +341,8 @@ def _event_line(e: Mapping[str, Any]) -> str:
         extra = f"{e.get('step')}  {e.get('status')}  {float(e.get('duration', 0)):.2f} s"
         if e.get("error"):
             extra += f"  {e['error']}"
+        elif e.get("reason"):  # why it ran: not in the cache yet, --force, an input it cannot hash
+            extra += f"  ({e['reason']})"
     elif kind == "run_ended":
         extra = str(e.get("status"))
     else:

@@ -208,3 +208,36 @@ def test_ls_lists_entries_and_dry_runs_free_nothing(
     assert f"cache: 3.0 MB in {shell.cache}" in status.stdout, status.stdout
     data = json.loads(_cli("status", nb, "--json", cache=shell.cache).stdout)
     assert data["cache_size"] > 3_000_000
+
+
+# -- 11. a renamed or deleted notebook, terminal IPython -------------------------------------------
+def test_status_runs_events_read_the_journal_of_a_deleted_notebook(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _notebook(tmp_path, ["%%step a\nx = 1"])
+    monkeypatch.setenv("RESUMABLE_NB_NOTEBOOK", str(nb))
+    shell.fresh()
+    shell.run("%%step a\nx = 1")
+    shell.magics.session.close()
+    nb.unlink()
+    status = _cli("status", nb, cache=shell.cache)
+    assert status.returncode == 0, status.stderr
+    assert "is gone" in status.stderr and "a     ran" in status.stdout
+    assert _cli("runs", nb, cache=shell.cache).returncode == 0
+    events = _cli("events", nb, cache=shell.cache)
+    assert "a  ran" in events.stdout and "(not in the cache yet)" in events.stdout, events.stdout
+    missing = _cli("status", tmp_path / "never.ipynb", cache=shell.cache)
+    assert missing.returncode == 2 and "--journal FILE" in missing.stderr
+
+
+def test_status_of_a_terminal_ipython_journal(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESUMABLE_NB_NOTEBOOK", raising=False)
+    shell.fresh()
+    shell.run("%%step a\nx = 1")
+    shell.magics.session.close()
+    (journal,) = (shell.cache / "journal").glob("ipython-*.jsonl")
+    status = _cli("status", "--journal", journal, cache=shell.cache)
+    assert status.returncode == 0, status.stderr
+    assert "a     ran" in status.stdout
+    data = json.loads(_cli("runs", "--journal", journal, "--json", cache=shell.cache).stdout)
+    assert len(data["runs"]) == 1
+    assert "step_finished" in _cli("events", "--journal", journal, cache=shell.cache).stdout
