@@ -528,7 +528,8 @@ def test_a_failed_step_exits_1_and_after_the_fix_the_run_resumes(tmp_path: Path,
     assert first.returncode == 1
     assert "failed at step 'two' (ZeroDivisionError: division by zero)" in first.stderr
     written = nbformat.read(tmp_path / "fails.out.ipynb", as_version=4)
-    assert [o.get("ename") for o in step_cell(written, "two").outputs if o.output_type == "error"] == ["ZeroDivisionError"]
+    errors = [o for o in step_cell(written, "two").outputs if o.output_type == "error"]
+    assert [o.get("ename") for o in errors] == ["ZeroDivisionError"]
 
     cells[2] = "%%step two\nmark('two')\nb = a / 2"
     write_notebook(nb, cells)
