@@ -54,6 +54,12 @@ class StepRow:
         """The words shown for its state."""
         return label(self.state)
 
+    def seconds_text(self, unit: str = "") -> str:
+        """``"1.50"``; ``"-"`` for an execution that never finished; ``""`` when not run."""
+        if self.duration is None:
+            return "-" if self.attempts else ""
+        return f"{self.duration:.2f}{unit}"
+
     def outputs_text(self) -> str:
         """``"df (1.2 MB), n (28 B)"``."""
         return ", ".join(f"{n} ({human_size(b)})" for n, b in self.outputs)
@@ -102,8 +108,12 @@ def _row(name: str, views: list[StepView], run_id: str, source: str | None) -> S
         state, reason = "stale", _STALE
     else:
         reason = _reason(views) if state in ("ran", "failed", "interrupted") else ""
+    # An execution that never finished has no duration (the journal records none): None, shown
+    # as "-", rather than a 0.00 s that reads as "it was instant".
+    unfinished = last.status in ("interrupted", "running")
     return StepRow(name, state, attempts=sum(1 for v in views if v.run == run_id),
-                   duration=last.duration, saved=saved, outputs=tuple(sorted(last.outputs.items())),
+                   duration=None if unfinished else last.duration, saved=saved,
+                   outputs=tuple(sorted(last.outputs.items())),
                    reason=reason, error=last.error, stale=stale, run=last.run)
 
 
@@ -141,6 +151,6 @@ def render_steps(title: str, rows: Iterable[StepRow]) -> str:
     table = [list(TABLE_HEAD)]
     for r in rows:
         table.append([r.name, r.label, str(r.attempts),
-                      "" if r.duration is None else f"{r.duration:.2f}",
+                      r.seconds_text(),
                       f"{r.saved:.2f}" if r.saved else "", r.outputs_text() or "-", r.reason])
     return "\n".join([title, *columns(table)])

@@ -204,7 +204,7 @@ def _table_html(table_rows: list[StepRow]) -> str:
             f"{html.escape(r.label)}</span></td>"
             f"<td class='rnb-name'><code>{html.escape(r.name)}</code></td>"
             f"<td class='rnb-attempts'>{r.attempts}</td>"
-            f"<td class='rnb-seconds'>{'' if r.duration is None else f'{r.duration:.2f} s'}</td>"
+            f"<td class='rnb-seconds'>{r.seconds_text(' s')}</td>"
             f"<td class='rnb-saved'>{'' if not r.saved else f'{r.saved:.2f} s'}</td>"
             f"<td class='rnb-outputs'>{html.escape(r.outputs_text())}</td>"
             f"<td class='rnb-reason'>{html.escape(r.reason)}</td></tr>")

@@ -241,3 +241,47 @@ def test_status_of_a_terminal_ipython_journal(shell: Shell, monkeypatch: pytest.
     data = json.loads(_cli("runs", "--journal", journal, "--json", cache=shell.cache).stdout)
     assert len(data["runs"]) == 1
     assert "step_finished" in _cli("events", "--journal", journal, cache=shell.cache).stdout
+
+
+# -- 12. docs and help say what the code does ---------------------------------------------------
+def test_an_interrupted_step_has_no_duration_not_zero(tmp_path: Path, _key_file: Path) -> None:
+    from resumable_nb.journal import Journal, read_events, runs
+    from resumable_nb.session import render_table
+
+    j = Journal(tmp_path / "cache", str(tmp_path / "nb.ipynb"))
+    j.acquire()
+    j.start_run()
+    j.step_finished("load", "ran", key="k", duration=1.5, started=("k", "x = 1"))
+    j.step_started("train", None, "import time\ntime.sleep(99)")
+    j.release()  # as if the kernel died: no step_finished, no run_ended
+    all_runs = runs(read_events(j.path)[0])
+    (run,) = all_runs.values()
+    rows = render_table(all_runs, run, None).splitlines()
+    assert rows[2].split()[:4] == ["load", "ran", "1", "1.50"]
+    assert rows[3].split()[:4] == ["train", "interrupted", "1", "-"], rows[3]
+
+
+def test_every_option_and_setting_is_documented_with_an_example() -> None:
+    import argparse
+
+    from resumable_nb.cli import _parser
+    from resumable_nb.magics import ResumableNB
+
+    root = Path(__file__).resolve().parent.parent
+    cli_doc = (root / "docs" / "cli.md").read_text()
+    parser = _parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        assert f"`{name}" in cli_doc, f"resumable-nb {name} is not in docs/cli.md"
+        for action in command._actions:
+            flags = [f for f in action.option_strings if f not in ("-h", "--help")]
+            if flags:
+                assert any(f"{f} " in cli_doc or f"{f}`" in cli_doc for f in flags), \
+                    f"resumable-nb {name} {flags[0]} is not in docs/cli.md"
+    guide = (root / "docs" / "getting-started.md").read_text()
+    for trait in ResumableNB.class_traits(config=True):
+        assert f"| `{trait}` |" in guide, f"%config ResumableNB.{trait} is not in the settings table"
+    for magic in ("step", "resume", "replay", "steps"):
+        doc = getattr(ResumableNB, magic).__doc__ or ""
+        assert "Example" in doc, f"%{magic}'s help has no example"
+    assert "%step_cache" not in (root / "resumable_nb" / "resume.py").read_text()
