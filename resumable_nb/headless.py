@@ -50,6 +50,7 @@ from .nbfile import (
     inject_parameters,
     normal_source,
     notebook_json,
+    parameter_warnings,
     parse_parameter,
     read_notebook,
     read_record,
@@ -265,6 +266,8 @@ class HeadlessRun:
                            f"on {latest.host}, run {latest.run}): stop that kernel first")
         self._nb = read_notebook(self.notebook)
         if self.parameters:
+            for line in parameter_warnings(self.nb, list(self.parameters)):
+                self.progress.say(f"resumable-nb: warning: {line}")
             inject_parameters(self.nb, self.parameters)
         self.code = code_cells(self.nb)
         self.records = read_record(self.journal)

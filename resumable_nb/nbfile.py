@@ -31,6 +31,7 @@ __all__ = [
     "inject_parameters",
     "normal_source",
     "notebook_json",
+    "parameter_warnings",
     "parse_parameter",
     "read_notebook",
     "read_record",
@@ -137,6 +138,50 @@ def inject_parameters(nb: NotebookNode, parameters: Mapping[str, Any]) -> None:
     if nb.get("nbformat_minor", 5) < 5:
         cell.pop("id", None)  # cell ids are only valid from nbformat 4.5
     nb.cells.insert(at, cell)
+
+
+def parameter_warnings(nb: Mapping[str, Any], names: list[str]) -> list[str]:
+    """One line per problem with ``-p NAME`` values, before they are injected: a name the
+    notebook never assigns (a typo: the value is set and nothing reads it), and no cell tagged
+    ``parameters`` (the values then go in at the top, where the notebook's own assignment
+    overwrites them)."""
+    cells = [c for c in nb.get("cells", []) if isinstance(c, Mapping) and c.get("cell_type") == "code"
+             and "injected-parameters" not in cell_tags(c)]
+    assigned: set[str] = set()
+    for cell in cells:
+        raw = cell.get("source", "")
+        source = raw if isinstance(raw, str) else "".join(raw)
+        assigned |= _assigned(source)
+    lines = [f"-p {name}: the notebook never assigns {name!r} (a typo?); it is set, but "
+             "nothing may read it" for name in names if name not in assigned]
+    if names and not any("parameters" in cell_tags(c) for c in cells):
+        clash = [n for n in names if n in assigned]
+        what = (f"its own assignment of {', '.join(clash)} overwrites the -p value"
+                if clash else "a later assignment would overwrite them")
+        lines.append("no cell is tagged 'parameters': the -p values go in at the top, and "
+                     f"{what}; tag the cell that sets the defaults 'parameters'")
+    return lines
+
+
+def _assigned(source: str) -> set[str]:
+    """Names a cell binds at top level or anywhere in it (magic and shell lines left out)."""
+    lines = source.splitlines()
+    if lines and lines[0].startswith("%%"):
+        lines = lines[1:] if lines[0].startswith("%%step") else []
+    code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
 
 
 def cell_tags(cell: Mapping[str, Any]) -> list[str]:

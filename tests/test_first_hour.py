@@ -285,3 +285,30 @@ def test_every_option_and_setting_is_documented_with_an_example() -> None:
         doc = getattr(ResumableNB, magic).__doc__ or ""
         assert "Example" in doc, f"%{magic}'s help has no example"
     assert "%step_cache" not in (root / "resumable_nb" / "resume.py").read_text()
+
+
+# -- 7. headless parameters that cannot work --------------------------------------------------------
+def _prepare(nb: Path, cache: Path, *params: tuple[str, str]) -> str:
+    import io
+
+    from resumable_nb.headless import HeadlessRun, RunOptions
+
+    err = io.StringIO()
+    HeadlessRun(RunOptions(notebook=nb, parameters=params, cache_dir=cache), err=err).prepare()
+    return err.getvalue()
+
+
+def test_run_warns_of_a_parameter_never_assigned_and_of_no_parameters_cell(
+        tmp_path: Path, _key_file: Path) -> None:
+    untagged = _notebook(tmp_path, ["alpha = 0.1", "%%step fit\nmodel = alpha * 2"], "untagged.ipynb")
+    err = _prepare(untagged, tmp_path / "cache", ("alpha", "0.5"), ("alhpa", "1"))
+    lines = err.splitlines()
+    assert len(lines) == 2, lines
+    assert "-p alhpa: the notebook never assigns 'alhpa'" in lines[0]
+    assert "no cell is tagged 'parameters'" in lines[1]
+    assert "its own assignment of alpha overwrites the -p value" in lines[1]
+
+    tagged = nbformat.read(str(untagged), as_version=4)
+    tagged.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(tagged, str(tmp_path / "tagged.ipynb"))
+    assert _prepare(tmp_path / "tagged.ipynb", tmp_path / "cache", ("alpha", "0.5")) == ""
