@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop a cell that runs longer than S seconds: the run stops there "
                      "(exit 1, the step recorded as interrupted); give a larger --timeout to let "
                      "it finish")
+    run.add_argument("--log-output", action="store_true",
+                     help="also write the cells' output to stderr as it comes (as papermill's "
+                     "--log-output)")
     run.add_argument("-k", "--kernel", metavar="NAME",
                      help="the kernel to use (default: the notebook's, else python3)")
     run.set_defaults(func=_run)
@@ -166,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         notebook=Path(args.notebook), output=args.output,
         parameters=tuple((name, value) for name, value in args.parameter), fresh=args.fresh,
         start=args.start, timeout=args.timeout, kernel=args.kernel, cache_dir=args.cache_dir,
+        log_output=args.log_output,
     )
     job = HeadlessRun(options)
     job.prepare()

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import location
+from ._text import printable
 from .errors import RunError, StoreError
 from .journal import RunView, StepView, chain, journal_path, read_events, runs
 from .kernelside import kernel_code, read_report
@@ -187,6 +188,7 @@ class RunOptions:
     timeout: float | None = None  # per cell, seconds
     kernel: str | None = None
     cache_dir: Path | None = None
+    log_output: bool = False  # --log-output: cells' output on stderr as it comes
 
 
 @dataclass(slots=True)
@@ -315,8 +317,9 @@ class HeadlessRun:
                 cell.outputs = []
                 cell.execution_count = None
         timeout = math.ceil(self.options.timeout) if self.options.timeout else None
-        client = NotebookClient(nb, kernel_name=self.kernel_name, timeout=timeout, startup_timeout=120,
-                                resources={"metadata": {"path": str(self.notebook.parent)}})
+        client_class = _logging_client(self.progress) if self.options.log_output else NotebookClient
+        client = client_class(nb, kernel_name=self.kernel_name, timeout=timeout, startup_timeout=120,
+                              resources={"metadata": {"path": str(self.notebook.parent)}})
         env = {**os.environ, "RESUMABLE_NB_NOTEBOOK": str(self.notebook), "RESUMABLE_NB_HEADLESS": "1"}
         if self.options.cache_dir is not None:
             env["RESUMABLE_NB_DIR"] = str(self.root)
@@ -389,6 +392,8 @@ class HeadlessRun:
             error = f"{exc.ename}: {exc.evalue}".splitlines()[0][:200] if exc.ename else str(exc)
             self.outcome = _Outcome("failed", _where(current), error)
             self._step_end(current, error=error)
+            for line in _traceback_tail(current, self.nb):
+                self.progress.say(line)
 
     def _setup(self, client: NotebookClient) -> dict[str, Any]:
         """Load the extension in the kernel, take the notebook's hold, resume when chosen."""
@@ -436,8 +441,9 @@ class HeadlessRun:
             return
         if not nbcell.source.strip() or "skip-execution" in cell_tags(nbcell):
             return
-        if cell.step:
-            self.progress.start(cell.step)
+        label = cell.step or f"cell {cell.index + 1}"
+        began = time.monotonic()
+        self.progress.start(label, after=0.0 if cell.step else _SLOW_CELL)
         original = nbcell.source
         if cell.spec is not None and cell.step == self.options.start and not cell.spec.force:
             # --from STEP: the line rebuilt by the parser, so its other options stay as they are
@@ -452,10 +458,13 @@ class HeadlessRun:
             self._hidden(client, kernel_code("kernel_rebind"))
         if cell.step:
             self._step_end(cell)
+        else:
+            self.progress.done_if_shown(label, "ran", time.monotonic() - began)
 
     def _step_end(self, cell: CodeCell | None, error: str = "", killed: str = "") -> None:
         """Print a step's final line, from its journal record."""
         if cell is None or not cell.step:
+            self.progress.stop()
             if cell is not None and (error or killed):
                 label = f"cell {cell.index + 1}"
                 self.progress.say(self.progress.line(label, killed or "failed", None, error))
@@ -496,10 +505,12 @@ class HeadlessRun:
         notebook, timeout = client.nb, client.timeout
         client.nb = nbformat.v4.new_notebook(cells=[cell])
         client.timeout = None  # --timeout is for the notebook's cells; a big restore takes its time
+        client.muted = True  # type: ignore[attr-defined]  # not the notebook's output: not logged
         try:
             client.execute_cell(cell, 0, store_history=False)
         finally:
             client.nb, client.timeout = notebook, timeout
+            client.muted = False  # type: ignore[attr-defined]
         streams = {"stdout": "", "stderr": ""}
         for out in cell.outputs:
             if out.get("output_type") == "stream":
@@ -589,10 +600,57 @@ class HeadlessRun:
         }[o.status]
         tail = {"failed": ". Fix it and run the same command again to resume.",
                 "died": ". Run the same command again to resume.",
-                "timeout": ". Run the same command again to resume.",
+                "timeout": f". Use a larger --timeout (above {self.options.timeout or 0:g} s) to let "
+                           "it finish; the steps that completed are restored, not re-run.",
                 "interrupted": ". Run the same command again to resume."}.get(o.status, "")
         run_id = f"; run {self.run_id}" if self.run_id else ""
         self.progress.say(f"resumable-nb: {head}: steps: {', '.join(parts)}{run_id}; wrote {wrote}{tail}")
+
+
+_SLOW_CELL = 2.0  # seconds before a plain cell gets a progress line
+
+
+def _logging_client(progress: Progress) -> type[NotebookClient]:
+    """nbclient's client, also writing every output to stderr as it arrives (papermill's
+    ``--log-output``): text streams as they are, other outputs as their text/plain."""
+    from nbclient import NotebookClient
+
+    class LoggingClient(NotebookClient):  # type: ignore[misc]
+        def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None,
+                   cell_index: int) -> Any:
+            out = super().output(outs, msg, display_id, cell_index)
+            if getattr(self, "muted", False):  # resumable_nb's own hidden cells
+                return out
+            text = ""
+            if out is not None and out.get("output_type") == "stream":
+                text = str(out.get("text", ""))
+            elif out is not None and "text/plain" in out.get("data", {}):
+                text = str(out["data"]["text/plain"]) + "\n"
+            elif out is not None and out.get("output_type") == "error":
+                text = ""  # the run's own failure lines say it, once
+            if text:
+                progress.write(text)
+            return out
+
+    return LoggingClient
+
+
+def _traceback_tail(cell: CodeCell | None, nb: NotebookNode, frames: int = 2) -> list[str]:
+    """The last ``frames`` frames of the failing cell's traceback, its failing line and the
+    error, without colour codes: enough to see where it failed without opening the notebook."""
+    import re
+
+    if cell is None:
+        return []
+    errors = [o for o in nb.cells[cell.index].get("outputs", []) if o.get("output_type") == "error"]
+    if not errors:
+        return []
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "\n".join(errors[-1].get("traceback", [])))
+    lines = [ln for ln in text.splitlines() if ln.strip() and not set(ln.strip()) <= {"-"}]
+    # IPython starts each frame with "Cell In[3], line 2" or "File ...": keep the last frames.
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(("Cell In", "File "))]
+    first = starts[-frames] if len(starts) >= frames else (starts[0] if starts else 0)
+    return [f"  | {printable(ln)}" for ln in lines[first:]][-40:]
 
 
 def _where(cell: CodeCell | None) -> str:

@@ -24,25 +24,43 @@ class Progress:
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._shown = True  # the current line has been drawn (a delayed one may not be yet)
 
     def say(self, text: str) -> None:
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    def write(self, text: str) -> None:
+        """Text as it is (a cell's output, with --log-output)."""
+        with self._lock:
+            self.stream.write(("\r\x1b[2K" if self.live and self._thread is not None else "") + text)
+            self.stream.flush()
+
     def line(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> str:
         secs = "" if seconds is None else f"{seconds:.2f} s"
         return f"  {name:<{self.width}}  {state:<{_STATE_WIDTH}} {secs:>9}  {detail}".rstrip()
 
-    def start(self, name: str) -> None:
-        """A step begins: a live line on a terminal, a plain 'running' line elsewhere."""
-        if not self.live:
+    def start(self, name: str, after: float = 0.0) -> None:
+        """A step begins: a live line on a terminal, a plain 'running' line elsewhere. With
+        ``after`` (a plain cell), nothing shows unless it is still running ``after`` seconds
+        later: a slow cell gets a line like a step, the quick ones none."""
+        self._halt()
+        self._shown = after <= 0
+        if not self.live and after <= 0:
             self.say(self.line(name, "running"))
             return
         began = time.monotonic()
         stop = threading.Event()
 
         def tick() -> None:
+            if after > 0:
+                if stop.wait(after):
+                    return
+                self._shown = True
+                if not self.live:
+                    self.say(self.line(name, "running"))
+                    return
             while True:
                 with self._lock:
                     self.stream.write("\r\x1b[2K" + self.line(name, "running", time.monotonic() - began))
@@ -61,6 +79,20 @@ class Progress:
         with self._lock:
             self.stream.write(prefix + self.line(name, state, seconds, detail) + "\n")
             self.stream.flush()
+
+    def done_if_shown(self, name: str, state: str, seconds: float | None = None) -> None:
+        """The end of a delayed line: its final line if it was drawn, else nothing."""
+        self._halt()
+        if self._shown:
+            self.done(name, state, seconds)
+
+    def stop(self) -> None:
+        """Stop a live line without a final line (one is said another way)."""
+        self._halt()
+        if self.live and self._shown:
+            with self._lock:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
 
     def _halt(self) -> None:
         if self._stop is not None and self._thread is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,27 @@ def test_run_warns_of_a_parameter_never_assigned_and_of_no_parameters_cell(
     tagged.cells[0].metadata["tags"] = ["parameters"]
     nbformat.write(tagged, str(tmp_path / "tagged.ipynb"))
     assert _prepare(tmp_path / "tagged.ipynb", tmp_path / "cache", ("alpha", "0.5")) == ""
+
+
+# -- 8. headless failures, output, slow cells, timeouts ---------------------------------------------
+def test_run_shows_where_it_failed_logs_output_and_slow_plain_cells(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path, ["import time\ntime.sleep(3)",
+                              "def settings():\n    return {}.missing_attribute",
+                              "%%step fit\nprint('hello from fit')\nsettings()"], "fails.ipynb")
+    result = _cli("run", nb, "--log-output", cache=tmp_path / "cache")
+    assert result.returncode == 1
+    err = result.stderr
+    assert re.search(r"cell 1 +ran +3\.\d\d s", err), err  # a slow plain cell: like a step
+    assert "hello from fit" in err and "@@resumable-nb-report@@" not in err
+    assert "Cell In[2], line 2, in settings()" in err
+    assert "return {}.missing_attribute" in err, err  # the failing line, not only the error
+    assert "AttributeError: 'dict' object has no attribute 'missing_attribute'" in err
+    assert "cell 2" not in err, "a quick plain cell gets no progress line"
+
+
+def test_a_timeout_says_to_use_a_larger_timeout(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path, ["%%step slow\nimport time\ntime.sleep(30)"], "slow.ipynb")
+    result = _cli("run", nb, "--timeout", "2", cache=tmp_path / "cache")
+    assert result.returncode == 1
+    assert "Use a larger --timeout (above 2 s)" in result.stderr, result.stderr
+    assert "Run the same command again" not in result.stderr
