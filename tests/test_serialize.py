@@ -142,10 +142,6 @@ def test_a_class_the_step_defines_comes_back_by_value_with_its_instances() -> No
     assert type(Point.origin()) is Point
 
 
-@pytest.mark.xfail(strict=True, reason="fingerprints count shared immutable tuples as back-references: "
-                   "the compiler shares Point.__init__'s co_names with __slots__, a rebuilt class "
-                   "does not, so a restored class hashes differently (a miss, and RestoreError for "
-                   "entries that refer to it)")
 def test_a_restored_class_has_the_fingerprint_of_the_original() -> None:
     ns = notebook(CLASSES)
     into = notebook("BASE = 100")
