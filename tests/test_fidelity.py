@@ -73,17 +73,26 @@ def test_a_step_reading_a_restored_bunch_hits(shell: Shell) -> None:
     assert shell.count("use") == 1, f"the step re-ran: {shell.last.reason}"
 
 
-COMPILED_WHOLE = ("runner.StepRunner._execute compiles the whole step body as one module, IPython "
-                  "compiles a plain cell statement by statement: on Python 3.11 a method call on a "
-                  "name imported in the same cell then compiles to LOAD_ATTR instead of LOAD_METHOD, "
-                  "and fingerprint.Fingerprinter._code (which hashes co_code) gives the same function "
-                  "another fingerprint when its cell is a step")
-
-
-@pytest.mark.xfail(strict=True, reason=COMPILED_WHOLE)
+# COMPILED (fixed): runner.StepRunner._execute compiled the whole step body as one module where
+# IPython compiles a plain cell statement by statement; on 3.11 a method call on a name imported
+# in the same unit then compiled to other bytecode. It now compiles like IPython.
 def test_a_function_defined_in_a_step_fingerprints_as_in_a_plain_cell(shell: Shell) -> None:
     code = "import math\ndef f(x):\n    return math.floor(x)\n"
     shell.run(code)
     plain = fingerprint(shell.ns["f"], shell.ns)
     shell.run("%%step define\n" + code)
     assert fingerprint(shell.ns["f"], shell.ns) == plain
+
+
+def test_a_future_import_in_a_step_applies_to_the_statements_after_it(shell: Shell) -> None:
+    # Compiled statement by statement, like a plain cell: the flag must carry on.
+    shell.run("%%step fut\nfrom __future__ import annotations\ndef g(x: undefined_name) -> None:\n    pass\n"
+              "ann = g.__annotations__")
+    assert shell.ns["ann"] == {"x": "undefined_name", "return": "None"}
+
+
+def test_a_function_from_a_step_still_changes_with_its_code(shell: Shell) -> None:
+    shell.run("%%step define\nimport math\ndef f(x):\n    return math.floor(x)\n")
+    before = fingerprint(shell.ns["f"], shell.ns)
+    shell.run("%%step define\nimport math\ndef f(x):\n    return math.ceil(x)\n")
+    assert fingerprint(shell.ns["f"], shell.ns) != before
