@@ -44,8 +44,8 @@ Every tag is a named constant of :mod:`resumable_nb._tags` (one table, checked f
 uniqueness). A library's handlers live in a module ``_fp_<library>.py`` with a
 ``handler_for(type) -> handler | None`` function, registered by the library's top-level
 module name in ``_HANDLER_MODULES``; it is imported only once that library is, so
-``import resumable_nb`` stays cheap. numpy, pandas and pyarrow/polars are handled this way
-(see docs/architecture.md for a worked example).
+``import resumable_nb`` stays cheap. numpy, pandas, pyarrow/polars, matplotlib and scikit-learn
+are handled this way (see docs/architecture.md for a worked example).
 """
 
 from __future__ import annotations
@@ -529,7 +529,8 @@ _EXACT: dict[type, Handler] = {
 # -- library handlers, looked up only when their library is already imported ---------------
 # top-level module of a value's type -> the handler module (a ``handler_for(type)`` function).
 _HANDLER_MODULES = {"numpy": "_fp_numpy", "pandas": "_fp_pandas", "pyarrow": "_fp_arrow",
-                    "polars": "_fp_arrow"}
+                    "polars": "_fp_arrow", "matplotlib": "_fp_matplotlib",
+                    "mpl_toolkits": "_fp_matplotlib", "sklearn": "_fp_sklearn"}
 
 
 def _lazy_handler(t: type) -> Handler | None:
