@@ -72,7 +72,7 @@ def _caches(node: TransformNode) -> frozenset[str]:
 
 
 def transform(w: Writer, node: TransformNode) -> None:
-    state: dict[str, Any] = node.__getstate__()  # type: ignore[no-untyped-call]
+    state: dict[str, Any] = getattr(node, "__getstate__")()  # noqa: B009 - not in the stubs
     drop = _caches(node)
     attrs = {k: state[k] for k in sorted(state) if k not in drop}
     w.begin(tags.MPL_TRANSFORM, 2)
@@ -86,7 +86,8 @@ def artist(w: Writer, obj: Artist) -> None:
     # - _stale: "needs a redraw", cleared by drawing and set again by a restore;
     # - a Figure's _number: pyplot's handle for it (plt.figure(1)); a restore registers the
     #   figure under the next free number of its kernel. Neither is drawn.
-    func, args, state, *rest = obj.__reduce_ex__(4)
+    reduced: Any = obj.__reduce_ex__(4)
+    func, args, state, *rest = reduced
     if isinstance(state, dict):
         drop = {"_stale", "_number"} if isinstance(obj, Figure) else {"_stale"}
         state = {k: state[k] for k in sorted(state) if k not in drop}
@@ -100,11 +101,11 @@ def artist(w: Writer, obj: Artist) -> None:
 
 def callbacks(w: Writer, registry: CallbackRegistry) -> None:
     # Not __getstate__: it advances the registry's id counter, a mutation.
-    kept = registry._pickled_cids
+    kept: set[int] = getattr(registry, "_pickled_cids")  # noqa: B009 - private, not in the stubs
     signals = {signal: [proxy() for cid, proxy in sorted(by_cid.items()) if cid in kept]
                for signal, by_cid in sorted(registry.callbacks.items())}
     w.begin(tags.MPL_CALLBACKS, 4)
     w.value(type(registry))
-    w.value(registry._signals)
+    w.value(getattr(registry, "_signals"))  # noqa: B009
     w.value(registry.exception_handler)
     w.value({s: fns for s, fns in signals.items() if fns})

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def handler_for(t: type) -> Handler | None:
-    if issubclass(t, Bunch) and t.__setstate__ is Bunch.__setstate__:
+    if issubclass(t, Bunch) and getattr(t, "__setstate__") is Bunch.__setstate__:  # noqa: B009
         return bunch
     return None
 
