@@ -174,3 +174,22 @@ def test_a_function_from_a_step_still_changes_with_its_code(shell: Shell) -> Non
     before = fingerprint(shell.ns["f"], shell.ns)
     shell.run("%%step define\nimport math\ndef f(x):\n    return math.ceil(x)\n")
     assert fingerprint(shell.ns["f"], shell.ns) != before
+
+
+# PYLAB (fixed in serialize.py): 'from pylab import *' binds matplotlib's rcParamsDefault, whose
+# pickled copy cannot be unpickled, so the step's entry could never be restored.
+def test_a_pylab_star_import_step_hits_and_brings_back_its_names(shell: Shell) -> None:
+    import matplotlib
+
+    shell.run("import matplotlib\nmatplotlib.use('agg')")
+    step = "%%step pylab\nmark('pylab')\nfrom pylab import *"
+    shell.run(step)
+    names = {k for k in shell.ns if not k.startswith("_")}
+    shell.fresh()
+    shell.run("import matplotlib\nmatplotlib.use('agg')")
+    shell.run(step)
+    assert shell.last.status == "restored", shell.last.reason
+    assert shell.count("pylab") == 1
+    assert names <= set(shell.ns)
+    assert shell.ns["rcParams"] is matplotlib.rcParams
+    assert shell.ns["rcParamsDefault"] is matplotlib.rcParamsDefault
