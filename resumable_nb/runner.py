@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import capture, serialize, why
+from . import aliases, capture, serialize, why
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
     CorruptEntry,
@@ -300,6 +300,7 @@ class StepRunner:
         __tracebackhide__ = True
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
+        sharers = self._sharers(inputs, before)
         self._record_start(result)
         start = time.perf_counter()
         with capture.capture(self.shell) as events:
@@ -318,7 +319,9 @@ class StepRunner:
         # Changed in place: the same object as before, with other content (lst.append(x),
         # arr += 1). Restored in place on a hit, so that other references see the change.
         same_object = {k for k in after if k in before and before[k] == id(ns[k])}
-        mutated = self._mutated(inputs, same_object)
+        # Also what changed through a view or a shared object (aliases.py): a plain run
+        # leaves `base` changed after `sub[0] = 99`, so a hit must too.
+        mutated = self._mutated(inputs, same_object) | self._mutated(sharers, same_object)
         outputs |= mutated
         deleted = tuple(sorted(set(before) - after))
         result.outputs = tuple(sorted(outputs))
@@ -373,6 +376,18 @@ class StepRunner:
             return _NOTHING
         expression = ast.Expression(body=last.value)
         return eval(shell.compile(expression, filename, "eval"), shell.user_global_ns, shell.user_ns)
+
+    def _sharers(self, inputs: dict[str, str], names: Iterable[str]) -> dict[str, str]:
+        """Fingerprints of the variables the step could change through its inputs."""
+        ns = self.shell.user_ns
+        fper = Fingerprinter(ns, follow_globals=False)
+        found = {}
+        for name in sorted(aliases.candidates(ns, inputs, names)):
+            try:
+                found[name] = fper.hash(ns[name])
+            except Unfingerprintable:
+                continue  # cannot tell whether it changed; it is not an input either
+        return found
 
     def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
         """Inputs that still exist and whose content changed: mutated in place."""

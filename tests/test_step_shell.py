@@ -435,7 +435,8 @@ def test_an_unpicklable_last_expression_still_caches_the_step(shell: Shell) -> N
     assert shell.last.status == "cached" and shell.ns["x"] == 1
 
 
-def test_a_miss_says_what_differs_from_the_latest_entry(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_miss_says_what_differs_from_the_latest_entry(shell: Shell,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     shell.run("thr = 1\nother = 5")
     shell.run("%%step pick\nkept = [v for v in range(10) if v > thr]")
     shell.run("thr = 2")
@@ -457,3 +458,20 @@ def test_why_says_when_a_step_would_hit(shell: Shell, capsys: pytest.CaptureFixt
     shell.run("%why one")
     assert "it would hit" in capsys.readouterr().out
     shell.run("%why nope", ok=False)
+
+
+def test_a_change_through_a_view_or_a_shared_object_is_an_output(shell: Shell) -> None:
+    """Issue 9, aliasing: the state after a hit equals a plain run's, also for variables the
+    step changed without naming them."""
+    setup = "import numpy as np\nbase = np.arange(5)\ninner = [1]\ncfg = {'xs': inner}"
+    shell.run(setup)
+    shell.run("%%step view\nsub = base[:3]")
+    shell.run("%%step poke\nsub[0] = 99\ncfg['xs'].append(2)")
+    assert {"base", "inner", "cfg", "sub"} <= set(shell.last.outputs)
+    plain = (shell.ns["base"].tolist(), list(shell.ns["inner"]), shell.ns["cfg"])
+    shell.fresh()
+    shell.run(setup)
+    shell.run("%%step view\nsub = base[:3]")
+    shell.run("%%step poke\nsub[0] = 99\ncfg['xs'].append(2)")
+    assert shell.last.status == "cached"
+    assert (shell.ns["base"].tolist(), list(shell.ns["inner"]), shell.ns["cfg"]) == plain
