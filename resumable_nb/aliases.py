@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import sys
 import types
-from itertools import islice
 from collections.abc import Iterable, Mapping
+from itertools import islice
 from typing import Any
 
 __all__ = ["BUDGET", "candidates"]
