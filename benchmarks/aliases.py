@@ -44,7 +44,7 @@ def main() -> None:
     for label, inputs in cases.items():
         find = _time(lambda inputs=inputs: aliases.candidates(ns, inputs, names))
         fper = Fingerprinter(ns, follow_globals=False)
-        hashing = _time(lambda inputs=inputs: [fper.hash(ns[n]) for n in inputs])
+        hashing = _time(lambda inputs=inputs, fper=fper: [fper.hash(ns[n]) for n in inputs])
         print(f"{label:<36} {find * 1e3:>9.2f}ms {hashing * 1e3:>17.2f}ms {find / hashing:>6.2f}")
 
 
