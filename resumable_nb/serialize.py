@@ -28,7 +28,9 @@ import enum
 import functools
 import importlib
 import io
+import linecache
 import marshal
+import os
 import pickle
 import sys
 import types
@@ -194,6 +196,9 @@ def _reduce_function(fn: types.FunctionType, module: str | None = None) -> tuple
         "qualname": fn.__qualname__,
         "module": fn.__module__,
         "closure": tuple(cell_contents(c) for c in fn.__closure__ or ()),
+        # The cell's source (kept by IPython in linecache, under a name that is no file): a
+        # restored function keeps inspect.getsource and readable tracebacks in a new kernel.
+        "source": _cell_source(fn.__code__.co_filename) if module is None else None,
     }
     # Skeleton first, state after: a recursive closure refers back to the function itself.
     return (_make_function, (fn.__code__, fn.__name__, len(fn.__closure__ or ()), module), state,
@@ -220,6 +225,18 @@ def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
     for cell, stored in zip(fn.__closure__ or (), state["closure"], strict=True):
         if stored is not EMPTY_CELL:
             cell.cell_contents = stored
+    source = state.get("source")
+    filename = fn.__code__.co_filename
+    if source and filename not in linecache.cache:
+        # mtime None: linecache.checkcache keeps it (there is no file to compare with).
+        linecache.cache[filename] = (sum(map(len, source)), None, list(source), filename)
+
+
+def _cell_source(filename: str) -> tuple[str, ...] | None:
+    if not filename or os.path.exists(filename):
+        return None  # a real file: linecache reads it itself
+    lines = linecache.getlines(filename)
+    return tuple(lines) if lines else None
 
 
 # Payloads written before the sentinel moved to _introspect name it by this global.

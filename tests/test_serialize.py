@@ -328,7 +328,20 @@ def test_classes_made_by_metaclasses_and_factories_restore_in_a_new_process(tmp_
                                                                            kind: str) -> None:
     """Issue 9: an Enum, IntFlag, namedtuple, NamedTuple or TypeVar defined in a step used to
     store but never restore ('cache entry cannot be restored'), so %resume stopped there."""
-    body, probe = _KINDS[kind]
+    first, second = _in_two_processes(tmp_path, *_KINDS[kind])
+    assert first[0] == "ran" and second[0] == "cached"
+    assert second[1] == first[1]
+
+
+def test_a_restored_function_keeps_its_source_in_a_new_process(tmp_path: Path) -> None:
+    body = "def add_one(x):\n    # the body\n    return x + 1"
+    first, second = _in_two_processes(tmp_path, body, "__import__('inspect').getsource(add_one)")
+    assert second[0] == "cached" and "return x + 1" in second[1] and second[1] == first[1]
+
+
+def _in_two_processes(tmp_path: Path, body: str, probe: str) -> tuple[list[str], list[str]]:
+    """Run ``%%step s`` + ``body`` then ``probe`` in a new process, twice on one cache:
+    ([status, repr of the probe] of the first process, the same of the second)."""
     code = (
         "import os, sys, json\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
@@ -342,8 +355,7 @@ def test_classes_made_by_metaclasses_and_factories_restore_in_a_new_process(tmp_
     )
     env = {**os.environ, "RESUMABLE_NB_DIR": str(tmp_path / "cache"),
            "RESUMABLE_NB_KEY_FILE": str(tmp_path / "key")}
-    first, second = (json.loads(subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                                               capture_output=True, text=True, check=True)
-                                .stdout.strip().splitlines()[-1]) for _ in range(2))
-    assert first[0] == "ran" and second[0] == "cached"
-    assert second[1] == first[1]
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                                      capture_output=True, text=True, check=True)
+                       .stdout.strip().splitlines()[-1]) for _ in range(2)]
+    return runs[0], runs[1]
