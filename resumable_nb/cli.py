@@ -345,7 +345,7 @@ def _event_line(e: Mapping[str, Any]) -> str:
         extra = f"{e.get('step')}  {e.get('status')}  {float(e.get('duration', 0)):.2f} s"
         if e.get("error"):
             extra += f"  {e['error']}"
-        elif e.get("reason"):  # why it ran: not in the cache yet, --force, an input it cannot hash
+        elif e.get("reason"):  # why it ran: what changed, --force, an input it cannot hash
             extra += f"  ({e['reason']})"
     elif kind == "run_ended":
         extra = str(e.get("status"))

@@ -129,7 +129,8 @@ def test_the_hit_line_names_the_time_saved_and_data_only(
     shell.run("p = 1")
     capsys.readouterr()
     shell.run(cell)
-    assert capsys.readouterr().out == "[resumable_nb] step 'prep' runs: not in the cache yet\n"
+    assert capsys.readouterr().out == ("[resumable_nb] step 'prep' runs: first run of this step "
+                                       "(no earlier entry)\n")
     shell.run(cell)
     line = capsys.readouterr().out.strip()
     assert line.startswith("[resumable_nb] step 'prep' restored from cache, ")
@@ -225,7 +226,7 @@ def test_status_runs_events_read_the_journal_of_a_deleted_notebook(
     assert "is gone" in status.stderr and "a     ran" in status.stdout
     assert _cli("runs", nb, cache=shell.cache).returncode == 0
     events = _cli("events", nb, cache=shell.cache)
-    assert "a  ran" in events.stdout and "(not in the cache yet)" in events.stdout, events.stdout
+    assert "a  ran" in events.stdout and "(first run of this step" in events.stdout, events.stdout
     missing = _cli("status", tmp_path / "never.ipynb", cache=shell.cache)
     assert missing.returncode == 2 and "--journal FILE" in missing.stderr
 
