@@ -283,9 +283,13 @@ def test_every_option_and_setting_is_documented_with_an_example() -> None:
     guide = (root / "docs" / "getting-started.md").read_text()
     for trait in ResumableNB.class_traits(config=True):
         assert f"| `{trait}` |" in guide, f"%config ResumableNB.{trait} is not in the settings table"
-    for magic in ("step", "resume", "replay", "steps"):
-        doc = getattr(ResumableNB, magic).__doc__ or ""
-        assert "Example" in doc, f"%{magic}'s help has no example"
+    docs = "\n".join(p.read_text() for p in [root / "README.md", *(root / "docs").glob("*.md")])
+    for kind, magics in ResumableNB.magics.items():
+        for magic, method in magics.items():
+            shown = f"%%{magic}" if kind == "cell" else f"%{magic}"
+            doc = getattr(ResumableNB, method).__doc__ or ""
+            assert "Example" in doc, f"{shown}'s help has no example"
+            assert re.search(rf"{shown}\b", docs), f"{shown} is not in README.md or docs/"
     assert "%step_cache" not in (root / "resumable_nb" / "resume.py").read_text()
 
 
