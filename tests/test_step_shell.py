@@ -277,6 +277,8 @@ def test_exception_is_shown_once_at_the_users_line_and_nothing_is_cached(
         ("%%step a\n   \n", "empty"),
         ("%%step a --ignore 1x\ny = 1", "is not one"),
         ("%%step a\nx = (", "not valid Python"),
+        ("%%step a\nx = 2\nreturn x", "'return' outside function (line 3 of the cell)"),
+        ("%%step a\nbreak", "'break' outside loop"),
     ],
 )
 def test_bad_input_gives_one_line_and_changes_nothing(
