@@ -89,6 +89,7 @@ class ResumableNB(Magics):
         __tracebackhide__ = True
         try:
             args = stepline.parse_step_line(line)
+            self.session.check_duplicate(args.name)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
                                    header=f"%%step {line}")
         except StepUsageError as exc:

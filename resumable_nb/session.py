@@ -5,6 +5,7 @@ that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin 
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ class Session:
         self._told_holder: str | None = None
         self._panels: weakref.WeakSet[RunPanel] = weakref.WeakSet()
         self._size_cache: tuple[float, str] = (0.0, "")
+        self._told_duplicate: set[str] = set()
+        self._step_counts: tuple[tuple[str, int] | None, Counter[str]] = (None, Counter())
         self.runner = StepRunner(shell, self.store, notice, self.journal)
 
     # -- resources --------------------------------------------------------------------------
@@ -135,6 +138,25 @@ class Session:
         except (OSError, ValueError) as exc:
             self._notice(f"could not read {nb.name} ({exc}); using the journal's sources")
             return None
+
+    def check_duplicate(self, name: str) -> None:
+        """Say once per step name when more than one cell of the notebook uses it: %replay,
+        %resume --run and the panel would pick the first, silently."""
+        nb = self.notebook
+        if name in self._told_duplicate or nb is None:
+            return
+        try:
+            stamp = (str(nb), nb.stat().st_mtime_ns)
+        except OSError:
+            return
+        if self._step_counts[0] != stamp:
+            cells = self._cells() or []
+            self._step_counts = (stamp, Counter(c.step for c in cells if c.step))
+        count = self._step_counts[1].get(name, 0)
+        if count > 1:
+            self._told_duplicate.add(name)
+            self._notice(f"{count} cells of {nb.name} are named '{name}': %replay, %resume --run "
+                         "and the panel use the first; give each cell its own step name")
 
     # -- %resume ----------------------------------------------------------------------------
     def resume(self, run_id: str | None, run_rest: bool, show_panel: bool = True) -> ResumePlan:
