@@ -98,14 +98,19 @@ class ResumableNB(Magics):
     @magic_arguments()
     @argument("run_id", nargs="?", default=None, help="The run to resume (default: the latest).")
     @argument("--run", action="store_true", help="Then run the notebook's remaining cells.")
+    @argument("--steps-only", action="store_true",
+              help="Restore the steps' outputs only; do not re-run the plain cells between them.")
     @line_magic
     def resume(self, line: str) -> None:
         """Restore the state of the last run of this notebook, in a fresh kernel.
 
-        Binds, for every variable, the value from the last completed step that wrote it (in
-        the order the steps ran), without executing any step. Says which step was interrupted
-        or failed and which %%step cells have not run. ``--run`` then runs the cells left,
-        in notebook order (steps may still hit the cache).
+        Rebuilds the namespace in the order things ran: completed steps are restored from the
+        cache (never executed), and the plain cells that ran between them are re-run (their
+        output is not shown again), so the state is the one a plain run left.
+        ``--steps-only`` restores the steps' outputs alone (for every variable, the value from
+        the last completed step that wrote it). Says which step was interrupted or failed and
+        which %%step cells have not run. ``--run`` then runs the cells left, in notebook
+        order (steps may still hit the cache).
 
         Example, after the kernel died::
 
@@ -113,9 +118,9 @@ class ResumableNB(Magics):
             %resume --run
         """
         __tracebackhide__ = True
-        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run]")
+        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run] [--steps-only]")
         try:
-            self.session.resume(args.run_id, args.run)
+            self.session.resume(args.run_id, args.run, steps_only=args.steps_only)
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
 
