@@ -57,6 +57,7 @@ class ResumableNB(Magics):
         super().__init__(shell=shell, **kwargs)
         self.runner.verbose = self.verbose
         self.runner.lazy = self.lazy_arrays
+        self.session.enabled = self.enabled
 
     @property
     def root(self) -> Path:
@@ -73,6 +74,10 @@ class ResumableNB(Magics):
     @observe("verbose")
     def _verbose_changed(self, change: Any) -> None:
         self.runner.verbose = bool(change["new"])
+
+    @observe("enabled")
+    def _enabled_changed(self, change: Any) -> None:
+        self.session.enabled = bool(change["new"])
 
     @observe("lazy_arrays")
     def _lazy_changed(self, change: Any) -> None:
@@ -104,6 +109,7 @@ class ResumableNB(Magics):
             args = stepline.parse_step_line(line)
             if not self.enabled:
                 return self.runner.run_plain(cell)
+            self.session.check_duplicate(args.name)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
                                    header=f"%%step {line}")
         except StepUsageError as exc:
@@ -112,14 +118,19 @@ class ResumableNB(Magics):
     @magic_arguments()
     @argument("run_id", nargs="?", default=None, help="The run to resume (default: the latest).")
     @argument("--run", action="store_true", help="Then run the notebook's remaining cells.")
+    @argument("--steps-only", action="store_true",
+              help="Restore the steps' outputs only; do not re-run the plain cells between them.")
     @line_magic
     def resume(self, line: str) -> None:
         """Restore the state of the last run of this notebook, in a fresh kernel.
 
-        Binds, for every variable, the value from the last completed step that wrote it (in
-        the order the steps ran), without executing any step. Says which step was interrupted
-        or failed and which %%step cells have not run. ``--run`` then runs the cells left,
-        in notebook order (steps may still hit the cache).
+        Rebuilds the namespace in the order things ran: completed steps are restored from the
+        cache (never executed), and the plain cells that ran between them are re-run (their
+        output is not shown again), so the state is the one a plain run left.
+        ``--steps-only`` restores the steps' outputs alone (for every variable, the value from
+        the last completed step that wrote it). Says which step was interrupted or failed and
+        which %%step cells have not run. ``--run`` then runs the cells left, in notebook
+        order (steps may still hit the cache).
 
         Example, after the kernel died::
 
@@ -127,9 +138,9 @@ class ResumableNB(Magics):
             %resume --run
         """
         __tracebackhide__ = True
-        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run]")
+        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run] [--steps-only]")
         try:
-            self.session.resume(args.run_id, args.run)
+            self.session.resume(args.run_id, args.run, steps_only=args.steps_only)
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
 

@@ -168,6 +168,9 @@ class StepRunner:
         transformed = self.shell.transform_cell(body)
         try:
             tree, analysis = analyse(transformed)
+            # What only the compiler sees ('return' outside function, 'break' outside loop):
+            # one line now, not a traceback through resumable_nb later.
+            compile(tree, "<step>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
         except SyntaxError as exc:
             raise StepUsageError(f"step '{name}' is not valid Python: {exc.msg} "
                                  f"(line {(exc.lineno or 0) + 1} of the cell)") from None

@@ -77,6 +77,7 @@ def test_disabled_steps_run_as_plain_cells_and_leave_no_trace(shell: Shell) -> N
     shell.run("%config ResumableNB.enabled = False")
     for _ in range(2):
         shell.run("%%step a\nmark('a')\nx = 1")
+        shell.run("y = 2")  # a plain cell: not journaled either
     assert shell.count("a") == 2 and shell.ns["x"] == 1
     assert shell.magics.runner.history == [], "nothing journaled, nothing stored"
     assert not (shell.cache / "journal").exists() or not any((shell.cache / "journal").glob("*.jsonl"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -277,6 +278,8 @@ def test_exception_is_shown_once_at_the_users_line_and_nothing_is_cached(
         ("%%step a\n   \n", "empty"),
         ("%%step a --ignore 1x\ny = 1", "is not one"),
         ("%%step a\nx = (", "not valid Python"),
+        ("%%step a\nx = 2\nreturn x", "'return' outside function (line 3 of the cell)"),
+        ("%%step a\nbreak", "'break' outside loop"),
     ],
 )
 def test_bad_input_gives_one_line_and_changes_nothing(
@@ -475,3 +478,17 @@ def test_a_change_through_a_view_or_a_shared_object_is_an_output(shell: Shell) -
     shell.run("%%step poke\nsub[0] = 99\ncfg['xs'].append(2)")
     assert shell.last.status == "cached"
     assert (shell.ns["base"].tolist(), list(shell.ns["inner"]), shell.ns["cfg"]) == plain
+
+
+def test_two_cells_with_one_step_name_are_told_once(shell: Shell, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    nb = tmp_path / "two.ipynb"
+    cells = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+              "source": src} for src in ("%%step load\nx = 1", "%%step load\nx = 2", "%%step other\ny = 1")]
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    shell.ns["__session__"] = str(nb)
+    shell.run("%%step load\nx = 1")
+    shell.run("%%step load\nx = 2")
+    shell.run("%%step other\ny = 1")
+    err = capsys.readouterr().err
+    assert err.count("2 cells of two.ipynb are named 'load'") == 1 and "'other'" not in err
