@@ -18,7 +18,7 @@ state           label                meaning
 ``running``     running              started, not finished, and its kernel is alive
 ``not_run``     not yet run          in the notebook, not reached in this run
 ``stale``       stale                its code in the notebook differs from what ran
-``waiting``     waiting for approval a ``%gate`` the run stopped at, not decided yet
+``waiting``     waiting              a ``%gate`` the run stopped at, not decided yet
 ==============  ===================  ==============================================
 
 >>> label("cached"), label("not_run")
@@ -65,7 +65,7 @@ LABELS: Final[Mapping[StepState, str]] = {
     "running": "running",
     "not_run": "not yet run",
     "stale": "stale",
-    "waiting": "waiting for approval",
+    "waiting": "waiting",
 }
 """The one human label of every state: the panel, ``%steps``, the CLI's text and its JSON."""
 
