@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import hashlib
 import io
 import json
+import os
 import re
 import time
 import tokenize
@@ -27,7 +29,8 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import capture, serialize
+from . import capture, files, retry, serialize
+from ._await import run_code
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
     CorruptEntry,
@@ -40,7 +43,7 @@ from .errors import (
 from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
 from .journal import Journal
 from .states import JournalStatus
-from .stepline import check_ignore, check_step_name
+from .stepline import StepLine, check_ignore, check_step_name
 from .store import Entry, Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
@@ -111,11 +114,14 @@ class StepRunner:
         self._told_dynamic: set[tuple[str, str]] = set()
         self.verbose = True
         self.lazy = False  # map restored arrays copy-on-write instead of reading them
+        self.files = files.StepFiles()
 
     # -- entry point --------------------------------------------------------------------
     def run(self, name: str, body: str, *, force: bool = False, ignore: Iterable[str] = (),
-            header: str = "") -> Any:
+            header: str = "", line: StepLine | None = None) -> Any:
         """Run one step; return the value of its last expression (shown as the cell's result).
+
+        ``line``: the parsed ``%%step`` line, for its file and retry options.
 
         :raises StepUsageError: bad name, empty body, unsupported syntax.
         :raises BaseException: whatever the step body raises (nothing is stored then).
@@ -128,9 +134,12 @@ class StepRunner:
                                  "the %%step line")
         code, analysis = self._analyse(name, body)
         result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
+        opts = line if line is not None else StepLine(name)
         inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
-        result.inputs = {k: v[:16] for k, v in inputs.items()}
         store = self._store()
+        if uncacheable is None:
+            uncacheable = self._file_inputs(name, analysis, opts, inputs, store, result)
+        result.inputs = {k: v[:16] for k, v in inputs.items()}
         key = None
         if uncacheable is None:
             key = step_key(code, inputs, imports, ignore)
@@ -139,11 +148,13 @@ class StepRunner:
             hit, value = self._try_restore(name, key, store, result)
             if hit:
                 return value
+            if result.reason == "not in the cache yet":
+                result.reason = self._files_reason(name, result.inputs, store) or result.reason
         elif force:
             result.reason = "--force"
         elif uncacheable:
             result.reason = uncacheable
-        return self._run_and_store(name, body, header, analysis, inputs, key, store, result)
+        return self._run_and_store(name, body, header, analysis, inputs, key, store, result, opts)
 
     # -- analysis -----------------------------------------------------------------------
     def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis]:
@@ -159,9 +170,6 @@ class StepRunner:
         except SyntaxError as exc:
             raise StepUsageError(f"step '{name}' is not valid Python: {exc.msg} "
                                  f"(line {(exc.lineno or 0) + 1} of the cell)") from None
-        if analysis.has_await:
-            raise StepUsageError(f"step '{name}' uses top-level await, which %%step does not "
-                                 "support yet: wrap it in asyncio.run(...) or a function")
         entry = (normalised_code(tree), analysis)
         self._parsed[body] = entry
         if len(self._parsed) > 512:
@@ -224,6 +232,45 @@ class StepRunner:
             return fps, [], exc.reason
         return fps, imports, None
 
+    def _file_inputs(self, name: str, analysis: CellAnalysis, opts: StepLine, inputs: dict[str, str],
+                     store: Store | None, result: StepResult) -> str | None:
+        """Add the files the step reads to ``inputs`` (resumable_nb.files); why not, if not."""
+        ns = self.shell.user_ns
+        values = [ns[v] for v, fp in inputs.items() if fp != _ABSENT and v in ns]
+        if not (analysis.paths or opts.reads or opts.writes
+                or any(isinstance(v, (str, os.PathLike)) for v in values)):
+            return None
+        if store is not None:
+            self.files.open(store.root, store.journal_key)
+        try:
+            found = self.files.inputs(analysis.paths, values, opts.reads, opts.writes,
+                                      [str(store.root)] if store is not None else [])
+        except OSError as exc:
+            reason = f"file {exc.filename}: {exc.strerror}"
+            result.notices.append(f"step '{name}' runs without the cache: {reason}")
+            return reason
+        inputs.update(found.fingerprints)
+        result.notices += [f"step '{name}': {n}" for n in found.notices]
+        return None
+
+    def _files_reason(self, name: str, inputs: dict[str, str], store: Store) -> str:
+        """A miss reason naming the files that changed since the step last completed."""
+        now = {k: v for k, v in inputs.items() if ":" in k}
+        if not now:
+            return ""
+        previous: Any = next((r.inputs for r in reversed(self.history)
+                              if r.name == name and r.status in ("ran", "cached") and r.key), None)
+        if previous is None:
+            try:
+                entries = [e for e in store.entries() if e.step == name and "files" in e.extra]
+            except (StoreError, OSError):
+                entries = []
+            previous = max(entries, key=lambda e: e.created).extra["files"] if entries else None
+        if not isinstance(previous, dict):
+            return ""
+        changed = files.changed_files({k: v for k, v in previous.items() if ":" in k}, now)
+        return f"{', '.join(changed[:3])} changed" if changed else ""
+
     # -- hit ----------------------------------------------------------------------------
     def _try_restore(self, name: str, key: str, store: Store, result: StepResult) -> tuple[bool, Any]:
         """Restore the entry under ``key``: (True, cell result) on a hit, (False, None) if not."""
@@ -246,6 +293,14 @@ class StepRunner:
             if corrupt:
                 _forget(store, key)
             return False, None
+        written: list[str] = []
+        if payload.get("files"):
+            try:  # before any variable is bound: a failure here is a plain miss
+                written = files.write_back(payload["files"], os.getcwd(), self.files.hashes)
+            except OSError as exc:
+                result.reason = f"a file it wrote could not be restored ({exc})"
+                result.notices.append(f"step '{name}': {result.reason}; re-running it")
+                return False, None
         ns = self.shell.user_ns
         outputs = dict(payload["outputs"])
         for var in payload.get("mutated", ()):
@@ -265,6 +320,8 @@ class StepRunner:
         self._finish(result)
         if self.verbose:
             print(_restored_line(result, entry))
+            if written:
+                print(f"[resumable_nb] step '{name}' wrote back {', '.join(written)}")
         capture.replay(self.shell, payload["events"])
         shown = payload.get("result")
         return True, (_Replayed(*shown) if shown is not None else None)
@@ -272,23 +329,57 @@ class StepRunner:
     # -- miss ---------------------------------------------------------------------------
     def _run_and_store(self, name: str, body: str, header: str, analysis: CellAnalysis,
                        inputs: dict[str, str], key: str | None, store: Store | None,
-                       result: StepResult) -> Any:
+                       result: StepResult, opts: StepLine | None = None) -> Any:
         __tracebackhide__ = True
+        opts = opts if opts is not None else StepLine(name)
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
-        self._record_start(result)
-        start = time.perf_counter()
-        with capture.capture(self.shell) as events:
+        # Taken before the first attempt only when retries are asked for: its cost is theirs.
+        snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
+        attempt = 0
+        value: Any = _NOTHING
+        while True:
+            attempt += 1
+            self._record_start(result)
+            start = time.perf_counter()
+            with capture.capture(self.shell) as events:
+                try:
+                    value = self._execute(body, header)
+                    capture.flush_figures()
+                except BaseException as exc:
+                    result.status = "failed"
+                    result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    result.duration = time.perf_counter() - start
+                    # KeyboardInterrupt, SystemExit: never retried (only Exception is).
+                    retryable = (snapshot is not None and isinstance(exc, Exception)
+                                 and attempt <= opts.retries)
+                    why_not = (snapshot.reset(ns, Fingerprinter(ns, follow_globals=False))
+                               if retryable and snapshot is not None else "")
+                    if not retryable or why_not:
+                        if why_not:
+                            result.notices.append(f"step '{name}' attempt {attempt} failed and is "
+                                                  f"not retried: {why_not}")
+                        self._finish(result)
+                        raise
+                    self._finish(dataclasses.replace(result, notices=[
+                        *result.notices, f"step '{name}' attempt {attempt} of {opts.retries + 1} "
+                        f"failed ({result.error}); retrying"
+                        + (f" in {opts.retry_delay:g} s" if opts.retry_delay else "")]))
+                    result.status, result.error, result.notices = "ran", "", []
+                    time.sleep(opts.retry_delay)
+                    continue
+            break
+        result.duration = time.perf_counter() - start
+        products: list[files.Product] = []
+        if opts.writes:
             try:
-                value = self._execute(body, header)
-                capture.flush_figures()
-            except BaseException as exc:
+                products = files.collect_products(name, opts.writes, os.getcwd(), self.files.hashes,
+                                                  contents=key is not None and store is not None)
+            except (StepUsageError, OSError) as exc:
                 result.status = "failed"
-                result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                result.duration = time.perf_counter() - start
+                result.error = str(exc)[:300]
                 self._finish(result)
                 raise
-        result.duration = time.perf_counter() - start
         after = self._user_names()
         outputs = {k for k in after if before.get(k) != id(ns[k])} | (analysis.bound & after)
         # Changed in place: the same object as before, with other content (lst.append(x),
@@ -307,6 +398,8 @@ class StepRunner:
             shown = (capture._plain(data), capture._plain(metadata))
         payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
+        if products:
+            payload["files"] = files.products_to_payload(products)
         if key is not None and store is not None:
             self._store_payload(name, key, store, payload, result)
         if not result.output_sizes:
@@ -332,15 +425,16 @@ class StepRunner:
             ast.increment_lineno(tree, header.count("\n") + 1)
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         stmts = tree.body[:-1] if last is not None else tree.body
-        flags = getattr(shell.compile, "flags", 0)
+        # Top-level await compiles to a coroutine, run on IPython's loop (resumable_nb._await).
+        flags = getattr(shell.compile, "flags", 0) | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         module = ast.Module(body=stmts, type_ignores=[])
-        exec(compile(module, filename, "exec", flags=flags, dont_inherit=True),
-             shell.user_global_ns, shell.user_ns)
+        run_code(shell, compile(module, filename, "exec", flags=flags, dont_inherit=True),
+                 shell.user_global_ns, shell.user_ns)
         if last is None:
             return _NOTHING
         expression = ast.Expression(body=last.value)
-        return eval(compile(expression, filename, "eval", flags=flags, dont_inherit=True),
-                    shell.user_global_ns, shell.user_ns)
+        return run_code(shell, compile(expression, filename, "eval", flags=flags, dont_inherit=True),
+                        shell.user_global_ns, shell.user_ns)
 
     def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
         """Inputs that still exist and whose content changed: mutated in place."""
@@ -362,7 +456,8 @@ class StepRunner:
         ns = self.shell.user_ns
         try:
             entry = store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
-                              duration=result.duration, extra={"reason": result.reason})
+                              duration=result.duration,
+                              extra={"reason": result.reason, **_files_extra(result.inputs)})
             result.stored = True
             result.output_sizes = dict(entry.output_sizes)
         except StoreError as exc:
@@ -395,6 +490,9 @@ class StepRunner:
                     started=(result.key, result.source) if status == "cached" else None)
             except OSError as exc:
                 result.notices.append(f"the run journal could not be written ({exc.strerror})")
+        store = self._store() if self.files.hashes.dirty else None
+        if store is not None:
+            self.files.save(store.root, store.journal_key)
         self.history.append(result)
         for text in result.notices:
             self._notice(text)
@@ -452,6 +550,12 @@ def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> U
         except Unstorable as exc:
             return exc
     return None
+
+
+def _files_extra(inputs: dict[str, str]) -> dict[str, Any]:
+    """What an entry records of its file inputs, for a later miss reason to name them."""
+    found = {k: v for k, v in inputs.items() if ":" in k}
+    return {"files": found} if found else {}
 
 
 def _forget(store: Store, key: str) -> None:

@@ -184,7 +184,8 @@ class Session:
         __tracebackhide__ = True
         if cell.spec is not None:
             value = self.runner.run(cell.spec.name, cell.body, force=force or cell.spec.force,
-                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}")
+                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}",
+                                    line=cell.spec)
         else:
             value = self.runner.run_plain(cell.source)
         if value is not None:  # a cell's result, shown as a display inside %resume / %replay
