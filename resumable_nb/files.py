@@ -189,6 +189,13 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
     skip = {os.path.realpath(p) for p in exclude}
     cwd_real = os.path.realpath(cwd)
     products = {os.path.realpath(os.path.join(cwd, m)) for w in writes for m in _glob(w, cwd)}
+    # A folder the products go in is made by the step too: the products are its outputs, not
+    # inputs (they are restored on a hit), and a folder holding them is not an input either.
+    holders = {os.path.realpath(os.path.join(cwd, parent)) for w in writes
+               for parent in Path(w).parents if not any(c in str(parent) for c in _GLOB)}
+    holders -= {cwd_real, os.path.dirname(cwd_real)}
+    products |= {os.path.realpath(os.path.join(cwd, w)) for w in writes
+                 if not any(c in w for c in _GLOB)}
     relative = False
     for text in sorted(set(candidates)):
         full = os.path.join(cwd, text)
@@ -197,12 +204,13 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
         except (OSError, ValueError):
             continue  # names nothing (most literals): not a file input
         real = os.path.realpath(full)
-        if real in products or _inside(real, skip) or _is_ancestor(real, cwd_real):
+        if real in products or real in holders or _inside(real, skip) or _is_ancestor(real, cwd_real):
             # The working folder itself (or "/", ".."): it holds the notebook and the cache,
             # so it would change on every save; see docs/limitations.md.
             continue
         relative |= not os.path.isabs(text)
-        out.fingerprints[f"file:{text}"] = _fingerprint(full, st, hashes, skip, text, out.notices)
+        out.fingerprints[f"file:{text}"] = _fingerprint(full, st, hashes, skip | products, text,
+                                                        out.notices)
     for pattern in sorted(set(reads)):
         relative |= not os.path.isabs(pattern)
         matches = [m for m in _glob(pattern, cwd)
@@ -210,7 +218,7 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
         material = []
         for m in matches:
             full = os.path.join(cwd, m)
-            material.append(f"{m}\0{_fingerprint(full, os.stat(full), hashes, skip, m, out.notices)}")
+            material.append(f"{m}\0{_fingerprint(full, os.stat(full), hashes, skip | products, m, out.notices)}")
         out.fingerprints[f"reads:{pattern}"] = "glob:" + _blake("\n".join(material))
     for pattern in sorted(set(writes)):
         relative |= not os.path.isabs(pattern)
