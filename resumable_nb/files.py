@@ -218,7 +218,8 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
         material = []
         for m in matches:
             full = os.path.join(cwd, m)
-            material.append(f"{m}\0{_fingerprint(full, os.stat(full), hashes, skip | products, m, out.notices)}")
+            fp = _fingerprint(full, os.stat(full), hashes, skip | products, m, out.notices)
+            material.append(f"{m}\0{fp}")
         out.fingerprints[f"reads:{pattern}"] = "glob:" + _blake("\n".join(material))
     for pattern in sorted(set(writes)):
         relative |= not os.path.isabs(pattern)

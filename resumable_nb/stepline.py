@@ -4,8 +4,8 @@ panel's Re-run and the headless CLI. Pure: no IPython.
 Every caller that runs a step from its line parses it here, so the options that go into the
 key (``--ignore``) are read the same way everywhere; a second parser is where keys diverge.
 
->>> parse_step_line("clean --ignore=fig --force")
-StepLine(name='clean', force=True, ignore=('fig',))
+>>> parse_step_line("clean --ignore=fig --force --retries 2")
+StepLine(name='clean', force=True, ignore=('fig',), reads=(), writes=(), retries=2, retry_delay=0.0)
 >>> str(StepLine("clean", force=True, ignore=("fig",)))
 'clean --force --ignore fig'
 """
