@@ -165,6 +165,24 @@ class ResumableNB(Magics):
         else:
             print(self.session.table())
 
+    @magic_arguments()
+    @argument("name", help="The step to explain.")
+    @line_magic
+    def why(self, line: str) -> None:
+        """Say what differs between a step as it stands now and its latest cache entry: the
+        code diff, and each input's old and new fingerprint (new inputs, inputs no longer
+        read). Nothing is run; the step's current inputs are fingerprinted in this kernel.
+
+        Example::
+
+            %why train
+        """
+        args = self._parse(self.why, line, "%why NAME")
+        try:
+            print(self.session.why(args.name))
+        except StepUsageError as exc:
+            raise UsageError(str(exc)) from None
+
     def _parse(self, magic: Any, line: str, usage: str) -> Any:
         try:
             return parse_argstring(magic, line)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import capture, files, retry, serialize
+from . import aliases, capture, files, retry, serialize, why
 from ._await import run_code
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
@@ -132,18 +132,10 @@ class StepRunner:
         if not body.strip():
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
-        code, analysis = self._analyse(name, body)
-        result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
         opts = line if line is not None else StepLine(name)
-        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        analysis, result, inputs, uncacheable = self._prepare(name, body, ignore, opts)
         store = self._store()
-        if uncacheable is None:
-            uncacheable = self._file_inputs(name, analysis, opts, inputs, store, result)
-        result.inputs = {k: v[:16] for k, v in inputs.items()}
-        key = None
-        if uncacheable is None:
-            key = step_key(code, inputs, imports, ignore)
-            result.key = key
+        key = result.key
         if key is not None and store is not None and not force:
             hit, value = self._try_restore(name, key, store, result)
             if hit:
@@ -155,6 +147,25 @@ class StepRunner:
         elif uncacheable:
             result.reason = uncacheable
         return self._run_and_store(name, body, header, analysis, inputs, key, store, result, opts)
+
+    def current(self, name: str, body: str, ignore: Iterable[str] = (),
+                line: StepLine | None = None) -> StepResult:
+        """The key and input fingerprints step ``name`` would have now; runs nothing."""
+        return self._prepare(name, body, check_ignore(ignore), line or StepLine(name))[1]
+
+    def _prepare(self, name: str, body: str, ignore: tuple[str, ...], opts: StepLine
+                 ) -> tuple[CellAnalysis, StepResult, dict[str, str], str | None]:
+        """Analyse and fingerprint: (analysis, result with key and short inputs, full input
+        fingerprints, why the step cannot be cached or None)."""
+        code, analysis = self._analyse(name, body)
+        result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
+        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        if uncacheable is None:
+            uncacheable = self._file_inputs(name, analysis, opts, inputs, self._store(), result)
+        result.inputs = {k: v[:16] for k, v in inputs.items()}
+        if uncacheable is None:
+            result.key = step_key(code, inputs, imports, ignore)
+        return analysis, result, inputs, uncacheable
 
     # -- analysis -----------------------------------------------------------------------
     def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis]:
@@ -279,7 +290,7 @@ class StepRunner:
         try:
             entry = store.get(key)
             if entry is None:
-                result.reason = "not in the cache yet"
+                result.reason = self.why_missed(result)
                 return False, None
             payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
         except (StoreError, RestoreError) as exc:
@@ -323,8 +334,22 @@ class StepRunner:
             if written:
                 print(f"[resumable_nb] step '{name}' wrote back {', '.join(written)}")
         capture.replay(self.shell, payload["events"])
+        if "value" in payload:
+            return True, payload["value"]
         shown = payload.get("result")
         return True, (_Replayed(*shown) if shown is not None else None)
+
+    def why_missed(self, result: StepResult) -> str:
+        """What differs from the step's latest entry, in one line (journal permitting)."""
+        journal = self._journal()
+        if journal is None:
+            return "not in the cache yet"
+        try:
+            runs, _ = journal.read()
+        except (OSError, StoreError):
+            return "not in the cache yet"
+        previous = why.latest_entry(runs, result.name, other_than=result.key)
+        return why.compare(previous, result.source, result.inputs).summary()
 
     # -- miss ---------------------------------------------------------------------------
     def _run_and_store(self, name: str, body: str, header: str, analysis: CellAnalysis,
@@ -334,6 +359,7 @@ class StepRunner:
         opts = opts if opts is not None else StepLine(name)
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
+        sharers = self._sharers(inputs, before)
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
@@ -385,7 +411,9 @@ class StepRunner:
         # Changed in place: the same object as before, with other content (lst.append(x),
         # arr += 1). Restored in place on a hit, so that other references see the change.
         same_object = {k for k in after if k in before and before[k] == id(ns[k])}
-        mutated = self._mutated(inputs, same_object)
+        # Also what changed through a view or a shared object (aliases.py): a plain run
+        # leaves `base` changed after `sub[0] = 99`, so a hit must too.
+        mutated = self._mutated(inputs, same_object) | self._mutated(sharers, same_object)
         outputs |= mutated
         deleted = tuple(sorted(set(before) - after))
         result.outputs = tuple(sorted(outputs))
@@ -400,6 +428,11 @@ class StepRunner:
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
         if products:
             payload["files"] = files.products_to_payload(products)
+        if value is not None:
+            # The value itself, so that on a hit `_`, `__` and Out[n] hold what a plain run
+            # leaves there (not a display wrapper); pickled with the outputs, so `df` as the
+            # last expression comes back as the same object as the output `df`.
+            payload["value"] = value
         if key is not None and store is not None:
             self._store_payload(name, key, store, payload, result)
         if not result.output_sizes:
@@ -425,16 +458,34 @@ class StepRunner:
             ast.increment_lineno(tree, header.count("\n") + 1)
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         stmts = tree.body[:-1] if last is not None else tree.body
-        # Top-level await compiles to a coroutine, run on IPython's loop (resumable_nb._await).
-        flags = getattr(shell.compile, "flags", 0) | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        module = ast.Module(body=stmts, type_ignores=[])
-        run_code(shell, compile(module, filename, "exec", flags=flags, dont_inherit=True),
-                 shell.user_global_ns, shell.user_ns)
+        # One statement at a time, through the shell's compiler, as IPython runs a cell: the
+        # compile unit changes the bytecode (3.11: a method call on a name imported in the same
+        # unit), so a function defined in a step would fingerprint differently from the same
+        # function defined in a plain cell; and a __future__ import applies from the next
+        # statement on, as in a cell. Top-level await compiles to a coroutine, run on IPython's
+        # loop (resumable_nb._await), as IPython does with the same flag.
+        with shell.compile.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT):
+            for stmt in stmts:
+                code = shell.compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec")
+                run_code(shell, code, shell.user_global_ns, shell.user_ns)
         if last is None:
             return _NOTHING
         expression = ast.Expression(body=last.value)
-        return run_code(shell, compile(expression, filename, "eval", flags=flags, dont_inherit=True),
-                        shell.user_global_ns, shell.user_ns)
+        with shell.compile.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT):
+            code = shell.compile(expression, filename, "eval")
+        return run_code(shell, code, shell.user_global_ns, shell.user_ns)
+
+    def _sharers(self, inputs: dict[str, str], names: Iterable[str]) -> dict[str, str]:
+        """Fingerprints of the variables the step could change through its inputs."""
+        ns = self.shell.user_ns
+        fper = Fingerprinter(ns, follow_globals=False)
+        found = {}
+        for name in sorted(aliases.candidates(ns, inputs, names)):
+            try:
+                found[name] = fper.hash(ns[name])
+            except Unfingerprintable:
+                continue  # cannot tell whether it changed; it is not an input either
+        return found
 
     def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
         """Inputs that still exist and whose content changed: mutated in place."""
@@ -463,6 +514,9 @@ class StepRunner:
         except StoreError as exc:
             result.notices.append(f"step '{name}' ran but was not cached: {exc}")
         except Exception as exc:  # noqa: BLE001 - a pickling failure: find the culprit
+            if "value" in payload:  # an unpicklable last expression: keep its display only
+                del payload["value"]
+                return self._store_payload(name, key, store, payload, result)
             culprit = _find_unstorable(payload["outputs"], ns)
             detail = str(culprit) if culprit else f"{type(exc).__name__}: {exc}"
             result.notices.append(f"step '{name}' ran but was not cached: output {detail}")

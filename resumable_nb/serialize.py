@@ -10,7 +10,10 @@ in a notebook:
   reference otherwise — checked against the class's fingerprint on load, so an instance is
   never re-attached to a class whose code changed (that would mix new methods with old
   state);
-- modules are stored by name and imported on load;
+- modules are stored by name and imported on load; an output that *is* an installed module's
+  attribute of the same name (what ``from pylab import *`` binds: ``rcParams``, ...) is
+  stored by that name and restored as that very object when its content is still what was
+  stored, else from a copy stored next to the name (see :func:`_module_attr`);
 - open files, sockets, locks, DB connections and generators are refused: restoring a file
   handle opened for writing would truncate the user's file.
 
@@ -20,16 +23,29 @@ their globals, and restores file handles.
 
 from __future__ import annotations
 
+import collections
+import enum
 import functools
 import importlib
+import io
 import marshal
 import pickle
+import sys
 import types
+import typing
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
-from ._introspect import EMPTY_CELL, cell_contents, class_body, importable_as, is_resource, type_name
-from .errors import RestoreError, Unstorable
+from ._introspect import (
+    EMPTY_CELL,
+    cell_contents,
+    class_body,
+    importable_as,
+    is_notebook_module,
+    is_resource,
+    type_name,
+)
+from .errors import RestoreError, Unfingerprintable, Unstorable
 from .fingerprint import Fingerprinter
 
 __all__ = ["dump", "load", "storable_check"]
@@ -43,14 +59,18 @@ class Writer(Protocol):
 
 class _Pickler(pickle.Pickler):
     def __init__(self, file: Writer, namespace: Mapping[str, Any], defined: set[int],
-                 buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> None:
+                 buffer_callback: Callable[[pickle.PickleBuffer], Any] | None,
+                 module_attrs: Mapping[int, tuple[str, str]] | None = None) -> None:
         super().__init__(file, protocol=5,  # type: ignore[arg-type]
                          buffer_callback=buffer_callback)
         self.namespace = namespace
         self.defined = defined  # ids of classes this step defines: stored by value
+        self.module_attrs = module_attrs or {}  # id -> (module, name): outputs a module owns
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
+        if self.module_attrs and id(obj) in self.module_attrs:
+            return self._by_module_attr(obj, *self.module_attrs[id(obj)])
         if t is types.FunctionType:
             # Only code that ran in the notebook: a library wrapper made with functools.wraps
             # claims __module__ == "__main__" but its globals are the library's.
@@ -74,9 +94,13 @@ class _Pickler(pickle.Pickler):
             cls: type = obj
             if cls.__module__ == "__main__" or (self.namespace.get("__name__") == cls.__module__):
                 if id(cls) in self.defined or self.namespace.get(cls.__name__) is not cls:
-                    return _reduce_class(cls)
+                    return _reduce_class(cls, self.namespace)
                 return _class_ref, (cls.__qualname__, _class_fingerprint(cls, self.namespace))
             return NotImplemented
+        if t is typing.TypeVar and is_notebook_module(obj.__module__, self.namespace):
+            # Pickled by reference to __main__.T otherwise, which a new kernel does not have yet.
+            return _make_typevar, (obj.__name__, obj.__constraints__, obj.__bound__,
+                                   obj.__covariant__, obj.__contravariant__)
         if t is types.ModuleType:
             return importlib.import_module, (obj.__name__,)
         if t is types.CodeType:
@@ -85,12 +109,21 @@ class _Pickler(pickle.Pickler):
             raise pickle.PicklingError(_resource_reason(obj))
         return NotImplemented
 
+    def _by_module_attr(self, obj: Any, module: str, name: str) -> Any:
+        copy = io.BytesIO()
+        _Pickler(copy, self.namespace, self.defined, None).dump(obj)
+        try:
+            fingerprint = Fingerprinter().hash(obj)
+        except Unfingerprintable:
+            fingerprint = ""  # never matches: the copy is restored
+        return _module_attr, (module, name, fingerprint, copy.getvalue())
+
 
 def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
          buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> None:
     """Pickle ``value`` into ``file``; large contiguous buffers go to ``buffer_callback``."""
     defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
-    _Pickler(file, namespace, defined, buffer_callback).dump(value)
+    _Pickler(file, namespace, defined, buffer_callback, _module_attrs(value, namespace)).dump(value)
 
 
 def load(data: bytes | bytearray | memoryview, buffers: list[Any],
@@ -194,7 +227,11 @@ _EMPTY = EMPTY_CELL
 
 
 # -- classes ------------------------------------------------------------------------------
-def _reduce_class(cls: type) -> tuple[Any, ...]:
+def _reduce_class(cls: type, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    if isinstance(cls, enum.EnumMeta):
+        return _reduce_enum(cls, namespace)
+    if issubclass(cls, tuple) and "_make" in vars(cls) and isinstance(getattr(cls, "_fields", None), tuple):
+        return _reduce_namedtuple(cls, namespace)
     attrs = class_body(cls)
     # What type() takes only at creation: __slots__, and __doc__ (type() puts a None there
     # that setattr would then have to overwrite) and __qualname__ (not in vars()).
@@ -203,6 +240,65 @@ def _reduce_class(cls: type) -> tuple[Any, ...]:
         body["__slots__"] = attrs["__slots__"]
     skeleton = (type(cls), cls.__name__, cls.__bases__, body)
     return (_make_class, skeleton, attrs, None, None, _set_class_state)
+
+
+def _own_code(attrs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes written in the notebook (methods, properties, the docstring) of a class
+    whose other attributes its metaclass or factory makes (Enum, namedtuple)."""
+    own = {}
+    for k, v in attrs.items():
+        fn = v.__func__ if isinstance(v, (staticmethod, classmethod)) else v.fget if isinstance(
+            v, property) else v
+        if k == "__doc__" or (isinstance(fn, types.FunctionType) and fn.__globals__ is namespace):
+            own[k] = v
+    return own
+
+
+def _reduce_enum(cls: enum.EnumMeta, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    """An Enum/Flag class by its members' names and values (aliases included), rebuilt through
+    its metaclass, which is the only way members come into being; methods as state."""
+    table: Mapping[str, Any] = cls.__members__
+    members = [(name, member._value_) for name, member in table.items()]
+    skeleton = (type(cls), cls.__name__, cls.__bases__, members, cls.__qualname__, cls.__module__)
+    return (_make_enum, skeleton, _own_code(vars(cls), namespace), None, None, _set_class_state)
+
+
+def _make_enum(meta: Any, name: str, bases: tuple[type, ...], members: list[tuple[str, Any]],
+               qualname: str, module: str) -> type:
+    body = meta.__prepare__(name, bases)
+    for member, value in members:
+        body[member] = value
+    body["__qualname__"] = qualname
+    body["__module__"] = module
+    return meta(name, bases, body)  # type: ignore[no-any-return]
+
+
+def _reduce_namedtuple(cls: type, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A namedtuple class (collections.namedtuple or typing.NamedTuple) by its fields and
+    defaults, rebuilt by the factory (its generated methods come from a module named
+    ``namedtuple_<name>`` that exists nowhere); what the notebook added to it, as state."""
+    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
+    defaults = [cls._field_defaults[f] for f in fields if f in cls._field_defaults]  # type: ignore[attr-defined]
+    state = _own_code(vars(cls), namespace)
+    if "__annotations__" in vars(cls):
+        state["__annotations__"] = dict(vars(cls)["__annotations__"])
+    return (_make_namedtuple, (cls.__name__, fields, tuple(defaults), cls.__qualname__, cls.__module__),
+            state, None, None, _set_class_state)
+
+
+def _make_namedtuple(name: str, fields: tuple[str, ...], defaults: tuple[Any, ...], qualname: str,
+                     module: str) -> type:
+    cls = collections.namedtuple(name, fields, defaults=defaults, module=module)  # type: ignore[misc]
+    cls.__qualname__ = qualname
+    return cls
+
+
+def _make_typevar(name: str, constraints: tuple[Any, ...], bound: Any, covariant: bool,
+                  contravariant: bool) -> Any:
+    tv = typing.TypeVar(name, *constraints, bound=bound, covariant=covariant,  # type: ignore[misc]
+                        contravariant=contravariant)
+    tv.__module__ = "__main__"
+    return tv
 
 
 def _make_class(namespace: MutableMapping[str, Any], meta: type, name: str, bases: tuple[type, ...],
@@ -243,6 +339,53 @@ _NEEDS_NAMESPACE: dict[str, Callable[..., Any]] = {
     "_make_function": _make_function,
     "_make_class": _make_class,
 }
+
+
+# -- objects an installed module owns ---------------------------------------------------------
+_BY_VALUE = (type(None), bool, int, float, complex, str, bytes, type, types.ModuleType,
+             types.FunctionType, types.BuiltinFunctionType)
+
+
+def _module_attrs(value: Any, namespace: Mapping[str, Any]) -> dict[int, tuple[str, str]]:
+    """Outputs that are an installed module's attribute of the same name: ``from m import *``
+    or ``from m import x`` bound them, and a plain run has *that* object (``rcParams`` is
+    ``matplotlib.rcParams``: setting an item restyles every later plot). Some do not even
+    survive a copy: matplotlib's ``rcParamsDefault`` holds a sentinel object that its own
+    validation recognises by identity, so its unpickled copy raises, and a ``from pylab
+    import *`` step could never be restored. Looked for in the module of the value's type and
+    that module's packages, where a library keeps its module-level instances."""
+    outputs = value.get("outputs") if isinstance(value, dict) else None
+    found: dict[int, tuple[str, str]] = {}
+    if not isinstance(outputs, dict):
+        return found
+    for name, v in outputs.items():
+        if isinstance(v, _BY_VALUE):  # by value or already by reference
+            continue
+        parts = str(getattr(type(v), "__module__", "") or "").split(".")
+        for n in range(len(parts), 0, -1):
+            module = ".".join(parts[:n])
+            if is_notebook_module(module, namespace) or module == "builtins":
+                break
+            if getattr(sys.modules.get(module), name, None) is v:
+                found[id(v)] = (module, name)
+                break
+    return found
+
+
+def _module_attr(namespace: MutableMapping[str, Any], module: str, name: str, fingerprint: str,
+                 copy: bytes) -> Any:
+    """``module.name`` itself when its content is still what was stored (identity, as in a
+    plain run); else the stored copy (the step had changed it, or the library did)."""
+    try:
+        live = getattr(importlib.import_module(module), name)
+        if fingerprint and Fingerprinter().hash(live) == fingerprint:
+            return live
+    except (ImportError, AttributeError, Unfingerprintable):
+        pass
+    return load(copy, [], namespace)  # part of the entry: authenticated with it
+
+
+_NEEDS_NAMESPACE["_module_attr"] = _module_attr
 
 
 # -- plumbing -----------------------------------------------------------------------------

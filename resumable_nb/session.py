@@ -29,6 +29,7 @@ from .resume import (
 from .runner import StepRunner
 from .store import Store
 from .view import render_steps, step_rows
+from .why import compare, latest_entry
 
 if TYPE_CHECKING:
     from .widget import RunPanel
@@ -239,6 +240,27 @@ class Session:
             cell = step_cell(name, last[-1].source)
             _show_journal_sources([cell])
         self._run_cell(cell, force=True)
+
+    def why(self, name: str) -> str:
+        """What differs between step ``name`` now (its cell in the notebook, else its latest
+        recorded source, with this namespace's inputs) and its latest cache entry.
+
+        :raises StepUsageError: no such step in the notebook or the journal.
+        """
+        journal, _ = self._require()
+        runs = self._runs(journal)
+        previous = latest_entry(runs, name)
+        cell = next((c for c in self._cells() or [] if c.step == name), None)
+        if cell is None and previous is None:
+            raise StepUsageError(f"no step {name!r} in the notebook or the journal")
+        spec = cell.spec if cell is not None else None
+        body = cell.body if cell is not None else previous.source  # type: ignore[union-attr]
+        now = self.runner.current(name, body, spec.ignore if spec is not None else (), line=spec)
+        comparison = compare(previous, body, now.inputs)
+        verdict = ("it would hit: same key as its latest entry" if previous is not None
+                   and now.key is not None and now.key == previous.key else comparison.summary())
+        return "\n".join([f"step '{name}': {verdict}", *comparison.report().splitlines()[1:],
+                          *now.notices])
 
     def clear_step(self, name: str) -> int:
         """Delete every cache entry stored by step ``name``."""
