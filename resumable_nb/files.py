@@ -40,8 +40,8 @@ import blake3
 
 from .errors import StepUsageError
 
-__all__ = ["FileHashes", "FileInputs", "Product", "collect_products", "file_inputs",
-           "literal_paths", "write_back"]
+__all__ = ["FileHashes", "FileInputs", "Product", "StepFiles", "collect_products", "describe",
+           "file_inputs", "literal_paths", "write_back"]
 
 _MAX_LITERAL = 4096
 _BIG = 1 << 30  # hashing more than this at once is said, never skipped
@@ -444,17 +444,9 @@ class StepFiles:
         return file_inputs(candidates, reads, writes, self.hashes, os.getcwd(), exclude)
 
 
-def changed_files(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    """What a miss reason says about files: ``file data.csv``, ``files matching 'd/*.csv'``."""
-    out = []
-    for label in sorted(set(before) | set(now)):
-        if before.get(label) == now.get(label):
-            continue
-        kind, _, what = label.partition(":")
-        if kind == "file":
-            out.append(f"file {what}")
-        elif kind == "reads":
-            out.append(f"files matching {what!r}")
-        elif kind == "cwd":
-            out.append("the working directory")
-    return out
+def describe(label: str) -> str:
+    """How a miss reason names a file entry of the key: ``file data.csv``, ``files matching
+    'in/*.csv'``, ``the working directory``, ``the --writes patterns``."""
+    kind, _, what = label.partition(":")
+    return {"file": f"file {what}", "reads": f"files matching {what!r}",
+            "cwd": "the working directory", "writes": "the --writes patterns"}.get(kind, label)

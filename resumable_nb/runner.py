@@ -140,8 +140,6 @@ class StepRunner:
             hit, value = self._try_restore(name, key, store, result)
             if hit:
                 return value
-            if result.reason == "not in the cache yet":
-                result.reason = self._files_reason(name, result.inputs, store) or result.reason
         elif force:
             result.reason = "--force"
         elif uncacheable:
@@ -263,24 +261,6 @@ class StepRunner:
         inputs.update(found.fingerprints)
         result.notices += [f"step '{name}': {n}" for n in found.notices]
         return None
-
-    def _files_reason(self, name: str, inputs: dict[str, str], store: Store) -> str:
-        """A miss reason naming the files that changed since the step last completed."""
-        now = {k: v for k, v in inputs.items() if ":" in k}
-        if not now:
-            return ""
-        previous: Any = next((r.inputs for r in reversed(self.history)
-                              if r.name == name and r.status in ("ran", "cached") and r.key), None)
-        if previous is None:
-            try:
-                entries = [e for e in store.entries() if e.step == name and "files" in e.extra]
-            except (StoreError, OSError):
-                entries = []
-            previous = max(entries, key=lambda e: e.created).extra["files"] if entries else None
-        if not isinstance(previous, dict):
-            return ""
-        changed = files.changed_files({k: v for k, v in previous.items() if ":" in k}, now)
-        return f"{', '.join(changed[:3])} changed" if changed else ""
 
     # -- hit ----------------------------------------------------------------------------
     def _try_restore(self, name: str, key: str, store: Store, result: StepResult) -> tuple[bool, Any]:
@@ -508,7 +488,7 @@ class StepRunner:
         try:
             entry = store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
                               duration=result.duration,
-                              extra={"reason": result.reason, **_files_extra(result.inputs)})
+                              extra={"reason": result.reason})
             result.stored = True
             result.output_sizes = dict(entry.output_sizes)
         except StoreError as exc:
@@ -604,12 +584,6 @@ def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> U
         except Unstorable as exc:
             return exc
     return None
-
-
-def _files_extra(inputs: dict[str, str]) -> dict[str, Any]:
-    """What an entry records of its file inputs, for a later miss reason to name them."""
-    found = {k: v for k, v in inputs.items() if ":" in k}
-    return {"files": found} if found else {}
 
 
 def _forget(store: Store, key: str) -> None:
