@@ -85,13 +85,16 @@ class ResumableNB(Magics):
 
         ``%%step clean --force`` re-runs and overwrites the entry;
         ``%%step plot --ignore fig`` leaves ``fig`` out of the key.
+        Files named by string literals in the cell are inputs by content;
+        ``%%step load --reads 'data/*.csv' --writes 'out/*.parquet' --retries 2`` declares
+        more inputs, the files it writes (restored on a hit) and retries on an exception.
         """
         __tracebackhide__ = True
         try:
             args = stepline.parse_step_line(line)
             self.session.check_duplicate(args.name)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
-                                   header=f"%%step {line}")
+                                   header=f"%%step {line}", line=args)
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
 

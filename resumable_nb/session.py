@@ -277,7 +277,8 @@ class Session:
         __tracebackhide__ = True
         if cell.spec is not None:
             value = self.runner.run(cell.spec.name, cell.body, force=force or cell.spec.force,
-                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}")
+                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}",
+                                    line=cell.spec)
         else:
             value = self.runner.run_plain(cell.source)
         if value is not None:  # a cell's result, shown as a display inside %resume / %replay
@@ -346,7 +347,7 @@ class Session:
             raise StepUsageError(f"no step {name!r} in the notebook or the journal")
         spec = cell.spec if cell is not None else None
         body = cell.body if cell is not None else previous.source  # type: ignore[union-attr]
-        now = self.runner.current(name, body, spec.ignore if spec is not None else ())
+        now = self.runner.current(name, body, spec.ignore if spec is not None else (), line=spec)
         comparison = compare(previous, body, now.inputs)
         verdict = ("it would hit: same key as its latest entry" if previous is not None
                    and now.key is not None and now.key == previous.key else comparison.summary())
