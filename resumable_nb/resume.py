@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # Cells that control resumable_nb itself: never re-run by %resume --run / %replay.
-_CONTROL = ("%load_ext", "%reload_ext", "%resume", "%replay", "%steps", "%config")
+_CONTROL = ("%load_ext", "%reload_ext", "%resume", "%replay", "%steps", "%config", "%gate", "%why")
 
 
 @dataclass(frozen=True, slots=True)
