@@ -22,7 +22,8 @@ from . import location
 from ._text import columns, human_size, printable
 from .errors import ResumableError, RunError
 from .headless import HeadlessRun, RunOptions, cache_root_for
-from .journal import RunView, chain, iter_journals, journal_path, read_events, runs
+from .housekeeping import gc_keep
+from .journal import RunView, iter_journals, journal_path, read_events, runs
 from .nbfile import CodeCell, code_cells, notebook_json, read_record
 from .states import label
 from .view import StepRow, render_steps, step_rows
@@ -342,29 +343,6 @@ def _clear(args: argparse.Namespace) -> int:
     print(f"removed {len(targets)} cache entr{'y' if len(targets) == 1 else 'ies'} of {which}"
           f"{detail}, {human_size(freed)} freed")
     return 0
-
-
-def gc_keep(root: Path) -> tuple[set[str], list[str]]:
-    """Keys that must stay: for every notebook journal under ``root``, those of its latest run's
-    chain (what a resume restores), and those of every run whose kernel is still alive; and the
-    warnings of journals that could not be read whole (then nothing may be collected: a skipped
-    record may be what needs an entry)."""
-    keep: set[str] = set()
-    warnings: list[str] = []
-    for path in iter_journals(root):
-        events, warning = read_events(path)
-        if warning:
-            warnings.append(warning)
-        all_runs = runs(events)
-        if not all_runs:
-            continue
-        latest = list(all_runs.values())[-1]
-        keep |= {s.key for s in chain(all_runs, latest.run) if s.key}
-        for run in all_runs.values():
-            if run.state == "running":
-                keep |= {s.key for s in chain(all_runs, run.run) if s.key}
-                keep |= {s.key for s in run.steps if s.key}  # a step being stored right now
-    return keep, warnings
 
 
 def _gc(args: argparse.Namespace) -> int:
