@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from . import location
 from ._text import columns, human_size, printable
+from .config import ENV
 from .errors import ResumableError, RunError
 from .headless import HeadlessRun, RunOptions, cache_root_for
 from .housekeeping import gc_keep
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                      "it finish")
     run.add_argument("-k", "--kernel", metavar="NAME",
                      help="the kernel to use (default: the notebook's, else python3)")
+    run.add_argument("--store", metavar="URL", help=STORE_HELP)
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", parents=[common], help="the latest run and its steps",
@@ -84,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                             "attempts, duration, time saved), and the runs before it.")
     status.add_argument("notebook", metavar="NB.ipynb")
     status.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
+    status.add_argument("--store", metavar="URL", help=STORE_HELP)
     status.set_defaults(func=_status)
 
     runs_p = sub.add_parser("runs", parents=[common], help="list the runs of a notebook")
@@ -111,8 +114,23 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
                     help="the cache folder (default: $RESUMABLE_NB_DIR, else ./.resumable_nb in "
                     "the working directory: gc names no notebook)")
+    gc.add_argument("--max-size", metavar="SIZE", help="only delete least recently used entries "
+                    "until the folder holds at most SIZE (e.g. 20GB)")
+    gc.add_argument("--store", metavar="URL", help="collect this team store (s3://BUCKET/PREFIX) "
+                    "instead of the local folder: manifests and payloads no mirrored run needs")
     gc.set_defaults(func=_gc)
+
+    push = sub.add_parser("push", help="upload to the team store what it lacks",
+                          description="Send the uploads kernels left queued, then every local "
+                          "entry and run journal the team store lacks (docs/team.md).")
+    push.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                      help="the cache folder (default: $RESUMABLE_NB_DIR, else ./.resumable_nb)")
+    push.add_argument("--store", metavar="URL", help=STORE_HELP)
+    push.set_defaults(func=_push)
     return parser
+
+
+STORE_HELP = "the team store, s3://BUCKET/PREFIX (default: $RESUMABLE_NB_STORE; docs/team.md)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: run, status, runs, events, clear or gc")
+        parser.error("choose a command: run, status, runs, events, clear, gc or push")
     try:
         return int(args.func(args))
     except ResumableError as exc:  # RunError, and StoreError: an unusable cache folder or key
@@ -136,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- run --------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
+    from . import teamops
+
+    if args.store:
+        os.environ[ENV["STORE"]] = args.store  # the kernel reads and writes the same store
+    notebook = Path(args.notebook).expanduser().absolute()
+    if notebook.is_file():
+        teamops.pull_for(notebook, cache_root_for(notebook, args.cache_dir), args.store)
     options = RunOptions(
         notebook=Path(args.notebook), output=args.output,
         parameters=tuple((name, value) for name, value in args.parameter), fresh=args.fresh,
@@ -207,6 +232,10 @@ def _status_data(notebook: Path, cells: list[CodeCell], root: Path,
 
 def _status(args: argparse.Namespace) -> int:
     notebook, cells, root, journal = _open(args)
+    if args.store or os.environ.get(ENV["STORE"]):
+        from . import teamops
+
+        teamops.pull_for(notebook, root, args.store)
     data, rows = _status_data(notebook, cells, root, journal)
     if args.json:
         _print_json(data)
@@ -347,6 +376,13 @@ def _clear(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     root = location.cache_root(str(args.cache_dir or ""), {})  # as the kernel finds it
+    if args.store or args.max_size:
+        from . import teamops
+
+        if args.store:
+            return teamops.cmd_gc_store(root, args.store)
+        if (root / "index").is_dir():
+            return teamops.cmd_gc_max_size(root, args.max_size)
     if not (root / "index").is_dir():
         print(f"nothing to collect: no cache at {root}")
         return 0
@@ -368,6 +404,12 @@ def _gc(args: argparse.Namespace) -> int:
     print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}, {human_size(freed)} freed; "
           f"kept {left} that the latest runs of {notebooks} notebook{'s' * (notebooks != 1)} need")
     return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from . import teamops
+
+    return teamops.cmd_push(location.cache_root(str(args.cache_dir or ""), {}), args.store)
 
 
 # -- helpers ----------------------------------------------------------------------------------
