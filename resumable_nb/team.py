@@ -183,10 +183,11 @@ class Team:
                                  replace=replace)
             self.uploader.submit_blob(manifest_name(entry.key), record)
         if self.max_size is not None:
-            self.bound()
+            self.bound(also_keep=entry.key)
 
-    def bound(self) -> tuple[int, int]:
-        """Evict least recently used entries until the folder fits ``max_size``."""
+    def bound(self, also_keep: str | None = None) -> tuple[int, int]:
+        """Evict least recently used entries until the folder fits ``max_size``; ``also_keep``:
+        the entry just stored (its journal record is written after this)."""
         if self.max_size is None or self.store.size_on_disk() <= self.max_size:
             return 0, 0
         keep, warnings = gc_keep(self.store.root, self._journal_key)
@@ -194,12 +195,15 @@ class Team:
             self._say_once("bound", f"the cache folder is above its max_size but a journal could not "
                                     f"be read whole ({warnings[0]}): nothing evicted")
             return 0, 0
+        if also_keep is not None:
+            keep.add(also_keep)
         return evict(self.store, self.max_size, keep)
 
     # -- the journal, mirrored ----------------------------------------------------------------
     def mirror(self, journal: Journal) -> None:
-        """Upload the records ``journal`` gained since the last call, as segments of their runs,
-        once a step finished or a run ended (a lone step_started waits for its end)."""
+        """Upload the records ``journal`` gained since the last call, as segments of their runs:
+        after every append (a step's start too, so that another machine knows which step was
+        interrupted by a crash; a hit's start and end are one append)."""
         if self.uploader is None or self._importing:
             return
         path = str(journal.path)
@@ -208,8 +212,6 @@ class Team:
         if end == 0:
             return
         lines = [ln for ln in data[:end].split(b"\n") if ln]
-        if _kind(lines[-1]) == "step_started":
-            return
         ident = notebook_identity(journal.notebook)
         by_run: dict[str, list[bytes]] = {}
         for line in lines:
@@ -363,10 +365,6 @@ def _body(line: bytes) -> dict[str, object]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _kind(line: bytes) -> object:
-    return _body(line).get("kind")
 
 
 def _run_of(line: bytes) -> str | None:
