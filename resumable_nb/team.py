@@ -269,7 +269,7 @@ class Team:
         the next kernel or ``resumable-nb push``."""
         done = True
         if self.uploader is not None:
-            done = self.uploader.close(timeout)
+            done = self.uploader.close(timeout, join=0.5)
             self.uploader = None
         self.store.read_through = None
         self.store.on_put = None

@@ -148,12 +148,15 @@ class Uploader:
                 self._idle.wait(min(left, 0.1))
         return not self.pending()
 
-    def close(self, timeout: float = 2.0) -> bool:
-        """Flush for at most ``timeout`` and stop the thread; what is left stays on disk."""
+    def close(self, timeout: float = 2.0, join: float | None = None) -> bool:
+        """Flush for at most ``timeout`` and stop the thread; what is left stays on disk.
+        ``join``: how long to wait for an upload in flight to stop (default: ``timeout`` plus
+        one request deadline); a kernel shutting down passes less (the daemon thread dies with
+        the process, its marker stays for the next kernel)."""
         done = self.flush(timeout)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=max(timeout, 0.1) + self.remote.timeout)
+        self._thread.join(timeout=max(timeout, 0.1) + self.remote.timeout if join is None else join)
         return done
 
     # -- the thread -------------------------------------------------------------------------
