@@ -91,3 +91,11 @@ ARROW_ARRAY = b"q"
 ARROW_TYPE = b"f"  # a schema or data type, by its text
 ARROW_BUFFERS = b"1"
 POLARS = b"2"
+
+# -- matplotlib --------------------------------------------------------------------------
+MPL_TRANSFORM = b"("  # a transform or box: its type + its attributes but its parents
+MPL_ARTIST = b"*"  # an artist: what pickle stores, but its stale flag (and a figure's number)
+MPL_CALLBACKS = b")"  # a CallbackRegistry: its signals + the callbacks pickling keeps
+
+# -- scikit-learn ------------------------------------------------------------------------
+SK_BUNCH = b"&"  # a Bunch: its type + its items

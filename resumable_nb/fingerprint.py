@@ -22,6 +22,10 @@ Decisions worth knowing (each is a golden-vector test):
   version. Local modules (next to the notebook): the content hash of their source.
 - Anything else: what ``__reduce_ex__(4)`` returns (what pickle would store), hashed with
   the same rules, so a set nested in an object is still order-independent.
+- Identity counts only for mutable objects: a list or object met twice in one value is written
+  the second time as a back-reference (cycles, aliasing). Tuples and frozensets are written by
+  content wherever they appear (what they hold keeps its identity): the compiler shares equal
+  constants between code objects where an unpickled value does not.
 - A value with no such reduction (generator, lock, socket, open file...) raises
   :class:`~resumable_nb.errors.Unfingerprintable` — never a silent hit.
 
@@ -40,8 +44,8 @@ Every tag is a named constant of :mod:`resumable_nb._tags` (one table, checked f
 uniqueness). A library's handlers live in a module ``_fp_<library>.py`` with a
 ``handler_for(type) -> handler | None`` function, registered by the library's top-level
 module name in ``_HANDLER_MODULES``; it is imported only once that library is, so
-``import resumable_nb`` stays cheap. numpy, pandas and pyarrow/polars are handled this way
-(see docs/architecture.md for a worked example).
+``import resumable_nb`` stays cheap. numpy, pandas, pyarrow/polars, matplotlib and scikit-learn
+are handled this way (see docs/architecture.md for a worked example).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ from .errors import Unfingerprintable
 __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "fingerprint",
            "import_identity", "module_identity"]
 
-FINGERPRINT_VERSION = 6
+FINGERPRINT_VERSION = 7
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400
@@ -183,9 +187,24 @@ class Fingerprinter:
 
     def value(self, obj: Any) -> None:
         """Write any value with the full rules (its own tag, cycles, notebook code...)."""
-        handler = _EXACT.get(type(obj))
+        t = type(obj)
+        handler = _EXACT.get(t)
         if handler is not None:
             handler(self, obj)
+            return
+        if t is tuple or t is frozenset:
+            # Immutable: its identity is not content. The compiler shares equal constants
+            # between code objects (``__slots__`` and a method's ``co_names``) where a rebuilt
+            # class or an unpickled value does not, so a back-reference to a tuple would make
+            # equal values hash differently. What a tuple holds is still written through
+            # value(): a list met twice through two tuples is still one list (aliasing), and
+            # a cycle always runs through a mutable object, which is memoised.
+            if t is tuple:
+                self.begin(tags.TUPLE, len(obj))
+                for item in obj:
+                    self.value(item)
+            else:
+                self._unordered(tags.FROZENSET, obj)
             return
         self._tracked(obj)
 
@@ -207,14 +226,14 @@ class Fingerprinter:
 
     def _dispatch(self, value: Any) -> None:
         t = type(value)
-        if t is list or t is tuple:
-            self.begin(tags.LIST if t is list else tags.TUPLE, len(value))
+        if t is list:
+            self.begin(tags.LIST, len(value))
             for item in value:
                 self.value(item)
         elif t is dict:
             self._mapping(tags.DICT, value)
-        elif t is set or t is frozenset:
-            self._unordered(tags.SET if t is set else tags.FROZENSET, value)
+        elif t is set:
+            self._unordered(tags.SET, value)
         elif t is bytearray:
             self.raw(tags.BYTEARRAY, bytes(value))
         elif t is memoryview:
@@ -510,7 +529,8 @@ _EXACT: dict[type, Handler] = {
 # -- library handlers, looked up only when their library is already imported ---------------
 # top-level module of a value's type -> the handler module (a ``handler_for(type)`` function).
 _HANDLER_MODULES = {"numpy": "_fp_numpy", "pandas": "_fp_pandas", "pyarrow": "_fp_arrow",
-                    "polars": "_fp_arrow"}
+                    "polars": "_fp_arrow", "matplotlib": "_fp_matplotlib",
+                    "mpl_toolkits": "_fp_matplotlib", "sklearn": "_fp_sklearn"}
 
 
 def _lazy_handler(t: type) -> Handler | None:

@@ -131,9 +131,15 @@ def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping
                 writer[name] = i
             for name in step.deleted:
                 writer[name] = None
+        # Which names each step is the last writer of: one pass, not one per loaded entry
+        # (that was quadratic: 10,000 steps x 10,000 names made a %resume take seconds).
+        names_of: dict[int, list[str]] = {}
+        for name, j in writer.items():
+            if j is not None:
+                names_of.setdefault(j, []).append(name)
         values: dict[str, Any] = {}
         failed: int | None = None
-        for i in sorted({i for i in writer.values() if i is not None}):
+        for i in sorted(names_of):
             try:
                 entry = store.get(usable[i].key or "")
                 if entry is None:
@@ -143,8 +149,8 @@ def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping
                 failed = i
                 stopped = (usable[i], str(exc))  # an earlier failure replaces a later one
                 break
-            for name, j in writer.items():
-                if j == i and name in payload["outputs"]:
+            for name in names_of[i]:
+                if name in payload["outputs"]:
                     values[name] = payload["outputs"][name]
         if failed is None:
             break

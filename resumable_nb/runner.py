@@ -332,15 +332,18 @@ class StepRunner:
             ast.increment_lineno(tree, header.count("\n") + 1)
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         stmts = tree.body[:-1] if last is not None else tree.body
-        flags = getattr(shell.compile, "flags", 0)
-        module = ast.Module(body=stmts, type_ignores=[])
-        exec(compile(module, filename, "exec", flags=flags, dont_inherit=True),
-             shell.user_global_ns, shell.user_ns)
+        # One statement at a time, through the shell's compiler, as IPython runs a cell: the
+        # compile unit changes the bytecode (3.11: a method call on a name imported in the same
+        # unit), so a function defined in a step would fingerprint differently from the same
+        # function defined in a plain cell; and a __future__ import applies from the next
+        # statement on, as in a cell.
+        for stmt in stmts:
+            exec(shell.compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec"),
+                 shell.user_global_ns, shell.user_ns)
         if last is None:
             return _NOTHING
         expression = ast.Expression(body=last.value)
-        return eval(compile(expression, filename, "eval", flags=flags, dont_inherit=True),
-                    shell.user_global_ns, shell.user_ns)
+        return eval(shell.compile(expression, filename, "eval"), shell.user_global_ns, shell.user_ns)
 
     def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
         """Inputs that still exist and whose content changed: mutated in place."""

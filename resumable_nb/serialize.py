@@ -10,7 +10,10 @@ in a notebook:
   reference otherwise — checked against the class's fingerprint on load, so an instance is
   never re-attached to a class whose code changed (that would mix new methods with old
   state);
-- modules are stored by name and imported on load;
+- modules are stored by name and imported on load; an output that *is* an installed module's
+  attribute of the same name (what ``from pylab import *`` binds: ``rcParams``, ...) is
+  stored by that name and restored as that very object when its content is still what was
+  stored, else from a copy stored next to the name (see :func:`_module_attr`);
 - open files, sockets, locks, DB connections and generators are refused: restoring a file
   handle opened for writing would truncate the user's file.
 
@@ -22,14 +25,24 @@ from __future__ import annotations
 
 import functools
 import importlib
+import io
 import marshal
 import pickle
+import sys
 import types
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
-from ._introspect import EMPTY_CELL, cell_contents, class_body, importable_as, is_resource, type_name
-from .errors import RestoreError, Unstorable
+from ._introspect import (
+    EMPTY_CELL,
+    cell_contents,
+    class_body,
+    importable_as,
+    is_notebook_module,
+    is_resource,
+    type_name,
+)
+from .errors import RestoreError, Unfingerprintable, Unstorable
 from .fingerprint import Fingerprinter
 
 __all__ = ["dump", "load", "storable_check"]
@@ -43,14 +56,18 @@ class Writer(Protocol):
 
 class _Pickler(pickle.Pickler):
     def __init__(self, file: Writer, namespace: Mapping[str, Any], defined: set[int],
-                 buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> None:
+                 buffer_callback: Callable[[pickle.PickleBuffer], Any] | None,
+                 module_attrs: Mapping[int, tuple[str, str]] | None = None) -> None:
         super().__init__(file, protocol=5,  # type: ignore[arg-type]
                          buffer_callback=buffer_callback)
         self.namespace = namespace
         self.defined = defined  # ids of classes this step defines: stored by value
+        self.module_attrs = module_attrs or {}  # id -> (module, name): outputs a module owns
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
+        if self.module_attrs and id(obj) in self.module_attrs:
+            return self._by_module_attr(obj, *self.module_attrs[id(obj)])
         if t is types.FunctionType:
             # Only code that ran in the notebook: a library wrapper made with functools.wraps
             # claims __module__ == "__main__" but its globals are the library's.
@@ -85,12 +102,21 @@ class _Pickler(pickle.Pickler):
             raise pickle.PicklingError(_resource_reason(obj))
         return NotImplemented
 
+    def _by_module_attr(self, obj: Any, module: str, name: str) -> Any:
+        copy = io.BytesIO()
+        _Pickler(copy, self.namespace, self.defined, None).dump(obj)
+        try:
+            fingerprint = Fingerprinter().hash(obj)
+        except Unfingerprintable:
+            fingerprint = ""  # never matches: the copy is restored
+        return _module_attr, (module, name, fingerprint, copy.getvalue())
+
 
 def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
          buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> None:
     """Pickle ``value`` into ``file``; large contiguous buffers go to ``buffer_callback``."""
     defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
-    _Pickler(file, namespace, defined, buffer_callback).dump(value)
+    _Pickler(file, namespace, defined, buffer_callback, _module_attrs(value, namespace)).dump(value)
 
 
 def load(data: bytes | bytearray | memoryview, buffers: list[Any],
@@ -243,6 +269,53 @@ _NEEDS_NAMESPACE: dict[str, Callable[..., Any]] = {
     "_make_function": _make_function,
     "_make_class": _make_class,
 }
+
+
+# -- objects an installed module owns ---------------------------------------------------------
+_BY_VALUE = (type(None), bool, int, float, complex, str, bytes, type, types.ModuleType,
+             types.FunctionType, types.BuiltinFunctionType)
+
+
+def _module_attrs(value: Any, namespace: Mapping[str, Any]) -> dict[int, tuple[str, str]]:
+    """Outputs that are an installed module's attribute of the same name: ``from m import *``
+    or ``from m import x`` bound them, and a plain run has *that* object (``rcParams`` is
+    ``matplotlib.rcParams``: setting an item restyles every later plot). Some do not even
+    survive a copy: matplotlib's ``rcParamsDefault`` holds a sentinel object that its own
+    validation recognises by identity, so its unpickled copy raises, and a ``from pylab
+    import *`` step could never be restored. Looked for in the module of the value's type and
+    that module's packages, where a library keeps its module-level instances."""
+    outputs = value.get("outputs") if isinstance(value, dict) else None
+    found: dict[int, tuple[str, str]] = {}
+    if not isinstance(outputs, dict):
+        return found
+    for name, v in outputs.items():
+        if isinstance(v, _BY_VALUE):  # by value or already by reference
+            continue
+        parts = str(getattr(type(v), "__module__", "") or "").split(".")
+        for n in range(len(parts), 0, -1):
+            module = ".".join(parts[:n])
+            if is_notebook_module(module, namespace) or module == "builtins":
+                break
+            if getattr(sys.modules.get(module), name, None) is v:
+                found[id(v)] = (module, name)
+                break
+    return found
+
+
+def _module_attr(namespace: MutableMapping[str, Any], module: str, name: str, fingerprint: str,
+                 copy: bytes) -> Any:
+    """``module.name`` itself when its content is still what was stored (identity, as in a
+    plain run); else the stored copy (the step had changed it, or the library did)."""
+    try:
+        live = getattr(importlib.import_module(module), name)
+        if fingerprint and Fingerprinter().hash(live) == fingerprint:
+            return live
+    except (ImportError, AttributeError, Unfingerprintable):
+        pass
+    return load(copy, [], namespace)  # part of the entry: authenticated with it
+
+
+_NEEDS_NAMESPACE["_module_attr"] = _module_attr
 
 
 # -- plumbing -----------------------------------------------------------------------------

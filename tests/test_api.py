@@ -10,9 +10,9 @@ import resumable_nb
 from resumable_nb import errors
 
 PUBLIC = {
-    "CorruptEntry", "RestoreError", "ResumableError", "ResumableWarning", "StepUsageError",
-    "StoreError", "Unfingerprintable", "Unstorable", "__version__", "fingerprint",
-    "load_ipython_extension", "unload_ipython_extension",
+    "CorruptEntry", "RestoreError", "ResumableError", "ResumableWarning", "RunError",
+    "StepUsageError", "StoreError", "Unfingerprintable", "Unstorable", "__version__",
+    "fingerprint", "load_ipython_extension", "magics_of", "unload_ipython_extension",
 }
 
 
@@ -21,14 +21,14 @@ def test_exported_names_are_sorted_and_exactly_the_public_api() -> None:
     assert set(resumable_nb.__all__) == PUBLIC
     for name in resumable_nb.__all__:
         assert hasattr(resumable_nb, name), name
-    helpers = {"annotations", "Any"}  # from __future__ and typing, not API
+    helpers = {"annotations", "Any", "TYPE_CHECKING"}  # from __future__ and typing, not API
     stray = {n for n, v in vars(resumable_nb).items()
              if not n.startswith("_") and not isinstance(v, types.ModuleType)} - PUBLIC - helpers
     assert stray == set()
 
 
 def test_every_error_is_a_resumable_error() -> None:
-    from resumable_nb.headless import RunError
+    from resumable_nb.errors import RunError
 
     for name in errors.__all__:
         obj = getattr(errors, name)

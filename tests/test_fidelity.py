@@ -6,34 +6,105 @@ cause, so that the fix flips it and the mark has to go.
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from resumable_nb.fingerprint import fingerprint
 from tests.conftest import Shell
 
-MPL_UNSTABLE = ("matplotlib transforms keep their parents in a dict keyed by id(): the generic "
-                "__reduce_ex__ path of fingerprint.Fingerprinter._reduced hashes those ids, so a "
-                "Figure/Axes fingerprint changes with every process and every restore")
+# MPL (fixed by resumable_nb/_fp_matplotlib.py): transforms kept their parents in a dict keyed by
+# id(), and caches, callbacks and stale flags that drawing and restoring change.
+_FIGURE = """
+import io, pickle, sys
+import matplotlib
+matplotlib.use("agg")
+import matplotlib.pyplot as plt
+from matplotlib.transforms import Affine2D
+from resumable_nb.fingerprint import fingerprint
+
+def figure(data=(1, 2, 3), color="red", label="line", title="t", angle=30.0, size=(4, 3), xlim=None):
+    fig, ax = plt.subplots(figsize=size)
+    ax.plot(list(data), color=color, label=label)
+    ax.legend()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, "x", transform=Affine2D().rotate_deg(angle) + ax.transAxes)
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    return fig
+
+def draw(fig):
+    fig.savefig(io.BytesIO(), format="png")
+    return fig
+"""
 
 
-@pytest.mark.xfail(strict=True, reason=MPL_UNSTABLE)
-def test_figure_fingerprint_survives_a_round_trip() -> None:
-    import matplotlib
-
-    matplotlib.use("agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    ax.plot([1, 2, 3])
-    try:
-        assert fingerprint(pickle.loads(pickle.dumps(fig))) == fingerprint(fig)
-    finally:
-        plt.close("all")
+@pytest.fixture
+def mpl() -> Iterator[dict[str, Any]]:
+    ns: dict[str, Any] = {}
+    exec(compile(_FIGURE, "<figure>", "exec", dont_inherit=True), ns)
+    yield ns
+    ns["plt"].close("all")
 
 
-@pytest.mark.xfail(strict=True, reason=MPL_UNSTABLE)
+def test_figure_fingerprint_survives_a_round_trip(mpl: dict[str, Any]) -> None:
+    fig = mpl["figure"]()
+    assert fingerprint(pickle.loads(pickle.dumps(fig))) == fingerprint(fig)
+
+
+def test_figure_fingerprint_survives_drawing_restoring_and_hashing(mpl: dict[str, Any]) -> None:
+    fig = mpl["draw"](mpl["figure"]())
+    drawn = fingerprint(fig)
+    assert fingerprint(fig) == drawn, "hashing a figure must not change it (CallbackRegistry's id counter)"
+    restored = pickle.loads(pickle.dumps(fig))
+    assert fingerprint(restored) == drawn, "a restore resets stale flags and transform caches"
+    assert fingerprint(mpl["draw"](restored)) == drawn
+    assert fingerprint(restored.axes[0]) == fingerprint(fig.axes[0])
+
+
+def test_figure_fingerprint_is_the_same_in_two_processes(mpl: dict[str, Any]) -> None:
+    script = _FIGURE + "\nfig = draw(figure())\nprint(fingerprint(fig), fingerprint(figure()))\n"
+    outputs = set()
+    for seed in ("0", "1"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                              check=True, cwd=Path(__file__).parent.parent)
+        outputs.add(done.stdout.strip())
+    assert len(outputs) == 1, outputs
+    drawn, undrawn = outputs.pop().split()
+    assert drawn == fingerprint(mpl["draw"](mpl["figure"]())) and undrawn == fingerprint(mpl["figure"]())
+
+
+@pytest.mark.parametrize("change", [
+    {"data": (1, 2, 4)}, {"color": "blue"}, {"label": "other"}, {"title": "u"}, {"angle": 31.0},
+    {"size": (4, 3.5)}, {"xlim": (0, 5)},
+])
+def test_what_a_figure_draws_still_changes_its_fingerprint(mpl: dict[str, Any],
+                                                           change: dict[str, Any]) -> None:
+    base, other = mpl["figure"](), mpl["figure"](**change)
+    assert fingerprint(base) == fingerprint(mpl["figure"]())
+    assert fingerprint(other) != fingerprint(base)
+    assert fingerprint(other.axes[0]) != fingerprint(base.axes[0])
+    assert fingerprint(mpl["draw"](other)) != fingerprint(mpl["draw"](base)), "also once drawn"
+
+
+def test_changing_a_drawn_figure_changes_its_fingerprint(mpl: dict[str, Any]) -> None:
+    fig = mpl["draw"](mpl["figure"]())
+    before = fingerprint(fig)
+    fig.axes[0].lines[0].set_ydata([1, 2, 5])
+    assert fingerprint(fig) != before
+    after = fingerprint(fig)
+    fig.axes[0].texts[0].get_transform().get_affine()  # fills caches: no content change
+    fig.axes[0].lines[0].set_color("green")
+    assert fingerprint(fig) not in (before, after)
+
+
 def test_a_step_reading_a_restored_figure_hits(shell: Shell) -> None:
     make = ("%%step make\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
             "fig, ax = plt.subplots()\nax.plot([1, 2, 3])")
@@ -47,12 +118,8 @@ def test_a_step_reading_a_restored_figure_hits(shell: Shell) -> None:
     assert shell.count("use") == 1, f"the step re-ran: {shell.last.reason}"
 
 
-BUNCH = ("sklearn's Bunch keeps _deprecated_key_to_warnings in its live __dict__ but not after "
-         "pickling: fingerprint.Fingerprinter._reduced hashes the __reduce_ex__ state, so a restored "
-         "load_iris() result has another fingerprint and every step reading it misses")
-
-
-@pytest.mark.xfail(strict=True, reason=BUNCH)
+# BUNCH (fixed by resumable_nb/_fp_sklearn.py): sklearn's Bunch keeps _deprecated_key_to_warnings
+# in its live __dict__, which its no-op __setstate__ drops on a restore.
 def test_bunch_fingerprint_survives_a_round_trip() -> None:
     from sklearn.datasets import load_iris
 
@@ -60,7 +127,18 @@ def test_bunch_fingerprint_survives_a_round_trip() -> None:
     assert fingerprint(pickle.loads(pickle.dumps(iris))) == fingerprint(iris)
 
 
-@pytest.mark.xfail(strict=True, reason=BUNCH)
+def test_a_bunch_still_changes_with_its_items() -> None:
+    from sklearn.utils import Bunch
+
+    b = Bunch(a=1, data=[1, 2])
+    assert fingerprint(b) == fingerprint(Bunch(a=1, data=[1, 2]))
+    assert fingerprint(b) != fingerprint(Bunch(a=1, data=[1, 3]))
+    assert fingerprint(b) != fingerprint(Bunch(a=1, other=[1, 2]))
+    assert fingerprint(b) != fingerprint({"a": 1, "data": [1, 2]}), "the type counts"
+    b.data.append(3)
+    assert fingerprint(b) == fingerprint(Bunch(a=1, data=[1, 2, 3]))
+
+
 def test_a_step_reading_a_restored_bunch_hits(shell: Shell) -> None:
     make = "%%step load\nfrom sklearn import datasets\niris = datasets.load_iris()"
     use = "%%step use\nmark('use')\nX = iris['data'][:, 3:]"
@@ -73,17 +151,45 @@ def test_a_step_reading_a_restored_bunch_hits(shell: Shell) -> None:
     assert shell.count("use") == 1, f"the step re-ran: {shell.last.reason}"
 
 
-COMPILED_WHOLE = ("runner.StepRunner._execute compiles the whole step body as one module, IPython "
-                  "compiles a plain cell statement by statement: on Python 3.11 a method call on a "
-                  "name imported in the same cell then compiles to LOAD_ATTR instead of LOAD_METHOD, "
-                  "and fingerprint.Fingerprinter._code (which hashes co_code) gives the same function "
-                  "another fingerprint when its cell is a step")
-
-
-@pytest.mark.xfail(strict=True, reason=COMPILED_WHOLE)
+# COMPILED (fixed): runner.StepRunner._execute compiled the whole step body as one module where
+# IPython compiles a plain cell statement by statement; on 3.11 a method call on a name imported
+# in the same unit then compiled to other bytecode. It now compiles like IPython.
 def test_a_function_defined_in_a_step_fingerprints_as_in_a_plain_cell(shell: Shell) -> None:
     code = "import math\ndef f(x):\n    return math.floor(x)\n"
     shell.run(code)
     plain = fingerprint(shell.ns["f"], shell.ns)
     shell.run("%%step define\n" + code)
     assert fingerprint(shell.ns["f"], shell.ns) == plain
+
+
+def test_a_future_import_in_a_step_applies_to_the_statements_after_it(shell: Shell) -> None:
+    # Compiled statement by statement, like a plain cell: the flag must carry on.
+    shell.run("%%step fut\nfrom __future__ import annotations\ndef g(x: undefined_name) -> None:\n    pass\n"
+              "ann = g.__annotations__")
+    assert shell.ns["ann"] == {"x": "undefined_name", "return": "None"}
+
+
+def test_a_function_from_a_step_still_changes_with_its_code(shell: Shell) -> None:
+    shell.run("%%step define\nimport math\ndef f(x):\n    return math.floor(x)\n")
+    before = fingerprint(shell.ns["f"], shell.ns)
+    shell.run("%%step define\nimport math\ndef f(x):\n    return math.ceil(x)\n")
+    assert fingerprint(shell.ns["f"], shell.ns) != before
+
+
+# PYLAB (fixed in serialize.py): 'from pylab import *' binds matplotlib's rcParamsDefault, whose
+# pickled copy cannot be unpickled, so the step's entry could never be restored.
+def test_a_pylab_star_import_step_hits_and_brings_back_its_names(shell: Shell) -> None:
+    import matplotlib
+
+    shell.run("import matplotlib\nmatplotlib.use('agg')")
+    step = "%%step pylab\nmark('pylab')\nfrom pylab import *"
+    shell.run(step)
+    names = {k for k in shell.ns if not k.startswith("_")}
+    shell.fresh()
+    shell.run("import matplotlib\nmatplotlib.use('agg')")
+    shell.run(step)
+    assert shell.last.status == "restored", shell.last.reason
+    assert shell.count("pylab") == 1
+    assert names <= set(shell.ns)
+    assert shell.ns["rcParams"] is matplotlib.rcParams
+    assert shell.ns["rcParamsDefault"] is matplotlib.rcParamsDefault

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pathlib
+import pickle
 import socket
 import sqlite3
 import struct
@@ -231,6 +232,8 @@ def test_stable_across_hash_seeds() -> None:
         assert result == here["result"]
 
 
+_SHARED_ATOMS = (1, "a", (b"b", frozenset({2})))
+
 # -- golden vectors -----------------------------------------------------------------------------
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION (every stored entry then
 # misses), and paste the new values.
@@ -257,31 +260,32 @@ GOLDEN = [
     pytest.param(memoryview(b"ab"), "2ca4cfa445a7b5d7e1e37c13bcc4212a", id="memoryview"),
     pytest.param(property(), "3617c0fba2d46154013242648886b381", id="property"),
     pytest.param(1 + 2j, "edc3c100986237370a40de4c5506216b", id="complex"),
+    pytest.param([_SHARED_ATOMS, _SHARED_ATOMS], "65f6d90243d4e33759e1261e5bd0522f", id="shared-atom-tuple"),
 ]
 
 
 @pytest.mark.parametrize(("value", "expected"), GOLDEN)
 def test_golden_fingerprints(value: Any, expected: str) -> None:
-    assert FINGERPRINT_VERSION == 6, "new version: paste the new golden values"
+    assert FINGERPRINT_VERSION == 7, "new version: paste the new golden values"
     assert fingerprint(value) == expected
 
 
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION, and paste the new values.
 GOLDEN_KEYS = [
     pytest.param(("x = 1", {}, [], []),
-                 "step-9fef1744e516493673a9af62781c79918f03848e9cc15193aa679a87a75dd9ce", id="no-inputs"),
+                 "step-c533572cc5cb6bea8e5cfdf023855b6b0302a264cb20e240052e3d5a38df159b", id="no-inputs"),
     pytest.param(("y = x + 1", {"x": "a1e91c5d6860d32b80e47451797bd70d"}, ["numpy==2.4.6"], []),
-                 "step-efb943608450cf80a81595093982e3fb27f7b34185e69d2d5c220c4759e97226", id="one-input"),
+                 "step-0ae3e26c1c60797d32626b0736fa064fc9f848c20556c7218e2f93e1f339af0a", id="one-input"),
     pytest.param(("z = f(a, b)", {"b": "471d2b85742b9643143cd27e33b1eefd", "a": "absent",
                                   "f": "4f8efa5a87d044c602b6f74afa7ad0c6"},
                   ["pandas==3.1.1", "json==py3.11.7"], ["tmp", "log"]),
-                 "step-29e415a8c79c97f13d1b6dd795392c4b7dd16e139491ef472db01b3c33a197c1", id="full"),
+                 "step-a39913e99bcb93846ca9481ed074ef5eb1e0169f12ac711c2824bc31fbbdf8ff", id="full"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), GOLDEN_KEYS)
 def test_golden_step_keys(args: tuple[str, dict[str, str], list[str], list[str]], expected: str) -> None:
-    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 6), "new version: paste the new golden keys"
+    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 7), "new version: paste the new golden keys"
     assert step_key(*args) == expected
 
 
@@ -480,6 +484,29 @@ def test_a_cycle_is_not_its_unrolling() -> None:
     a.append(a)
     assert fingerprint(a) != fingerprint([[]])
     assert fingerprint(a) != fingerprint([[[]]])
+
+
+def test_a_shared_immutable_tuple_is_not_a_back_reference() -> None:
+    # The compiler shares equal constant tuples (a class's __slots__ and a method's co_names);
+    # an unpickled class or value does not: identity of immutable values is not content.
+    t = (1, "a", (b"b", frozenset({2, 3})))
+    assert fingerprint([t, t]) == fingerprint([t, copy.deepcopy(t)]) == fingerprint(
+        [t, (1, "a", (b"b", frozenset({3, 2})))])
+    assert fingerprint([t, t]) != fingerprint([t, (1, "a", (b"b", frozenset({2, 4})))])
+    assert fingerprint([t, t]) != fingerprint([t, (1, "b", (b"b", frozenset({2, 3})))])
+
+
+def test_mutable_objects_keep_their_identity_inside_shared_tuples() -> None:
+    # A tuple holding a list is written by content, but the list is still met twice: aliasing
+    # (one list seen through two names) stays distinct from two equal lists.
+    inner = [1]
+    shared = ((inner,), (inner,))
+    separate = (([1],), ([1],))
+    assert fingerprint(shared) != fingerprint(separate)
+    assert fingerprint(shared) == fingerprint(pickle.loads(pickle.dumps(shared)))
+    t = (inner,)
+    assert fingerprint([t, t]) == fingerprint([(inner,), (inner,)]), "one list, reached twice"
+    assert fingerprint([t, t]) != fingerprint([(inner,), ([1],)])
 
 
 def _nested_lists(depth: int) -> list[Any]:

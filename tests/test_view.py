@@ -160,8 +160,8 @@ def test_the_view_and_the_steps_table_do_not_import_ipywidgets() -> None:
     code = (
         "import sys\n"
         "import resumable_nb.view, resumable_nb.cli, resumable_nb.session\n"
-        "from resumable_nb.resume import Cell\n"
-        "resumable_nb.session.render_table({}, None, [Cell(0, '', step='a', body='x = 1')])\n"
+        "from resumable_nb.resume import step_cell\n"
+        "resumable_nb.session.render_table({}, None, [step_cell('a', 'x = 1')])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'IPython')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
