@@ -63,6 +63,8 @@ def load_ipython_extension(ipython: Any) -> None:
     atexit.register(magics.close)  # a clean exit ends the run as completed (or failed)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+    # Plain cells are journaled too, so that %resume can re-run them between the steps.
+    ipython.events.register("post_run_cell", magics.session.record_cell)
     setattr(ipython, _ATTR, magics)
 
 
@@ -72,6 +74,10 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is None:
         return
     atexit.unregister(magics.close)
+    try:
+        ipython.events.unregister("post_run_cell", magics.session.record_cell)
+    except ValueError:
+        pass  # not registered (a shell without events)
     magics.close()
     for kind, names in magics.magics.items():
         for name in names:

@@ -114,6 +114,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "run_started": {"notebook": _OPT_STR, "pid": (int,), "host": (str,), "python": (str,),
                     "resumed_from": _OPT_STR},
     "step_started": {"step": (str,), "key": _OPT_STR, "source": (str,)},
+    "cell_ran": {"source": (str,), "ok": (bool,)},
     "step_finished": {"step": (str,), "status": (str,), "key": _OPT_STR, "duration": _NUM,
                       "saved": _NUM, "outputs": (dict,), "deleted": (list,), "error": (str,),
                       "reason": (str,), "inputs": (dict,)},
@@ -289,6 +290,15 @@ class StepView:
         return self.status in COMPLETE and self.key is not None
 
 
+@dataclass(frozen=True, slots=True)
+class PlainCell:
+    """A cell that ran as plain code (not a step), in the order cells ran."""
+
+    run: str
+    source: str
+    ok: bool  # it finished without an exception
+
+
 @dataclass(slots=True)
 class RunView:
     """One run: a kernel's session on a notebook (or a CLI execution)."""
@@ -303,6 +313,8 @@ class RunView:
     ended: str | None = None
     steps: list[StepView] = field(default_factory=list)
     live: bool = False
+    timeline: list[StepView | PlainCell] = field(default_factory=list)  # steps and plain cells
+
 
     @property
     def state(self) -> str:
@@ -337,7 +349,10 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             step = StepView(name=name, run=run_id, key=e.get("key"), attempt=attempts[(run_id, name)],
                             source=str(e.get("source", "")), started=float(e.get("time", 0)))
             run.steps.append(step)
+            run.timeline.append(step)
             open_steps[(run_id, name)] = step
+        elif kind == "cell_ran":
+            run.timeline.append(PlainCell(run_id, str(e["source"]), bool(e["ok"])))
         elif kind == "step_finished":
             finished = open_steps.pop((run_id, str(e["step"])), None)
             if finished is None:
@@ -400,6 +415,12 @@ def _proc_start(pid: int) -> float:
 def chain(all_runs: Mapping[str, RunView], run_id: str) -> list[StepView]:
     """The completed steps whose outputs make up ``run_id``'s namespace, in execution order:
     those of the run it resumed from (recursively), then its own."""
+    return [s for s in timeline(all_runs, run_id) if isinstance(s, StepView)]
+
+
+def timeline(all_runs: Mapping[str, RunView], run_id: str) -> list[StepView | PlainCell]:
+    """What made ``run_id``'s namespace, in execution order: the completed steps and the plain
+    cells of the runs it resumed from (recursively), then its own."""
     seen: set[str] = set()
     order: list[RunView] = []
     current: str | None = run_id
@@ -407,10 +428,10 @@ def chain(all_runs: Mapping[str, RunView], run_id: str) -> list[StepView]:
         seen.add(current)
         order.append(all_runs[current])
         current = all_runs[current].resumed_from
-    steps: list[StepView] = []
+    items: list[StepView | PlainCell] = []
     for run in reversed(order):
-        steps.extend(s for s in run.steps if s.complete)
-    return steps
+        items.extend(s for s in run.timeline if isinstance(s, PlainCell) or s.complete)
+    return items
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -543,6 +564,11 @@ class Journal:
         _faults.point("journal-before-finish")
         self._append(records, durable=status == "ran")
         _faults.point("journal-after-finish")
+
+    def cell_ran(self, source: str, ok: bool) -> None:
+        """Record a plain (non-step) cell, so that %resume can rebuild what it made."""
+        self._append([{"kind": "cell_ran", "run": self.ensure_run(), "time": time.time(),
+                       "source": source, "ok": ok}], durable=False)
 
     def end_run(self, status: str) -> None:
         if self.run_id is None:

@@ -52,7 +52,7 @@ def kernel_setup(ip: Any, resume: str | None) -> None:
     elif resume and session.journal() is not None:
         try:
             with contextlib.redirect_stdout(_Discard()):  # the CLI says it its own way
-                plan = session.resume(resume, False)
+                plan = session.resume(resume, False, steps_only=True)  # the CLI runs the plain cells
         except StepUsageError as exc:
             report["error"] = str(exc)
         else:

@@ -100,6 +100,7 @@ class ResumableNB(Magics):
         __tracebackhide__ = True
         try:
             args = stepline.parse_step_line(line)
+            self.session.check_duplicate(args.name)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
                                    header=f"%%step {line}")
         except StepUsageError as exc:
@@ -108,14 +109,19 @@ class ResumableNB(Magics):
     @magic_arguments()
     @argument("run_id", nargs="?", default=None, help="The run to resume (default: the latest).")
     @argument("--run", action="store_true", help="Then run the notebook's remaining cells.")
+    @argument("--steps-only", action="store_true",
+              help="Restore the steps' outputs only; do not re-run the plain cells between them.")
     @line_magic
     def resume(self, line: str) -> None:
         """Restore the state of the last run of this notebook, in a fresh kernel.
 
-        Binds, for every variable, the value from the last completed step that wrote it (in
-        the order the steps ran), without executing any step. Says which step was interrupted
-        or failed and which %%step cells have not run. ``--run`` then runs the cells left,
-        in notebook order (steps may still hit the cache).
+        Rebuilds the namespace in the order things ran: completed steps are restored from the
+        cache (never executed), and the plain cells that ran between them are re-run (their
+        output is not shown again), so the state is the one a plain run left.
+        ``--steps-only`` restores the steps' outputs alone (for every variable, the value from
+        the last completed step that wrote it). Says which step was interrupted or failed and
+        which %%step cells have not run. ``--run`` then runs the cells left, in notebook
+        order (steps may still hit the cache).
 
         Example, after the kernel died::
 
@@ -123,9 +129,9 @@ class ResumableNB(Magics):
             %resume --run
         """
         __tracebackhide__ = True
-        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run]")
+        args = self._parse(self.resume, line, "%resume [RUN_ID] [--run] [--steps-only]")
         try:
-            self.session.resume(args.run_id, args.run)
+            self.session.resume(args.run_id, args.run, steps_only=args.steps_only)
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
 
@@ -172,6 +178,24 @@ class ResumableNB(Magics):
             self.session.show_panel()
         else:
             print(self.session.table())
+
+    @magic_arguments()
+    @argument("name", help="The step to explain.")
+    @line_magic
+    def why(self, line: str) -> None:
+        """Say what differs between a step as it stands now and its latest cache entry: the
+        code diff, and each input's old and new fingerprint (new inputs, inputs no longer
+        read). Nothing is run; the step's current inputs are fingerprinted in this kernel.
+
+        Example::
+
+            %why train
+        """
+        args = self._parse(self.why, line, "%why NAME")
+        try:
+            print(self.session.why(args.name))
+        except StepUsageError as exc:
+            raise UsageError(str(exc)) from None
 
     def _parse(self, magic: Any, line: str, usage: str) -> Any:
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
-from .journal import RunView, StepView, chain
+from .journal import PlainCell, RunView, StepView, chain
 from .stepline import StepLine, parse_step_line
 from .store import Store
 
@@ -29,6 +29,7 @@ __all__ = [
     "cells_to_run",
     "choose_run",
     "notebook_cells",
+    "plan_rebuild",
     "plan_replay",
     "plan_resume",
     "restore_state",
@@ -113,6 +114,7 @@ class Restored:
     why: str = ""
     nbytes: int = 0
     saved: float = 0.0
+    cells: int = 0  # plain cells re-run (a rebuild, not --steps-only)
 
 
 def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping[str, Any],
@@ -206,11 +208,13 @@ def choose_run(all_runs: Mapping[str, RunView], run_id: str | None, current: str
 
 def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
                 namespace: MutableMapping[str, Any], cells: list[Cell] | None,
-                lazy: bool = False) -> ResumePlan:
+                lazy: bool = False, restored: Restored | None = None) -> ResumePlan:
     """What ``%resume`` restores from ``run`` (and the runs it resumed) and what is left:
-    ``cells``' steps in notebook order when the notebook is known, else the run's own."""
-    steps = chain(all_runs, run.run)
-    restored = restore_state(steps, store, namespace, lazy)
+    ``cells``' steps in notebook order when the notebook is known, else the run's own.
+    ``restored``: the state already rebuilt (steps and plain cells, see :func:`plan_rebuild`);
+    by default the steps' last writers are loaded (:func:`restore_state`)."""
+    if restored is None:
+        restored = restore_state(chain(all_runs, run.run), store, namespace, lazy)
     done = {s.name for s in restored.steps}
     trouble = [s for s in run.steps if s.status in ("interrupted", "failed", "running")
                and s.name not in done]
@@ -219,6 +223,25 @@ def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
     else:
         remaining = list(dict.fromkeys(s.name for s in run.steps if s.name not in done))
     return ResumePlan(run, restored, trouble, list(dict.fromkeys(remaining)), cells)
+
+
+def plan_rebuild(items: list[StepView | PlainCell]) -> list[tuple[StepView | PlainCell, bool]]:
+    """The order to rebuild a namespace in: every plain cell re-run and every step restored, in
+    the order they ran; ``True`` for a step whose entry must be loaded. A step is skipped
+    only when a later step overwrites (or deletes) all its outputs before any plain cell runs:
+    a plain cell may read anything (a function it calls reads globals the analysis of the cell
+    cannot see), so at a plain cell every name counts as read."""
+    overwritten: set[str] = set()
+    plan: list[tuple[StepView | PlainCell, bool]] = []
+    for item in reversed(items):
+        if isinstance(item, PlainCell):
+            overwritten = set()
+            plan.append((item, False))
+        else:
+            plan.append((item, bool(set(item.outputs) - overwritten)))
+            overwritten |= set(item.outputs) | set(item.deleted)
+    plan.reverse()
+    return plan
 
 
 def cells_to_run(cells: list[Cell], done: set[str], start: str | None = None) -> list[Cell]:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import capture, serialize
+from . import aliases, capture, serialize, why
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
     CorruptEntry,
@@ -126,15 +126,9 @@ class StepRunner:
         if not body.strip():
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
-        code, analysis = self._analyse(name, body)
-        result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
-        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
-        result.inputs = {k: v[:16] for k, v in inputs.items()}
+        analysis, result, inputs, uncacheable = self._prepare(name, body, ignore)
         store = self._store()
-        key = None
-        if uncacheable is None:
-            key = step_key(code, inputs, imports, ignore)
-            result.key = key
+        key = result.key
         if key is not None and store is not None and not force:
             hit, value = self._try_restore(name, key, store, result)
             if hit:
@@ -144,6 +138,22 @@ class StepRunner:
         elif uncacheable:
             result.reason = uncacheable
         return self._run_and_store(name, body, header, analysis, inputs, key, store, result)
+
+    def current(self, name: str, body: str, ignore: Iterable[str] = ()) -> StepResult:
+        """The key and input fingerprints step ``name`` would have now; runs nothing."""
+        return self._prepare(name, body, check_ignore(ignore))[1]
+
+    def _prepare(self, name: str, body: str, ignore: tuple[str, ...]
+                 ) -> tuple[CellAnalysis, StepResult, dict[str, str], str | None]:
+        """Analyse and fingerprint: (analysis, result with key and short inputs, full input
+        fingerprints, why the step cannot be cached or None)."""
+        code, analysis = self._analyse(name, body)
+        result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
+        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        result.inputs = {k: v[:16] for k, v in inputs.items()}
+        if uncacheable is None:
+            result.key = step_key(code, inputs, imports, ignore)
+        return analysis, result, inputs, uncacheable
 
     # -- analysis -----------------------------------------------------------------------
     def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis]:
@@ -156,6 +166,9 @@ class StepRunner:
         transformed = self.shell.transform_cell(body)
         try:
             tree, analysis = analyse(transformed)
+            # What only the compiler sees ('return' outside function, 'break' outside loop):
+            # one line now, not a traceback through resumable_nb later.
+            compile(tree, "<step>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
         except SyntaxError as exc:
             raise StepUsageError(f"step '{name}' is not valid Python: {exc.msg} "
                                  f"(line {(exc.lineno or 0) + 1} of the cell)") from None
@@ -232,7 +245,7 @@ class StepRunner:
         try:
             entry = store.get(key)
             if entry is None:
-                result.reason = "not in the cache yet"
+                result.reason = self.why_missed(result)
                 return False, None
             payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
         except (StoreError, RestoreError) as exc:
@@ -266,8 +279,22 @@ class StepRunner:
         if self.verbose:
             print(_restored_line(result, entry))
         capture.replay(self.shell, payload["events"])
+        if "value" in payload:
+            return True, payload["value"]
         shown = payload.get("result")
         return True, (_Replayed(*shown) if shown is not None else None)
+
+    def why_missed(self, result: StepResult) -> str:
+        """What differs from the step's latest entry, in one line (journal permitting)."""
+        journal = self._journal()
+        if journal is None:
+            return "not in the cache yet"
+        try:
+            runs, _ = journal.read()
+        except (OSError, StoreError):
+            return "not in the cache yet"
+        previous = why.latest_entry(runs, result.name, other_than=result.key)
+        return why.compare(previous, result.source, result.inputs).summary()
 
     # -- miss ---------------------------------------------------------------------------
     def _run_and_store(self, name: str, body: str, header: str, analysis: CellAnalysis,
@@ -276,6 +303,7 @@ class StepRunner:
         __tracebackhide__ = True
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
+        sharers = self._sharers(inputs, before)
         self._record_start(result)
         start = time.perf_counter()
         with capture.capture(self.shell) as events:
@@ -294,7 +322,9 @@ class StepRunner:
         # Changed in place: the same object as before, with other content (lst.append(x),
         # arr += 1). Restored in place on a hit, so that other references see the change.
         same_object = {k for k in after if k in before and before[k] == id(ns[k])}
-        mutated = self._mutated(inputs, same_object)
+        # Also what changed through a view or a shared object (aliases.py): a plain run
+        # leaves `base` changed after `sub[0] = 99`, so a hit must too.
+        mutated = self._mutated(inputs, same_object) | self._mutated(sharers, same_object)
         outputs |= mutated
         deleted = tuple(sorted(set(before) - after))
         result.outputs = tuple(sorted(outputs))
@@ -307,6 +337,11 @@ class StepRunner:
             shown = (capture._plain(data), capture._plain(metadata))
         payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
+        if value is not None:
+            # The value itself, so that on a hit `_`, `__` and Out[n] hold what a plain run
+            # leaves there (not a display wrapper); pickled with the outputs, so `df` as the
+            # last expression comes back as the same object as the output `df`.
+            payload["value"] = value
         if key is not None and store is not None:
             self._store_payload(name, key, store, payload, result)
         if not result.output_sizes:
@@ -345,6 +380,18 @@ class StepRunner:
         expression = ast.Expression(body=last.value)
         return eval(shell.compile(expression, filename, "eval"), shell.user_global_ns, shell.user_ns)
 
+    def _sharers(self, inputs: dict[str, str], names: Iterable[str]) -> dict[str, str]:
+        """Fingerprints of the variables the step could change through its inputs."""
+        ns = self.shell.user_ns
+        fper = Fingerprinter(ns, follow_globals=False)
+        found = {}
+        for name in sorted(aliases.candidates(ns, inputs, names)):
+            try:
+                found[name] = fper.hash(ns[name])
+            except Unfingerprintable:
+                continue  # cannot tell whether it changed; it is not an input either
+        return found
+
     def _mutated(self, inputs: dict[str, str], candidates: set[str]) -> set[str]:
         """Inputs that still exist and whose content changed: mutated in place."""
         ns = self.shell.user_ns
@@ -371,6 +418,9 @@ class StepRunner:
         except StoreError as exc:
             result.notices.append(f"step '{name}' ran but was not cached: {exc}")
         except Exception as exc:  # noqa: BLE001 - a pickling failure: find the culprit
+            if "value" in payload:  # an unpicklable last expression: keep its display only
+                del payload["value"]
+                return self._store_payload(name, key, store, payload, result)
             culprit = _find_unstorable(payload["outputs"], ns)
             detail = str(culprit) if culprit else f"{type(exc).__name__}: {exc}"
             result.notices.append(f"step '{name}' ran but was not cached: output {detail}")

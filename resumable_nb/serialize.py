@@ -23,13 +23,18 @@ their globals, and restores file handles.
 
 from __future__ import annotations
 
+import collections
+import enum
 import functools
 import importlib
 import io
+import linecache
 import marshal
+import os
 import pickle
 import sys
 import types
+import typing
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
@@ -91,9 +96,13 @@ class _Pickler(pickle.Pickler):
             cls: type = obj
             if cls.__module__ == "__main__" or (self.namespace.get("__name__") == cls.__module__):
                 if id(cls) in self.defined or self.namespace.get(cls.__name__) is not cls:
-                    return _reduce_class(cls)
+                    return _reduce_class(cls, self.namespace)
                 return _class_ref, (cls.__qualname__, _class_fingerprint(cls, self.namespace))
             return NotImplemented
+        if t is typing.TypeVar and is_notebook_module(obj.__module__, self.namespace):
+            # Pickled by reference to __main__.T otherwise, which a new kernel does not have yet.
+            return _make_typevar, (obj.__name__, obj.__constraints__, obj.__bound__,
+                                   obj.__covariant__, obj.__contravariant__)
         if t is types.ModuleType:
             return importlib.import_module, (obj.__name__,)
         if t is types.CodeType:
@@ -187,6 +196,9 @@ def _reduce_function(fn: types.FunctionType, module: str | None = None) -> tuple
         "qualname": fn.__qualname__,
         "module": fn.__module__,
         "closure": tuple(cell_contents(c) for c in fn.__closure__ or ()),
+        # The cell's source (kept by IPython in linecache, under a name that is no file): a
+        # restored function keeps inspect.getsource and readable tracebacks in a new kernel.
+        "source": _cell_source(fn.__code__.co_filename) if module is None else None,
     }
     # Skeleton first, state after: a recursive closure refers back to the function itself.
     return (_make_function, (fn.__code__, fn.__name__, len(fn.__closure__ or ()), module), state,
@@ -213,6 +225,18 @@ def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
     for cell, stored in zip(fn.__closure__ or (), state["closure"], strict=True):
         if stored is not EMPTY_CELL:
             cell.cell_contents = stored
+    source = state.get("source")
+    filename = fn.__code__.co_filename
+    if source and filename not in linecache.cache:
+        # mtime None: linecache.checkcache keeps it (there is no file to compare with).
+        linecache.cache[filename] = (sum(map(len, source)), None, list(source), filename)
+
+
+def _cell_source(filename: str) -> tuple[str, ...] | None:
+    if not filename or os.path.exists(filename):
+        return None  # a real file: linecache reads it itself
+    lines = linecache.getlines(filename)
+    return tuple(lines) if lines else None
 
 
 # Payloads written before the sentinel moved to _introspect name it by this global.
@@ -220,7 +244,11 @@ _EMPTY = EMPTY_CELL
 
 
 # -- classes ------------------------------------------------------------------------------
-def _reduce_class(cls: type) -> tuple[Any, ...]:
+def _reduce_class(cls: type, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    if isinstance(cls, enum.EnumMeta):
+        return _reduce_enum(cls, namespace)
+    if issubclass(cls, tuple) and "_make" in vars(cls) and isinstance(getattr(cls, "_fields", None), tuple):
+        return _reduce_namedtuple(cls, namespace)
     attrs = class_body(cls)
     # What type() takes only at creation: __slots__, and __doc__ (type() puts a None there
     # that setattr would then have to overwrite) and __qualname__ (not in vars()).
@@ -229,6 +257,65 @@ def _reduce_class(cls: type) -> tuple[Any, ...]:
         body["__slots__"] = attrs["__slots__"]
     skeleton = (type(cls), cls.__name__, cls.__bases__, body)
     return (_make_class, skeleton, attrs, None, None, _set_class_state)
+
+
+def _own_code(attrs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes written in the notebook (methods, properties, the docstring) of a class
+    whose other attributes its metaclass or factory makes (Enum, namedtuple)."""
+    own = {}
+    for k, v in attrs.items():
+        fn = v.__func__ if isinstance(v, (staticmethod, classmethod)) else v.fget if isinstance(
+            v, property) else v
+        if k == "__doc__" or (isinstance(fn, types.FunctionType) and fn.__globals__ is namespace):
+            own[k] = v
+    return own
+
+
+def _reduce_enum(cls: enum.EnumMeta, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    """An Enum/Flag class by its members' names and values (aliases included), rebuilt through
+    its metaclass, which is the only way members come into being; methods as state."""
+    table: Mapping[str, Any] = cls.__members__
+    members = [(name, member._value_) for name, member in table.items()]
+    skeleton = (type(cls), cls.__name__, cls.__bases__, members, cls.__qualname__, cls.__module__)
+    return (_make_enum, skeleton, _own_code(vars(cls), namespace), None, None, _set_class_state)
+
+
+def _make_enum(meta: Any, name: str, bases: tuple[type, ...], members: list[tuple[str, Any]],
+               qualname: str, module: str) -> type:
+    body = meta.__prepare__(name, bases)
+    for member, value in members:
+        body[member] = value
+    body["__qualname__"] = qualname
+    body["__module__"] = module
+    return meta(name, bases, body)  # type: ignore[no-any-return]
+
+
+def _reduce_namedtuple(cls: type, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A namedtuple class (collections.namedtuple or typing.NamedTuple) by its fields and
+    defaults, rebuilt by the factory (its generated methods come from a module named
+    ``namedtuple_<name>`` that exists nowhere); what the notebook added to it, as state."""
+    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
+    defaults = [cls._field_defaults[f] for f in fields if f in cls._field_defaults]  # type: ignore[attr-defined]
+    state = _own_code(vars(cls), namespace)
+    if "__annotations__" in vars(cls):
+        state["__annotations__"] = dict(vars(cls)["__annotations__"])
+    return (_make_namedtuple, (cls.__name__, fields, tuple(defaults), cls.__qualname__, cls.__module__),
+            state, None, None, _set_class_state)
+
+
+def _make_namedtuple(name: str, fields: tuple[str, ...], defaults: tuple[Any, ...], qualname: str,
+                     module: str) -> type:
+    cls = collections.namedtuple(name, fields, defaults=defaults, module=module)  # type: ignore[misc]
+    cls.__qualname__ = qualname
+    return cls
+
+
+def _make_typevar(name: str, constraints: tuple[Any, ...], bound: Any, covariant: bool,
+                  contravariant: bool) -> Any:
+    tv = typing.TypeVar(name, *constraints, bound=bound, covariant=covariant,  # type: ignore[misc]
+                        contravariant=contravariant)
+    tv.__module__ = "__main__"
+    return tv
 
 
 def _make_class(namespace: MutableMapping[str, Any], meta: type, name: str, bases: tuple[type, ...],

@@ -5,22 +5,25 @@ that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin 
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import location
 from ._text import human_size, printable
-from .errors import StepUsageError, StoreError
-from .journal import Journal, RunView, chain
+from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
+from .journal import Journal, PlainCell, RunView, StepView, chain, timeline
 from .resume import (
     Cell,
     ReplayStep,
+    Restored,
     ResumePlan,
     bind,
     cells_to_run,
     choose_run,
     notebook_cells,
+    plan_rebuild,
     plan_replay,
     plan_resume,
     restore_state,
@@ -29,6 +32,7 @@ from .resume import (
 from .runner import StepRunner
 from .store import Store
 from .view import render_steps, step_rows
+from .why import compare, latest_entry
 
 if TYPE_CHECKING:
     from .team import Team
@@ -52,6 +56,8 @@ class Session:
         self._told_holder: str | None = None
         self._panels: weakref.WeakSet[RunPanel] = weakref.WeakSet()
         self._size_cache: tuple[float, str] = (0.0, "")
+        self._told_duplicate: set[str] = set()
+        self._step_counts: tuple[tuple[str, int] | None, Counter[str]] = (None, Counter())
         # (team store URL, max_size): the magics' settings; "" means the environment's.
         self.settings: Callable[[], tuple[str, str]] = lambda: ("", "")
         self.team: Team | None = None
@@ -148,9 +154,33 @@ class Session:
             self._notice(f"could not read {nb.name} ({exc}); using the journal's sources")
             return None
 
+    def check_duplicate(self, name: str) -> None:
+        """Say once per step name when more than one cell of the notebook uses it: %replay,
+        %resume --run and the panel would pick the first, silently."""
+        nb = self.notebook
+        if name in self._told_duplicate or nb is None:
+            return
+        try:
+            stamp = (str(nb), nb.stat().st_mtime_ns)
+        except OSError:
+            return
+        if self._step_counts[0] != stamp:
+            cells = self._cells() or []
+            self._step_counts = (stamp, Counter(c.step for c in cells if c.step))
+        count = self._step_counts[1].get(name, 0)
+        if count > 1:
+            self._told_duplicate.add(name)
+            self._notice(f"{count} cells of {nb.name} are named '{name}': %replay, %resume --run "
+                         "and the panel use the first; give each cell its own step name")
+
     # -- %resume ----------------------------------------------------------------------------
-    def resume(self, run_id: str | None, run_rest: bool, show_panel: bool = True) -> ResumePlan:
+    def resume(self, run_id: str | None, run_rest: bool, show_panel: bool = True,
+               steps_only: bool = False) -> ResumePlan:
         """Restore the state of ``run_id`` (or the latest run) and start a run resuming it.
+
+        By default the plain cells that ran between the steps are re-run too, in the order
+        everything ran, so the state is the one a plain run left; ``steps_only`` restores the
+        steps' outputs alone.
 
         :raises StepUsageError: nothing to resume, unknown run, caching off.
         """
@@ -160,8 +190,13 @@ class Session:
         runs = self._runs(journal)
         run = choose_run(runs, run_id, journal.run_id)
         cells = self._cells()
-        plan = plan_resume(runs, run, store, self.shell.user_ns, cells, self.runner.lazy)
-        bind(self.shell.user_ns, plan.restored)
+        items = timeline(runs, run.run)
+        if steps_only or not any(isinstance(i, PlainCell) for i in items):
+            plan = plan_resume(runs, run, store, self.shell.user_ns, cells, self.runner.lazy)
+            bind(self.shell.user_ns, plan.restored)
+        else:
+            rebuilt = self._rebuild(items, store)
+            plan = plan_resume(runs, run, store, self.shell.user_ns, cells, restored=rebuilt)
         journal.start_run(resumed_from=run.run)
         print(render_resume(plan, journal.run_id or ""))
         if show_panel and self.widgets_available:
@@ -169,6 +204,62 @@ class Session:
         if run_rest:
             self._run_rest(plan)
         return plan
+
+    def _rebuild(self, items: list[StepView | PlainCell], store: Store) -> Restored:
+        """Re-run the plain cells and restore the steps, in the order they ran, into the
+        namespace. Stops consistently before a step whose entry cannot be used, or a plain
+        cell that fails now though it did not then; their output is not shown again."""
+        from IPython.utils.capture import capture_output
+
+        ns = self.shell.user_ns
+        restored = Restored()
+        for item, load in plan_rebuild(items):
+            if isinstance(item, PlainCell):
+                try:
+                    with capture_output():
+                        self.runner.run_plain(item.source)
+                except Exception as exc:  # noqa: BLE001 - the user's cell, re-run
+                    if item.ok:
+                        restored.stopped_at = next((s for s in items if isinstance(s, StepView)
+                                                    and s not in restored.steps), None)
+                        restored.why = (f"a plain cell that ran before it failed when re-run "
+                                        f"({type(exc).__name__}: {exc})")
+                        break
+                restored.cells += 1
+                continue
+            if load:
+                try:
+                    entry = store.get(item.key or "")
+                    if entry is None:
+                        raise CorruptEntry("its cache entry is gone (cleared?)")
+                    payload = store.load(entry, ns, lazy=self.runner.lazy)
+                except (StoreError, RestoreError) as exc:
+                    restored.stopped_at, restored.why = item, str(exc)
+                    break
+                ns.update(payload["outputs"])
+                restored.values.update(payload["outputs"])
+            for name in item.deleted:
+                ns.pop(name, None)
+            restored.steps.append(item)
+            restored.nbytes += sum(item.outputs.values())
+            restored.saved += item.duration + item.saved
+        return restored
+
+    def record_cell(self, result: Any) -> None:
+        """``post_run_cell``: journal a plain cell (not a step, not a resumable_nb command), so
+        that %resume can re-run it between the steps it ran between."""
+        info = getattr(result, "info", None)
+        raw = getattr(info, "raw_cell", None)
+        if not isinstance(raw, str) or not raw.strip() or raw.lstrip().startswith("%%step"):
+            return
+        if Cell(0, raw).control or getattr(info, "store_history", True) is False:
+            return
+        journal = self.journal()
+        if journal is not None:
+            try:
+                journal.cell_ran(raw, ok=bool(result.success))
+            except (OSError, StoreError):
+                pass  # journaling a plain cell is best effort: it never breaks the cell
 
     def _run_rest(self, plan: ResumePlan) -> None:
         """Run what is left: first the plain cells above the resume point (imports, helper
@@ -184,7 +275,9 @@ class Session:
         else:
             todo = cells_to_run(plan.cells, done)
             first = todo[0].index if todo else len(plan.cells)
-            setup = [c for c in plan.cells if c.index < first and not c.step and not c.control]
+            # Plain cells above the resume point: already re-run when the state was rebuilt.
+            setup = [] if plan.restored.cells else [
+                c for c in plan.cells if c.index < first and not c.step and not c.control]
         ns = self.shell.user_ns
         for cell in setup:
             self._run_cell(cell)
@@ -253,6 +346,27 @@ class Session:
             cell = step_cell(name, last[-1].source)
             _show_journal_sources([cell])
         self._run_cell(cell, force=True)
+
+    def why(self, name: str) -> str:
+        """What differs between step ``name`` now (its cell in the notebook, else its latest
+        recorded source, with this namespace's inputs) and its latest cache entry.
+
+        :raises StepUsageError: no such step in the notebook or the journal.
+        """
+        journal, _ = self._require()
+        runs = self._runs(journal)
+        previous = latest_entry(runs, name)
+        cell = next((c for c in self._cells() or [] if c.step == name), None)
+        if cell is None and previous is None:
+            raise StepUsageError(f"no step {name!r} in the notebook or the journal")
+        spec = cell.spec if cell is not None else None
+        body = cell.body if cell is not None else previous.source  # type: ignore[union-attr]
+        now = self.runner.current(name, body, spec.ignore if spec is not None else ())
+        comparison = compare(previous, body, now.inputs)
+        verdict = ("it would hit: same key as its latest entry" if previous is not None
+                   and now.key is not None and now.key == previous.key else comparison.summary())
+        return "\n".join([f"step '{name}': {verdict}", *comparison.report().splitlines()[1:],
+                          *now.notices])
 
     def clear_step(self, name: str) -> int:
         """Delete every cache entry stored by step ``name``."""
@@ -348,7 +462,9 @@ def render_resume(plan: ResumePlan, new_run: str) -> str:
         names = list(dict.fromkeys(s.name for s in r.steps))
         lines.append(f"Restored {len(names)} step{'s' * (len(names) != 1)} ({_names(names)}): "
                      f"{len(r.values)} variable{'s' * (len(r.values) != 1)}, {human_size(r.nbytes)}, "
-                     f"{r.saved:.1f} s of computing saved. No step was executed.")
+                     f"{r.saved:.1f} s of computing saved. No step was executed"
+                     + (f"; {r.cells} plain cell{'s' * (r.cells != 1)} re-run in between." if r.cells
+                        else "."))
     else:
         lines.append("Restored nothing: no completed step could be restored.")
     if r.stopped_at is not None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import why
 from ._text import columns, human_size
 from .journal import RunView, StepView, chain
 from .states import COMPLETE, StepState, label
@@ -119,14 +120,10 @@ def _reason(views: list[StepView]) -> str:
     if last.reason == "--force":
         return "re-run on request (--force)"
     earlier = [v for v in views[:-1] if v.status in COMPLETE]
-    if earlier:
-        prev = earlier[-1]
-        if prev.source.strip() != last.source.strip():
-            return "its code changed"
-        changed = sorted(n for n in set(prev.inputs) | set(last.inputs)
-                         if prev.inputs.get(n) != last.inputs.get(n))
-        if changed:
-            return f"input {', '.join(changed[:3])} changed"
+    if earlier:  # against the previous execution in this run, as the runner compares entries
+        comparison = why.compare(earlier[-1], last.source, last.inputs)
+        if comparison.differs:
+            return comparison.summary()
     return last.reason
 
 

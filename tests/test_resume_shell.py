@@ -166,3 +166,27 @@ def _notebook(folder: Path, sources: list[str]) -> Path:
     path = folder / "pipeline.ipynb"
     nbformat.write(nb, str(path))
     return path
+
+
+def test_resume_rebuilds_what_plain_cells_made_in_the_order_everything_ran(shell: Shell) -> None:
+    """Issue 9: variables made by plain cells (imports, setup, helpers) come back after %resume,
+    and a plain cell between two steps sees the value the earlier step left."""
+    cells = ["import math\nbase = 10", "%%step a\nmark('a')\nv = base * 2",
+             "w = v + 1\nhelper = lambda q: q + base", "%%step b\nmark('b')\nv = helper(w)",
+             "z = math.floor(v / 3)"]
+    for cell in cells:  # as a frontend runs cells (silent ones, with no history, are not journaled)
+        assert shell.ip.run_cell(cell, store_history=True).success
+    plain = {k: shell.ns[k] for k in ("base", "v", "w", "z")}
+    shell.fresh()
+    shell.run("%resume")
+    assert {k: shell.ns.get(k) for k in plain} == plain
+    assert shell.ns["helper"](1) == 11 and shell.ns["math"].floor(2.5) == 2
+    assert shell.count("a") == 1 and shell.count("b") == 1  # no step executed again
+
+
+def test_resume_steps_only_restores_the_steps_alone(shell: Shell) -> None:
+    for cell in ["base = 10", "%%step a\nv = base * 2", "w = v + 1"]:
+        assert shell.ip.run_cell(cell, store_history=True).success
+    shell.fresh()
+    shell.run("%resume --steps-only")
+    assert shell.ns["v"] == 20 and "w" not in shell.ns and "base" not in shell.ns

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import subprocess
+import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -302,3 +305,57 @@ def test_an_output_named_like_a_module_attribute_but_another_object_is_stored_by
     import decimal
 
     assert out["DefaultContext"] is not decimal.DefaultContext and out["DefaultContext"].prec == 3
+
+
+_KINDS = {
+    "enum": ("import enum\nclass Color(enum.Enum):\n    RED = 1\n    CRIMSON = 1\n    BLUE = 2\n"
+             "    def warm(self):\n        return self is Color.RED\nc = Color.BLUE",
+             "(c.name, c.value, Color.CRIMSON is Color.RED, Color.RED.warm(), [m.name for m in Color])"),
+    "flag": ("import enum\nclass Perm(enum.IntFlag):\n    R = 4\n    W = 2\n    X = 1\np = Perm.R | Perm.W",
+             "(int(p), Perm.W in p, Perm.X in p, type(p).__name__)"),
+    "namedtuple": ("import collections\nPoint = collections.namedtuple('Point', 'x y', defaults=[0])\n"
+                   "pt = Point(1)", "(pt, pt._replace(x=5), Point._fields, Point(2).y)"),
+    "NamedTuple": ("from typing import NamedTuple\nclass Pair(NamedTuple):\n    a: int\n    b: str = 'z'\n"
+                   "    def both(self):\n        return f'{self.a}{self.b}'\npr = Pair(3)",
+                   "(pr, pr.both(), Pair.__annotations__ == {'a': int, 'b': str})"),
+    "TypeVar": ("import typing\nT = typing.TypeVar('T', bound=int)\nU = typing.TypeVar('U', str, bytes)",
+                "(repr(T), T.__bound__, U.__constraints__)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_KINDS))
+def test_classes_made_by_metaclasses_and_factories_restore_in_a_new_process(tmp_path: Path,
+                                                                           kind: str) -> None:
+    """Issue 9: an Enum, IntFlag, namedtuple, NamedTuple or TypeVar defined in a step used to
+    store but never restore ('cache entry cannot be restored'), so %resume stopped there."""
+    first, second = _in_two_processes(tmp_path, *_KINDS[kind])
+    assert first[0] == "ran" and second[0] == "cached"
+    assert second[1] == first[1]
+
+
+def test_a_restored_function_keeps_its_source_in_a_new_process(tmp_path: Path) -> None:
+    body = "def add_one(x):\n    # the body\n    return x + 1"
+    first, second = _in_two_processes(tmp_path, body, "__import__('inspect').getsource(add_one)")
+    assert second[0] == "cached" and "return x + 1" in second[1] and second[1] == first[1]
+
+
+def _in_two_processes(tmp_path: Path, body: str, probe: str) -> tuple[list[str], list[str]]:
+    """Run ``%%step s`` + ``body`` then ``probe`` in a new process, twice on one cache:
+    ([status, repr of the probe] of the first process, the same of the second)."""
+    code = (
+        "import os, sys, json\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "from resumable_nb import magics_of\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_cell('%load_ext resumable_nb')\n"
+        f"ip.run_cell('%%step s\\n' + {body!r})\n"
+        "last = magics_of(ip).runner.history[-1]\n"
+        f"r = ip.run_cell({probe!r})\n"
+        "print(json.dumps([last.status, repr(r.result)]))\n"
+    )
+    env = {**os.environ, "RESUMABLE_NB_DIR": str(tmp_path / "cache"),
+           "RESUMABLE_NB_KEY_FILE": str(tmp_path / "key")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                                      capture_output=True, text=True, check=True)
+                       .stdout.strip().splitlines()[-1]) for _ in range(2)]
+    return runs[0], runs[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -277,6 +278,8 @@ def test_exception_is_shown_once_at_the_users_line_and_nothing_is_cached(
         ("%%step a\n   \n", "empty"),
         ("%%step a --ignore 1x\ny = 1", "is not one"),
         ("%%step a\nx = (", "not valid Python"),
+        ("%%step a\nx = 2\nreturn x", "'return' outside function (line 3 of the cell)"),
+        ("%%step a\nbreak", "'break' outside loop"),
     ],
 )
 def test_bad_input_gives_one_line_and_changes_nothing(
@@ -414,3 +417,78 @@ def test_pandas_and_numpy_outputs_round_trip(shell: Shell) -> None:
     assert shell.ns["alias"][0] is shell.ns["alias"][1]
     pd.testing.assert_frame_equal(shell.ns["df"], pd.DataFrame(
         {"a": [1, 2], "s": ["x", None], "c": pd.Categorical(["p", "q"])}))
+
+
+def test_after_a_hit_underscore_and_out_hold_the_value_not_a_display(shell: Shell) -> None:
+    shell.run("%%step listing\n[1, 2, 3]")
+    shell.fresh()
+    result = shell.run("%%step listing\n[1, 2, 3]")
+    assert shell.last.status == "cached"
+    assert result.result == [1, 2, 3] and shell.ns["_"] == [1, 2, 3]
+    shell.run("doubled = _ * 2")
+    assert shell.ns["doubled"] == [1, 2, 3, 1, 2, 3]
+    assert list(shell.ns["Out"].values())[-1] == [1, 2, 3], shell.ns["Out"]
+
+
+def test_an_unpicklable_last_expression_still_caches_the_step(shell: Shell) -> None:
+    shell.run("%%step gen\nx = 1\n(i for i in range(3))")
+    assert shell.last.stored
+    shell.fresh()
+    shell.run("%%step gen\nx = 1\n(i for i in range(3))")
+    assert shell.last.status == "cached" and shell.ns["x"] == 1
+
+
+def test_a_miss_says_what_differs_from_the_latest_entry(shell: Shell,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("thr = 1\nother = 5")
+    shell.run("%%step pick\nkept = [v for v in range(10) if v > thr]")
+    shell.run("thr = 2")
+    shell.run("%%step pick\nkept = [v for v in range(10) if v > thr]")
+    assert shell.last.reason == "input thr changed"
+    shell.run("%%step pick\nkept = [v for v in range(10) if v > thr + other]")
+    assert shell.last.reason == "its code changed; new input other"
+    capsys.readouterr()
+    shell.run("thr = 3")
+    shell.run("%why pick")
+    out = capsys.readouterr().out
+    assert out.startswith("step 'pick': input thr changed")
+    assert "thr" in out and "->" in out
+
+
+def test_why_says_when_a_step_would_hit(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%%step one\nx = 1")
+    capsys.readouterr()
+    shell.run("%why one")
+    assert "it would hit" in capsys.readouterr().out
+    shell.run("%why nope", ok=False)
+
+
+def test_a_change_through_a_view_or_a_shared_object_is_an_output(shell: Shell) -> None:
+    """Issue 9, aliasing: the state after a hit equals a plain run's, also for variables the
+    step changed without naming them."""
+    setup = "import numpy as np\nbase = np.arange(5)\ninner = [1]\ncfg = {'xs': inner}"
+    shell.run(setup)
+    shell.run("%%step view\nsub = base[:3]")
+    shell.run("%%step poke\nsub[0] = 99\ncfg['xs'].append(2)")
+    assert {"base", "inner", "cfg", "sub"} <= set(shell.last.outputs)
+    plain = (shell.ns["base"].tolist(), list(shell.ns["inner"]), shell.ns["cfg"])
+    shell.fresh()
+    shell.run(setup)
+    shell.run("%%step view\nsub = base[:3]")
+    shell.run("%%step poke\nsub[0] = 99\ncfg['xs'].append(2)")
+    assert shell.last.status == "cached"
+    assert (shell.ns["base"].tolist(), list(shell.ns["inner"]), shell.ns["cfg"]) == plain
+
+
+def test_two_cells_with_one_step_name_are_told_once(shell: Shell, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    nb = tmp_path / "two.ipynb"
+    cells = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+              "source": src} for src in ("%%step load\nx = 1", "%%step load\nx = 2", "%%step other\ny = 1")]
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    shell.ns["__session__"] = str(nb)
+    shell.run("%%step load\nx = 1")
+    shell.run("%%step load\nx = 2")
+    shell.run("%%step other\ny = 1")
+    err = capsys.readouterr().err
+    assert err.count("2 cells of two.ipynb are named 'load'") == 1 and "'other'" not in err
