@@ -316,7 +316,9 @@ def _pull(remote: RemoteStore, journal: Journal, say: Callable[[str], None],
           append: Callable[[bytes], None]) -> int:
     ident = notebook_identity(journal.notebook)
     local, _ = journal.read()
-    latest = max(local, default="")
+    # Newer than the latest local run that recorded a step: this kernel's own run may have
+    # just started (a plain cell is journaled too) and must not hide the one that crashed.
+    latest = max((r for r, view in local.items() if view.steps and r != journal.run_id), default="")
     listed = list_runs(remote, ident)
     todo = [r for r in listed if r not in local and r > latest][-_PULL_RUNS:]
     fetched: dict[str, bytes] = {}
