@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from ._introspect import DYNAMIC_CALLS, NAMESPACE_HANDLES
+from .files import literal_paths
 
 __all__ = ["CellAnalysis", "analyse", "normalised_code"]
 
@@ -44,6 +45,8 @@ class CellAnalysis:
     """Why the analysis is incomplete (``exec``, ``globals()``, ``import *``, ...); empty if
     it is complete."""
     has_await: bool = False
+    paths: frozenset[str] = frozenset()
+    """String literals and literal-built paths that may name files (:mod:`resumable_nb.files`)."""
 
 
 def normalised_code(tree: ast.AST) -> str:
@@ -66,6 +69,7 @@ def analyse(source: str) -> tuple[ast.Module, CellAnalysis]:
         imports=frozenset(walker.imports),
         dynamic=tuple(dict.fromkeys(walker.dynamic)),
         has_await=walker.has_await,
+        paths=literal_paths(tree),
     )
 
 

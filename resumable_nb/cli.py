@@ -2,8 +2,9 @@
 manage the cache. Thin: parsing and rendering here, the work in :mod:`resumable_nb.headless`,
 :mod:`resumable_nb.journal` and :mod:`resumable_nb.store`.
 
-Exit codes: 0 done; 1 a run failed (a cell raised, the kernel died, a cell timed out);
-2 bad arguments or input (one line on stderr, nothing written). ``--json`` output carries
+Exit codes: 0 done; 1 a run failed (a cell raised, the kernel died, a cell timed out, a gate
+was rejected); 2 bad arguments or input (one line on stderr, nothing written); 3 the run is
+waiting for approval at a ``%gate`` (``approve`` / ``reject``, then ``run`` again). ``--json`` output carries
 ``"schema": 2`` and is documented in ``docs/cli.md``.
 """
 
@@ -86,8 +87,20 @@ def _parser() -> argparse.ArgumentParser:
                             "attempts, duration, time saved), and the runs before it.")
     status.add_argument("notebook", metavar="NB.ipynb")
     status.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
+    status.add_argument("--dot", action="store_true", help="the pipeline as a Graphviz graph: steps, "
+                        "the names they pass, states as colours (pipe it to `dot -Tsvg`)")
     status.add_argument("--store", metavar="URL", help=STORE_HELP)
     status.set_defaults(func=_status)
+
+    for verb, what in (("approve", "approved"), ("reject", "rejected")):
+        decide = sub.add_parser(verb, parents=[common], help=f"{verb} the gate a run is waiting at",
+                                description=f"Record that the gate the latest run of NB is waiting "
+                                f"at is {what} (who, where, when, --note). The next `run` "
+                                + ("goes on past it." if verb == "approve" else "ends failed there."))
+        decide.add_argument("notebook", metavar="NB.ipynb")
+        decide.add_argument("--gate", metavar="NAME", help="the gate (default: the one waiting)")
+        decide.add_argument("--note", metavar="TEXT", default="", help="why, for the record")
+        decide.set_defaults(func=_decide, decision=what)
 
     runs_p = sub.add_parser("runs", parents=[common], help="list the runs of a notebook")
     runs_p.add_argument("notebook", metavar="NB.ipynb")
@@ -138,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: run, status, runs, events, clear, gc or push")
+        parser.error("choose a command: run, status, runs, events, approve, reject, clear, gc or push")
     try:
         return int(args.func(args))
     except ResumableError as exc:  # RunError, and StoreError: an unusable cache folder or key
@@ -193,11 +206,16 @@ def _run_summary(run: RunView, ended_at: Mapping[str, float], records: Mapping[s
         counts[label(step.status)] = counts.get(label(step.status), 0) + 1
     record = records.get(run.run)
     params = record.get("parameters") if isinstance(record, dict) else None
+    gate = run.waiting
     return {
         "id": run.run, "state": run.state, "started": _iso(run.started),
         "ended": _iso(ended_at.get(run.run)), "resumed_from": run.resumed_from,
         "pid": run.pid, "host": run.host, "python": run.python,
         "step_counts": counts, "parameters": params if isinstance(params, dict) else None,
+        "gate": None if gate is None else {
+            "name": gate.name, "question": gate.question, "since": _iso(gate.since),
+            "decision": gate.decision, "user": gate.user or None, "host": gate.host or None,
+            "note": gate.note or None, "decided": _iso(gate.decided)},
     }
 
 
@@ -236,6 +254,15 @@ def _status(args: argparse.Namespace) -> int:
         from . import teamops
 
         teamops.pull_for(notebook, root, args.store)
+    if args.dot:
+        from .graph import pipeline_graph, to_dot
+
+        _, all_runs, _, warning = _load(journal)
+        if warning:
+            print(f"warning: {printable(warning)}", file=sys.stderr)
+        latest = list(all_runs.values())[-1] if all_runs else None
+        print(to_dot(pipeline_graph(all_runs, latest, cells), notebook.stem))
+        return 0
     data, rows = _status_data(notebook, cells, root, journal)
     if args.json:
         _print_json(data)
@@ -279,6 +306,31 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decide(args: argparse.Namespace) -> int:
+    from .gates import whoami
+    from .journal import Journal
+
+    notebook, _, root, journal = _open(args)
+    _, all_runs, _, _ = _load(journal)
+    latest = list(all_runs.values())[-1] if all_runs else None
+    gate = latest.waiting if latest is not None else None
+    if latest is None or gate is None or gate.decision is not None:
+        raise RunError(f"nothing is waiting for approval in {notebook.name}"
+                       + (f" (its latest run is {latest.state})" if latest is not None else ""))
+    if args.gate is not None and args.gate != gate.name:
+        raise RunError(f"--gate {args.gate}: the run is waiting at gate {gate.name!r}, not {args.gate!r}")
+    user, host = whoami()
+    writer = Journal(root, str(notebook))
+    try:
+        writer.gate_decided(latest.run, gate.name, args.decision, question=gate.question,
+                            position=gate.position, user=user, host=host, note=args.note)
+    finally:
+        writer.release()
+    then = "goes on past it" if args.decision == "approved" else "ends failed there"
+    print(f"gate '{gate.name}' {args.decision} by {user}@{host}; `{PROG} run {args.notebook}` {then}")
+    return 0
+
+
 def _events(args: argparse.Namespace) -> int:
     notebook, _, _, journal = _open(args)
     events, all_runs, _, warning = _load(journal)
@@ -317,6 +369,10 @@ def _event_line(e: Mapping[str, Any]) -> str:
             extra += f"  {e['error']}"
     elif kind == "run_ended":
         extra = str(e.get("status"))
+    elif kind == "gate_waiting":
+        extra = f"{e.get('gate')}  {e.get('question')}"
+    elif kind == "gate_decided":
+        extra = f"{e.get('gate')}  {e.get('decision')} by {e.get('user')}@{e.get('host')}  {e.get('note')}"
     else:
         extra = ""
     return f"{head}  {extra}".rstrip()

@@ -18,6 +18,13 @@
 5. write the executed notebook, and next to the journal a record of the code the run executed
    (what step 2 compares with next time).
 
+A ``%gate`` cell is not executed: the CLI looks its decision up in the journal (of this run
+and the runs it resumes). Approved: the run goes on (the decision is carried into this run's
+journal). Rejected: the run ends failed there. Undecided: the run records ``gate_waiting``,
+ends ``waiting``, writes the notebook so far and exits 3; ``resumable-nb approve`` / ``reject``
+decide, and the next run resumes it. A run that resumes and was given no ``-p`` reuses the
+parameters of the run it resumes (from the signed run record).
+
 This module is the orchestration, in the CLI process. Around it: :mod:`resumable_nb.nbfile`
 (the notebook, its parameters, the run record), :mod:`resumable_nb.kernelside` (what runs in
 the kernel, reached through hidden cells) and :mod:`resumable_nb.progress` (the step lines).
@@ -28,8 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import math
 import os
+import shlex
 import socket
 import sys
 import tempfile
@@ -41,7 +50,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import location
 from .errors import RunError, StoreError
-from .journal import RunView, StepView, chain, journal_path, read_events, runs
+from .gates import GATE_STATES, Gate, decision_for, find_gates, gate_of, lineage
+from .journal import GateView, RunView, StepView, chain, journal_path, read_events, runs
 from .kernelside import kernel_code, read_report
 from .nbfile import (
     CodeCell,
@@ -105,7 +115,7 @@ def choose_resume(all_runs: Mapping[str, RunView], code: Sequence[CodeCell],
     if not all_runs:
         return ResumeChoice(None)
     latest = list(all_runs.values())[-1]
-    if latest.state not in ("failed", "interrupted"):
+    if latest.state not in ("failed", "interrupted", *GATE_STATES):
         return ResumeChoice(None)
     what = f"run {latest.run} ({latest.state})"
     if fresh:
@@ -128,6 +138,8 @@ def _code_changed(code: Sequence[CodeCell], done: list[StepView], digests: list[
                   parameters: bool) -> str:
     last = {s.name: s for s in done}
     first_left = next((i for i, c in enumerate(code) if c.step and c.step not in last), len(code))
+    # A gate cell is checked by its own rule (its question and position): not a code change.
+    gates = {g.index for g in find_gates(code)}
     for c in code[:first_left]:
         if c.step and normal_source(c.body) != normal_source(last[c.step].source):
             return f"step '{c.step}' changed since it ran"
@@ -136,6 +148,8 @@ def _code_changed(code: Sequence[CodeCell], done: list[StepView], digests: list[
             return "it was not started by `resumable-nb run`, so its parameters are unknown"
         return ""
     for i, c in enumerate(code[:first_left]):
+        if c.index in gates and i < len(digests):
+            continue
         if i >= len(digests) or digests[i] != source_digest(c.source):
             return f"cell {c.index + 1} changed since that run"
     return ""
@@ -188,9 +202,17 @@ class RunOptions:
     cache_dir: Path | None = None
 
 
+class _Waiting(Exception):
+    """The run reached a gate nobody has decided: it stops there (exit 3)."""
+
+
+class _Rejected(Exception):
+    """The run reached a rejected gate: it ends failed there."""
+
+
 @dataclass(slots=True)
 class _Outcome:
-    status: str = "completed"  # completed | failed | died | timeout | interrupted | error
+    status: str = "completed"  # completed | failed | died | timeout | interrupted | error | waiting
     where: str = ""  # "step 'x'" / "cell 4"
     error: str = ""
 
@@ -222,6 +244,9 @@ class HeadlessRun:
         self._current: CodeCell | None = None  # the cell being executed
         self._count = 0
         self._nb: NotebookNode | None = None
+        self.gates: list[Gate] = []
+        self.gate_history: list[RunView] = []  # the runs whose gate decisions count, latest first
+        self.waiting_at: Gate | None = None
 
     @property
     def nb(self) -> NotebookNode:
@@ -264,14 +289,41 @@ class HeadlessRun:
             raise RunError(f"{self.notebook.name} is being run by another kernel (pid {latest.pid} "
                            f"on {latest.host}, run {latest.run}): stop that kernel first")
         self._nb = read_notebook(self.notebook)
+        self.records = read_record(self.journal)
+        self._reuse_parameters(latest)
         if self.parameters:
             inject_parameters(self.nb, self.parameters)
         self.code = code_cells(self.nb)
-        self.records = read_record(self.journal)
         self.choice = choose_resume(all_runs, self.code, self.records, fresh=opts.fresh,
                                     start=opts.start, parameters=bool(self.parameters))
+        self.gates = find_gates(self.code)
+        if latest is not None and (self.choice.run is not None or (
+                latest.state in GATE_STATES and not opts.fresh and opts.start is None
+                and not chain(all_runs, latest.run))):
+            # Decisions count for the run resumed (and what it resumed); also for a run that
+            # stopped at a gate before completing any step, which is "resumed" from the top.
+            self.gate_history = lineage(all_runs, latest.run)
         names = [c.step for c in self.code if c.step]
         self.progress = Progress(self.err, width=max([len(n) for n in names] + [8]))
+
+    def _reuse_parameters(self, latest: RunView | None) -> None:
+        """No ``-p`` given and the latest run is one to resume: take its parameters again, from
+        the signed run record only (:func:`read_record` drops an unsigned one). Any ``-p`` means
+        the user chose, and nothing is reused."""
+        opts = self.options
+        if (opts.parameters or latest is None or opts.fresh or opts.start is not None
+                or latest.state not in ("failed", "interrupted", *GATE_STATES)):
+            return
+        record = self.records.get(latest.run)
+        params = record.get("parameters") if isinstance(record, dict) else None
+        if not isinstance(params, dict) or not params:
+            return
+        try:
+            self.parameters = dict(parse_parameter(str(k), str(v)) for k, v in params.items())
+        except RunError:
+            return  # not something -p could have given: do not guess
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        self.progress.say(f"resumable-nb: reusing the parameters of run {latest.run}: {shown}")
 
     def _output_path(self) -> Path | None:
         out = self.options.output
@@ -339,6 +391,8 @@ class HeadlessRun:
         self._record(final=True)
         wrote = self._write_output()
         self._summary(time.monotonic() - began, wrote)
+        if self.outcome.status == "waiting":
+            return 3
         return 0 if self.outcome.status == "completed" else 1
 
     def _announce(self) -> None:
@@ -369,6 +423,10 @@ class HeadlessRun:
                 self._current = cell
                 self._cell(client, cell)
             self._current = None
+        except _Waiting:
+            self.outcome = _Outcome("waiting", _where(self._current))
+        except _Rejected as exc:
+            self.outcome = _Outcome("failed", f"gate '{exc.args[0]}'", str(exc.args[1]))
         except CellTimeoutError:
             current = self._current
             self.outcome = _Outcome("timeout", _where(current),
@@ -421,6 +479,10 @@ class HeadlessRun:
     def _cell(self, client: NotebookClient, cell: CodeCell) -> None:
         nbcell = self.nb.cells[cell.index]
         above = cell.index in self._above
+        gate = gate_of(cell, self.gates)
+        if gate is not None:
+            self._gate(client, cell, gate)
+            return
         if skipped(cell):
             self._note(cell, "[resumable-nb] not executed: `resumable-nb run` resumes by itself")
             return
@@ -449,6 +511,32 @@ class HeadlessRun:
             self._hidden(client, kernel_code("kernel_rebind"))
         if cell.step:
             self._step_end(cell)
+
+    def _gate(self, client: NotebookClient, cell: CodeCell, gate: Gate) -> None:
+        """Pass an approved gate (its decision carried into this run's journal), stop at an
+        undecided one, end failed at a rejected one. The ``%gate`` cell itself never runs."""
+        where = {"gate": gate.name, "question": gate.question, "position": gate.position}
+        decision = decision_for(gate, self.gate_history)
+        if decision is None:
+            self._kernel_gate(client, {"event": "waiting", **where})
+            self.waiting_at = gate
+            ask = f": {gate.question}" if gate.question else ""
+            self._note(cell, f"[resumable-nb] waiting for approval at gate '{gate.name}'{ask}")
+            raise _Waiting(gate.name)
+        self._kernel_gate(client, {"event": "decided", **where, "decision": decision.decision or "",
+                                   "user": decision.user, "host": decision.host, "note": decision.note})
+        text = _decided(decision)
+        self._note(cell, f"[resumable-nb] gate '{gate.name}' {text}")
+        self.progress.say(self.progress.line(f"gate {gate.name}", decision.decision or "", None, text))
+        if decision.decision == "rejected":
+            raise _Rejected(gate.name, text)
+
+    def _kernel_gate(self, client: NotebookClient, event: dict[str, str]) -> None:
+        """Journal a gate event from the kernel, which holds the notebook's journal."""
+        _, err = self._hidden(client, kernel_code("kernel_gate", json.dumps(event)))
+        for line in err.splitlines():
+            if line.strip():
+                self.progress.say(f"resumable-nb: {line.replace('[resumable_nb] ', '')}")
 
     def _step_end(self, cell: CodeCell | None, error: str = "", killed: str = "") -> None:
         """Print a step's final line, from its journal record."""
@@ -507,7 +595,7 @@ class HeadlessRun:
         """End the kernel's run in the journal (completed / failed); or stop a kernel that is
         stuck or was interrupted, so that its run reads as interrupted and resumes next time."""
         status = self.outcome.status
-        if status in ("completed", "failed"):
+        if status in ("completed", "failed", "waiting"):
             try:
                 self._hidden(client, kernel_code("kernel_finish", status))
             except Exception:  # noqa: BLE001 - the kernel is going away either way
@@ -560,6 +648,11 @@ class HeadlessRun:
         return str(self.output)
 
     def _summary(self, seconds: float, wrote: str) -> None:
+        gate = self.waiting_at
+        if self.outcome.status == "waiting" and gate is not None:
+            command = _approve_command(self.options.notebook, gate.name)
+            self.progress.say(f"waiting for approval at gate '{gate.name}': {command}")
+            return
         tracker = self.tracker
         own: dict[str, StepView] = {}
         if tracker is not None:
@@ -596,3 +689,13 @@ def _where(cell: CodeCell | None) -> str:
     if cell is None:
         return "setup"
     return f"step '{cell.step}'" if cell.step else f"cell {cell.index + 1}"
+
+
+def _decided(gate: GateView) -> str:
+    """``approved by ann@box (looks fine)``."""
+    note = f" ({gate.note})" if gate.note else ""
+    return f"{gate.decision} by {gate.user}@{gate.host}{note}"
+
+
+def _approve_command(notebook: Path, gate: str) -> str:
+    return f"resumable-nb approve {shlex.quote(str(notebook))} --gate {gate}"

@@ -19,7 +19,9 @@ record. Every state a user sees is derived from the events (:func:`runs`).
 
 Events: ``run_started`` (notebook, pid, host, python, resumed_from), ``step_started`` (step,
 key, attempt, source), ``step_finished`` (step, status ran/cached/failed, duration, error,
-outputs {name: bytes}, deleted, saved), ``run_ended`` (status).
+outputs {name: bytes}, deleted, saved), ``run_ended`` (status; ``waiting`` when it stopped at a
+gate), ``gate_waiting`` (gate, question, position: a headless run stopped at a ``%gate``) and
+``gate_decided`` (gate, decision approved/rejected, question, position, user, host, note).
 
 One kernel at a time holds a notebook's journal (``fcntl.flock`` on ``<name>.lock``, released
 by the kernel's death); a second kernel is told who holds it and journals nothing.
@@ -51,8 +53,8 @@ from .errors import StoreError
 from .keys import default_key_file, derive, load_key
 from .states import COMPLETE, JournalStatus, journal_status
 
-__all__ = ["JOURNAL_VERSION", "Journal", "RunView", "StepView", "journal_path", "read_events", "runs",
-           "verify_lines"]
+__all__ = ["JOURNAL_VERSION", "GateView", "Journal", "RunView", "StepView", "journal_path", "read_events",
+           "runs", "verify_lines"]
 
 JOURNAL_VERSION = 2  # 2: records carry an HMAC (1: an unkeyed checksum)
 
@@ -119,6 +121,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
                       "saved": _NUM, "outputs": (dict,), "deleted": (list,), "error": (str,),
                       "reason": (str,), "inputs": (dict,)},
     "run_ended": {"status": (str,)},
+    "gate_waiting": {"gate": (str,), "question": (str,), "position": (str,)},
+    "gate_decided": {"gate": (str,), "decision": (str,), "question": (str,), "position": (str,),
+                     "user": (str,), "host": (str,), "note": (str,)},
 }
 
 
@@ -300,6 +305,25 @@ class PlainCell:
 
 
 @dataclass(slots=True)
+class GateView:
+    """A ``%gate`` a run reached, and its decision once someone made it."""
+
+    name: str
+    question: str
+    position: str  # the steps above it, in notebook order: moving it past a step asks again
+    since: float  # when the run reached it
+    decision: str | None = None  # approved / rejected; None: waiting
+    user: str = ""
+    host: str = ""
+    note: str = ""
+    decided: float | None = None
+
+    def same(self, question: str, position: str) -> bool:
+        """Is this the gate the notebook has now (a changed question or place asks again)?"""
+        return self.question == question and self.position == position
+
+
+@dataclass(slots=True)
 class RunView:
     """One run: a kernel's session on a notebook (or a CLI execution)."""
 
@@ -314,11 +338,22 @@ class RunView:
     steps: list[StepView] = field(default_factory=list)
     live: bool = False
     timeline: list[StepView | PlainCell] = field(default_factory=list)  # steps and plain cells
+    gates: list[GateView] = field(default_factory=list)  # in the order the run reached them
 
+    @property
+    def waiting(self) -> GateView | None:
+        """The gate this run stopped at (decided or not), for a run that ended at one."""
+        if self.ended != "waiting" or not self.gates:
+            return None
+        return self.gates[-1]
 
     @property
     def state(self) -> str:
-        """running / completed / failed / interrupted."""
+        """running / completed / failed / interrupted / waiting (at a gate nobody decided yet)
+        / approved / rejected (its gate's decision: the next ``resumable-nb run`` goes on)."""
+        gate = self.waiting
+        if gate is not None:
+            return gate.decision or "waiting"
         if self.ended:
             return self.ended
         if self.live:
@@ -370,6 +405,19 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             step.key = e.get("key")
         elif kind == "run_ended":
             run.ended = str(e.get("status", "completed"))
+        elif kind == "gate_waiting":
+            run.gates.append(GateView(str(e["gate"]), str(e["question"]), str(e["position"]),
+                                      since=float(e["time"])))
+        elif kind == "gate_decided":
+            gate = next((g for g in reversed(run.gates) if g.name == e["gate"] and g.decision is None),
+                        None)
+            if gate is None:  # passed in a live notebook, or carried over by a resumed run
+                gate = GateView(str(e["gate"]), str(e["question"]), str(e["position"]),
+                                since=float(e["time"]))
+                run.gates.append(gate)
+            gate.decision = "rejected" if e["decision"] == "rejected" else "approved"
+            gate.user, gate.host, gate.note = str(e["user"]), str(e["host"]), str(e["note"])
+            gate.decided = float(e["time"])
     for run in out.values():
         run.live = run.run == live_run or (run.ended is None and _held_by_other(run))
         for step in run.steps:
@@ -577,6 +625,23 @@ class Journal:
             self._append([{"kind": "run_ended", "run": self.run_id, "time": time.time(),
                            "status": status}], durable=True)
         self.run_id = None
+
+    def gate_waiting(self, gate: str, question: str, position: str) -> None:
+        """This run stopped at ``gate`` for a decision (it then ends as ``waiting``)."""
+        self._append([{"kind": "gate_waiting", "run": self.ensure_run(), "time": time.time(),
+                       "gate": gate, "question": question, "position": position}], durable=True)
+
+    def gate_decided(self, run_id: str | None, gate: str, decision: str, *, question: str,
+                     position: str, user: str, host: str, note: str = "") -> None:
+        """Record a decision on ``gate`` for ``run_id`` (None: this kernel's run).
+
+        Needs no hold on the notebook: a decision is one short ``O_APPEND`` write, and the run
+        it decides has ended (``resumable-nb approve`` while the notebook is open in Lab).
+        """
+        self._append([{"kind": "gate_decided", "run": run_id or self.ensure_run(), "time": time.time(),
+                       "gate": gate, "decision": decision, "question": question,
+                       "position": position, "user": user, "host": host, "note": note[:500]}],
+                     durable=True)
 
     # -- views ------------------------------------------------------------------------------
     def read(self) -> tuple[dict[str, RunView], str | None]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from typing import Any
 
 from . import load_ipython_extension, magics_of
 from .errors import StepUsageError
 
-__all__ = ["kernel_code", "kernel_finish", "kernel_rebind", "kernel_setup", "read_report"]
+__all__ = ["kernel_code", "kernel_finish", "kernel_gate", "kernel_rebind", "kernel_setup", "read_report"]
 
 _REPORT = "@@resumable-nb-report@@ "  # prefix of the line kernel_setup prints for the CLI
 _RESTORED_ATTR = "_resumable_nb_headless_restored"
@@ -25,7 +26,7 @@ _RESTORED_ATTR = "_resumable_nb_headless_restored"
 def kernel_code(function: str, *args: str | None) -> str:
     """The code of a hidden cell that calls ``function(get_ipython(), *args)`` in the kernel
     (``args`` are written as literals)."""
-    if function not in ("kernel_setup", "kernel_rebind", "kernel_finish"):
+    if function not in ("kernel_setup", "kernel_rebind", "kernel_finish", "kernel_gate"):
         raise ValueError(f"not a kernel-side function: {function!r}")
     call = ", ".join(["get_ipython()", *(repr(a) for a in args)])
     return f"__import__({__name__!r}, fromlist=[{function!r}]).{function}({call})"
@@ -74,6 +75,25 @@ def kernel_rebind(ip: Any) -> None:
         return
     ns = ip.user_ns
     ns.update({k: v for k, v in restored.values.items() if ns.get(k) is not v})
+
+
+def kernel_gate(ip: Any, event: str) -> None:
+    """(Runs in the kernel.) Journal a gate event of this run: ``event`` is JSON, either
+    ``{"event": "waiting", gate, question, position}`` or ``{"event": "decided", ..., decision,
+    user, host, note}`` (a decision found in an earlier run, carried into this one so that the
+    runs resuming this one see it)."""
+    data = json.loads(event)
+    magics = magics_of(ip)
+    journal = magics.session.journal() if magics is not None else None
+    if journal is None:
+        print("[resumable_nb] no run journal in the kernel: the gate is not recorded", file=sys.stderr)
+        return
+    where = {k: str(data.get(k, "")) for k in ("question", "position")}
+    if data.get("event") == "waiting":
+        journal.gate_waiting(str(data["gate"]), **where)
+    else:
+        journal.gate_decided(None, str(data["gate"]), str(data["decision"]), **where,
+                             user=str(data["user"]), host=str(data["host"]), note=str(data["note"]))
 
 
 def kernel_finish(ip: Any, status: str) -> None:

@@ -10,7 +10,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Unicode, observe
 
-from . import location, stepline
+from . import gates, location, stepline
 from .errors import StepUsageError, notice
 from .session import Session
 
@@ -96,13 +96,16 @@ class ResumableNB(Magics):
 
         ``%%step clean --force`` re-runs and overwrites the entry;
         ``%%step plot --ignore fig`` leaves ``fig`` out of the key.
+        Files named by string literals in the cell are inputs by content;
+        ``%%step load --reads 'data/*.csv' --writes 'out/*.parquet' --retries 2`` declares
+        more inputs, the files it writes (restored on a hit) and retries on an exception.
         """
         __tracebackhide__ = True
         try:
             args = stepline.parse_step_line(line)
             self.session.check_duplicate(args.name)
             return self.runner.run(args.name, cell, force=args.force, ignore=args.ignore,
-                                   header=f"%%step {line}")
+                                   header=f"%%step {line}", line=args)
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
 
@@ -157,6 +160,33 @@ class ResumableNB(Magics):
             if not args.from_:
                 raise StepUsageError(f"%replay needs --from NAME; {self._known_steps()}")
             self.session.replay(args.from_, args.to, args.dry_run)
+        except StepUsageError as exc:
+            raise UsageError(str(exc)) from None
+
+    @line_magic
+    def gate(self, line: str) -> None:
+        """An approval gate between cells: ``%gate NAME [--ask TEXT]``, alone in its cell.
+
+        Headless (``resumable-nb run``), the run stops here until someone decides: it exits 3
+        and ``resumable-nb approve NB.ipynb --gate NAME`` (or ``reject``, or the panel's
+        buttons) records the decision; the next ``resumable-nb run`` goes on past an approved
+        gate, or ends failed at a rejected one. A gate whose question or position changed
+        since it was approved asks again. In a live notebook, whoever runs this cell is the
+        approver: the gate passes and is recorded as approved.
+
+        Example::
+
+            %%step train
+            model = fit(features)
+
+            %gate review --ask "Accuracy above 0.9 on the holdout?"
+
+            %%step publish
+            upload(model)
+        """
+        try:
+            name, question = gates.parse_gate_line(line)
+            print(self.session.gate(name, question))
         except StepUsageError as exc:
             raise UsageError(str(exc)) from None
 

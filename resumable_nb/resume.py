@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 # Cells that control resumable_nb itself: never re-run by %resume --run / %replay.
-_CONTROL = ("%load_ext", "%reload_ext", "%resume", "%replay", "%steps", "%step_cache", "%config")
+_CONTROL = ("%load_ext", "%reload_ext", "%resume", "%replay", "%steps", "%step_cache", "%config", "%gate",
+            "%why")
 
 
 @dataclass(frozen=True, slots=True)

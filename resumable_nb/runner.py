@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import hashlib
 import io
 import json
+import os
 import re
 import time
 import tokenize
@@ -27,7 +29,8 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, serialize, why
+from . import aliases, capture, files, retry, serialize, why
+from ._await import run_code
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
     CorruptEntry,
@@ -40,7 +43,7 @@ from .errors import (
 from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
 from .journal import Journal
 from .states import JournalStatus
-from .stepline import check_ignore, check_step_name
+from .stepline import StepLine, check_ignore, check_step_name
 from .store import Entry, Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
@@ -111,11 +114,14 @@ class StepRunner:
         self._told_dynamic: set[tuple[str, str]] = set()
         self.verbose = True
         self.lazy = False  # map restored arrays copy-on-write instead of reading them
+        self.files = files.StepFiles()
 
     # -- entry point --------------------------------------------------------------------
     def run(self, name: str, body: str, *, force: bool = False, ignore: Iterable[str] = (),
-            header: str = "") -> Any:
+            header: str = "", line: StepLine | None = None) -> Any:
         """Run one step; return the value of its last expression (shown as the cell's result).
+
+        ``line``: the parsed ``%%step`` line, for its file and retry options.
 
         :raises StepUsageError: bad name, empty body, unsupported syntax.
         :raises BaseException: whatever the step body raises (nothing is stored then).
@@ -126,7 +132,8 @@ class StepRunner:
         if not body.strip():
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
-        analysis, result, inputs, uncacheable = self._prepare(name, body, ignore)
+        opts = line if line is not None else StepLine(name)
+        analysis, result, inputs, uncacheable = self._prepare(name, body, ignore, opts)
         store = self._store()
         key = result.key
         if key is not None and store is not None and not force:
@@ -137,19 +144,22 @@ class StepRunner:
             result.reason = "--force"
         elif uncacheable:
             result.reason = uncacheable
-        return self._run_and_store(name, body, header, analysis, inputs, key, store, result)
+        return self._run_and_store(name, body, header, analysis, inputs, key, store, result, opts)
 
-    def current(self, name: str, body: str, ignore: Iterable[str] = ()) -> StepResult:
+    def current(self, name: str, body: str, ignore: Iterable[str] = (),
+                line: StepLine | None = None) -> StepResult:
         """The key and input fingerprints step ``name`` would have now; runs nothing."""
-        return self._prepare(name, body, check_ignore(ignore))[1]
+        return self._prepare(name, body, check_ignore(ignore), line or StepLine(name))[1]
 
-    def _prepare(self, name: str, body: str, ignore: tuple[str, ...]
+    def _prepare(self, name: str, body: str, ignore: tuple[str, ...], opts: StepLine
                  ) -> tuple[CellAnalysis, StepResult, dict[str, str], str | None]:
         """Analyse and fingerprint: (analysis, result with key and short inputs, full input
         fingerprints, why the step cannot be cached or None)."""
         code, analysis = self._analyse(name, body)
         result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
         inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        if uncacheable is None:
+            uncacheable = self._file_inputs(name, analysis, opts, inputs, self._store(), result)
         result.inputs = {k: v[:16] for k, v in inputs.items()}
         if uncacheable is None:
             result.key = step_key(code, inputs, imports, ignore)
@@ -172,9 +182,6 @@ class StepRunner:
         except SyntaxError as exc:
             raise StepUsageError(f"step '{name}' is not valid Python: {exc.msg} "
                                  f"(line {(exc.lineno or 0) + 1} of the cell)") from None
-        if analysis.has_await:
-            raise StepUsageError(f"step '{name}' uses top-level await, which %%step does not "
-                                 "support yet: wrap it in asyncio.run(...) or a function")
         entry = (normalised_code(tree), analysis)
         self._parsed[body] = entry
         if len(self._parsed) > 512:
@@ -237,6 +244,27 @@ class StepRunner:
             return fps, [], exc.reason
         return fps, imports, None
 
+    def _file_inputs(self, name: str, analysis: CellAnalysis, opts: StepLine, inputs: dict[str, str],
+                     store: Store | None, result: StepResult) -> str | None:
+        """Add the files the step reads to ``inputs`` (resumable_nb.files); why not, if not."""
+        ns = self.shell.user_ns
+        values = [ns[v] for v, fp in inputs.items() if fp != _ABSENT and v in ns]
+        if not (analysis.paths or opts.reads or opts.writes
+                or any(isinstance(v, (str, os.PathLike)) for v in values)):
+            return None
+        if store is not None:
+            self.files.open(store.root, store.journal_key)
+        try:
+            found = self.files.inputs(analysis.paths, values, opts.reads, opts.writes,
+                                      [str(store.root)] if store is not None else [])
+        except OSError as exc:
+            reason = f"file {exc.filename}: {exc.strerror}"
+            result.notices.append(f"step '{name}' runs without the cache: {reason}")
+            return reason
+        inputs.update(found.fingerprints)
+        result.notices += [f"step '{name}': {n}" for n in found.notices]
+        return None
+
     # -- hit ----------------------------------------------------------------------------
     def _try_restore(self, name: str, key: str, store: Store, result: StepResult) -> tuple[bool, Any]:
         """Restore the entry under ``key``: (True, cell result) on a hit, (False, None) if not."""
@@ -259,6 +287,14 @@ class StepRunner:
             if corrupt:
                 _forget(store, key)
             return False, None
+        written: list[str] = []
+        if payload.get("files"):
+            try:  # before any variable is bound: a failure here is a plain miss
+                written = files.write_back(payload["files"], os.getcwd(), self.files.hashes)
+            except OSError as exc:
+                result.reason = f"a file it wrote could not be restored ({exc})"
+                result.notices.append(f"step '{name}': {result.reason}; re-running it")
+                return False, None
         ns = self.shell.user_ns
         outputs = dict(payload["outputs"])
         for var in payload.get("mutated", ()):
@@ -278,6 +314,8 @@ class StepRunner:
         self._finish(result)
         if self.verbose:
             print(_restored_line(result, entry))
+            if written:
+                print(f"[resumable_nb] step '{name}' wrote back {', '.join(written)}")
         capture.replay(self.shell, payload["events"])
         if "value" in payload:
             return True, payload["value"]
@@ -299,24 +337,58 @@ class StepRunner:
     # -- miss ---------------------------------------------------------------------------
     def _run_and_store(self, name: str, body: str, header: str, analysis: CellAnalysis,
                        inputs: dict[str, str], key: str | None, store: Store | None,
-                       result: StepResult) -> Any:
+                       result: StepResult, opts: StepLine | None = None) -> Any:
         __tracebackhide__ = True
+        opts = opts if opts is not None else StepLine(name)
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
         sharers = self._sharers(inputs, before)
-        self._record_start(result)
-        start = time.perf_counter()
-        with capture.capture(self.shell) as events:
+        # Taken before the first attempt only when retries are asked for: its cost is theirs.
+        snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
+        attempt = 0
+        value: Any = _NOTHING
+        while True:
+            attempt += 1
+            self._record_start(result)
+            start = time.perf_counter()
+            with capture.capture(self.shell) as events:
+                try:
+                    value = self._execute(body, header)
+                    capture.flush_figures()
+                except BaseException as exc:
+                    result.status = "failed"
+                    result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    result.duration = time.perf_counter() - start
+                    # KeyboardInterrupt, SystemExit: never retried (only Exception is).
+                    retryable = (snapshot is not None and isinstance(exc, Exception)
+                                 and attempt <= opts.retries)
+                    why_not = (snapshot.reset(ns, Fingerprinter(ns, follow_globals=False))
+                               if retryable and snapshot is not None else "")
+                    if not retryable or why_not:
+                        if why_not:
+                            result.notices.append(f"step '{name}' attempt {attempt} failed and is "
+                                                  f"not retried: {why_not}")
+                        self._finish(result)
+                        raise
+                    self._finish(dataclasses.replace(result, notices=[
+                        *result.notices, f"step '{name}' attempt {attempt} of {opts.retries + 1} "
+                        f"failed ({result.error}); retrying"
+                        + (f" in {opts.retry_delay:g} s" if opts.retry_delay else "")]))
+                    result.status, result.error, result.notices = "ran", "", []
+                    time.sleep(opts.retry_delay)
+                    continue
+            break
+        result.duration = time.perf_counter() - start
+        products: list[files.Product] = []
+        if opts.writes:
             try:
-                value = self._execute(body, header)
-                capture.flush_figures()
-            except BaseException as exc:
+                products = files.collect_products(name, opts.writes, os.getcwd(), self.files.hashes,
+                                                  contents=key is not None and store is not None)
+            except (StepUsageError, OSError) as exc:
                 result.status = "failed"
-                result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                result.duration = time.perf_counter() - start
+                result.error = str(exc)[:300]
                 self._finish(result)
                 raise
-        result.duration = time.perf_counter() - start
         after = self._user_names()
         outputs = {k for k in after if before.get(k) != id(ns[k])} | (analysis.bound & after)
         # Changed in place: the same object as before, with other content (lst.append(x),
@@ -337,6 +409,8 @@ class StepRunner:
             shown = (capture._plain(data), capture._plain(metadata))
         payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
+        if products:
+            payload["files"] = files.products_to_payload(products)
         if value is not None:
             # The value itself, so that on a hit `_`, `__` and Out[n] hold what a plain run
             # leaves there (not a display wrapper); pickled with the outputs, so `df` as the
@@ -371,14 +445,18 @@ class StepRunner:
         # compile unit changes the bytecode (3.11: a method call on a name imported in the same
         # unit), so a function defined in a step would fingerprint differently from the same
         # function defined in a plain cell; and a __future__ import applies from the next
-        # statement on, as in a cell.
-        for stmt in stmts:
-            exec(shell.compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec"),
-                 shell.user_global_ns, shell.user_ns)
+        # statement on, as in a cell. Top-level await compiles to a coroutine, run on IPython's
+        # loop (resumable_nb._await), as IPython does with the same flag.
+        with shell.compile.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT):
+            for stmt in stmts:
+                code = shell.compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec")
+                run_code(shell, code, shell.user_global_ns, shell.user_ns)
         if last is None:
             return _NOTHING
         expression = ast.Expression(body=last.value)
-        return eval(shell.compile(expression, filename, "eval"), shell.user_global_ns, shell.user_ns)
+        with shell.compile.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT):
+            code = shell.compile(expression, filename, "eval")
+        return run_code(shell, code, shell.user_global_ns, shell.user_ns)
 
     def _sharers(self, inputs: dict[str, str], names: Iterable[str]) -> dict[str, str]:
         """Fingerprints of the variables the step could change through its inputs."""
@@ -412,7 +490,8 @@ class StepRunner:
         ns = self.shell.user_ns
         try:
             entry = store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
-                              duration=result.duration, extra={"reason": result.reason})
+                              duration=result.duration,
+                              extra={"reason": result.reason})
             result.stored = True
             result.output_sizes = dict(entry.output_sizes)
         except StoreError as exc:
@@ -448,6 +527,9 @@ class StepRunner:
                     started=(result.key, result.source) if status == "cached" else None)
             except OSError as exc:
                 result.notices.append(f"the run journal could not be written ({exc.strerror})")
+        store = self._store() if self.files.hashes.dirty else None
+        if store is not None:
+            self.files.save(store.root, store.journal_key)
         self.history.append(result)
         for text in result.notices:
             self._notice(text)

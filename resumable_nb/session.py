@@ -292,7 +292,8 @@ class Session:
         __tracebackhide__ = True
         if cell.spec is not None:
             value = self.runner.run(cell.spec.name, cell.body, force=force or cell.spec.force,
-                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}")
+                                    ignore=cell.spec.ignore, header=f"%%step {cell.line}",
+                                    line=cell.spec)
         else:
             value = self.runner.run_plain(cell.source)
         if value is not None:  # a cell's result, shown as a display inside %resume / %replay
@@ -361,7 +362,7 @@ class Session:
             raise StepUsageError(f"no step {name!r} in the notebook or the journal")
         spec = cell.spec if cell is not None else None
         body = cell.body if cell is not None else previous.source  # type: ignore[union-attr]
-        now = self.runner.current(name, body, spec.ignore if spec is not None else ())
+        now = self.runner.current(name, body, spec.ignore if spec is not None else (), line=spec)
         comparison = compare(previous, body, now.inputs)
         verdict = ("it would hit: same key as its latest entry" if previous is not None
                    and now.key is not None and now.key == previous.key else comparison.summary())
@@ -377,6 +378,48 @@ class Session:
         print(f"[resumable_nb] removed {removed} cache entr{'y' if removed == 1 else 'ies'} of step '{name}'")
         self._size_cache = (0.0, "")
         return removed
+
+    # -- gates ------------------------------------------------------------------------------
+    def gate(self, name: str, question: str) -> str:
+        """``%gate`` in a live notebook: whoever runs the cell approves it; recorded as such.
+
+        :raises StepUsageError: in a headless run, where the CLI decides gates (a ``%gate``
+            line sharing its cell with other code reaches the kernel).
+        """
+        import os
+
+        from .gates import find_gates, whoami
+
+        if os.environ.get("RESUMABLE_NB_HEADLESS"):
+            raise StepUsageError(f"%gate {name}: put the gate alone in its cell, so that "
+                                 "`resumable-nb run` can stop there for approval")
+        cells = self._cells() or []
+        here = next((g for g in find_gates(cells) if g.name == name), None)
+        position = here.position if here is not None else ""
+        journal = self.journal()
+        if journal is None:
+            return f"[resumable_nb] gate '{name}' passed (not recorded: no run journal)"
+        user, host = whoami()
+        journal.gate_decided(None, name, "approved", question=question, position=position,
+                             user=user, host=host, note="approved interactively: ran the cell")
+        return f"[resumable_nb] gate '{name}' approved by {user}@{host} (you ran the cell)"
+
+    def decide_gate(self, run_id: str, decision: str, note: str = "") -> str:
+        """The panel's Approve / Reject: decide the gate ``run_id`` is waiting at.
+
+        :raises StepUsageError: that run is not waiting at a gate.
+        """
+        from .gates import whoami
+
+        journal, _ = self._require()
+        run = self._runs(journal).get(run_id)
+        gate = run.waiting if run is not None else None
+        if run is None or gate is None or gate.decision is not None:
+            raise StepUsageError(f"run {run_id} is not waiting at a gate")
+        user, host = whoami()
+        journal.gate_decided(run_id, gate.name, decision, question=gate.question,
+                             position=gate.position, user=user, host=host, note=note)
+        return f"gate '{gate.name}' {decision} by {user}@{host}: the next `resumable-nb run` goes on"
 
     # -- the panel ----------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ state           label                meaning
 ``running``     running              started, not finished, and its kernel is alive
 ``not_run``     not yet run          in the notebook, not reached in this run
 ``stale``       stale                its code in the notebook differs from what ran
+``waiting``     waiting              a ``%gate`` the run stopped at, not decided yet
 ==============  ===================  ==============================================
 
 >>> label("cached"), label("not_run")
@@ -30,6 +31,7 @@ from collections.abc import Mapping
 from typing import Final, Literal, get_args
 
 __all__ = [
+    "COLORS",
     "COMPLETE",
     "JOURNAL_STATUSES",
     "LABELS",
@@ -44,7 +46,8 @@ JournalStatus = Literal["ran", "cached", "failed", "interrupted", "running"]
 """What the journal records for one execution of a step (``interrupted`` and ``running`` are
 derived when reading: a ``step_started`` with no ``step_finished``)."""
 
-StepState = Literal["ran", "cached", "resumed", "failed", "interrupted", "running", "not_run", "stale"]
+StepState = Literal["ran", "cached", "resumed", "failed", "interrupted", "running", "not_run", "stale",
+                    "waiting"]
 """What a view shows for one step of a run."""
 
 JOURNAL_STATUSES: Final[tuple[JournalStatus, ...]] = get_args(JournalStatus)
@@ -62,8 +65,17 @@ LABELS: Final[Mapping[StepState, str]] = {
     "running": "running",
     "not_run": "not yet run",
     "stale": "stale",
+    "waiting": "waiting",
 }
 """The one human label of every state: the panel, ``%steps``, the CLI's text and its JSON."""
+
+
+COLORS: Final[Mapping[StepState, str]] = {
+    "ran": "#1a7f37", "cached": "#0969da", "resumed": "#0969da", "failed": "#cf222e",
+    "interrupted": "#bc4c00", "running": "#8250df", "not_run": "#6e7781", "stale": "#9a6700",
+    "waiting": "#bf8700",
+}
+"""The one colour of every state: the panel's badges, its graph and ``status --dot``."""
 
 
 def label(state: StepState) -> str:

@@ -4,8 +4,8 @@ panel's Re-run and the headless CLI. Pure: no IPython.
 Every caller that runs a step from its line parses it here, so the options that go into the
 key (``--ignore``) are read the same way everywhere; a second parser is where keys diverge.
 
->>> parse_step_line("clean --ignore=fig --force")
-StepLine(name='clean', force=True, ignore=('fig',))
+>>> parse_step_line("clean --ignore=fig --force --retries 2")
+StepLine(name='clean', force=True, ignore=('fig',), reads=(), writes=(), retries=2, retry_delay=0.0)
 >>> str(StepLine("clean", force=True, ignore=("fig",)))
 'clean --force --ignore fig'
 """
@@ -23,7 +23,8 @@ from typing import Any, NoReturn, TypeVar
 
 from .errors import StepUsageError
 
-__all__ = ["USAGE", "StepLine", "check_ignore", "check_step_name", "document", "parse_step_line"]
+__all__ = ["USAGE", "StepLine", "check_ignore", "check_patterns", "check_step_name", "document",
+           "parse_step_line"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
 
@@ -36,6 +37,10 @@ class StepLine:
     name: str
     force: bool = False
     ignore: tuple[str, ...] = ()  # sorted, without repeats: the same set reads the same
+    reads: tuple[str, ...] = ()  # glob patterns, sorted, without repeats (resumable_nb.files)
+    writes: tuple[str, ...] = ()
+    retries: int = 0
+    retry_delay: float = 0.0
 
     def __str__(self) -> str:
         """The line's arguments, canonical: parsing them gives this ``StepLine`` back."""
@@ -68,10 +73,21 @@ _OPTIONS = (
             {"action": "store_true"}),
     _Option("--ignore", "NAME ...", "Leave these inputs out of the key. Your responsibility: a "
             "change to them will not re-run the step.", {"nargs": "+", "metavar": "NAME"}),
+    _Option("--reads", "PATTERN ...", "More inputs: files matching these globs (quote them), "
+            "relative to the working directory. Their contents and the set of matches are in the "
+            "key.", {"nargs": "+", "metavar": "PATTERN"}),
+    _Option("--writes", "PATTERN ...", "Files the step writes (globs, quoted): stored with the "
+            "entry and written back on a hit when absent or different. One missing after the "
+            "step ran is an error.", {"nargs": "+", "metavar": "PATTERN"}),
+    _Option("--retries", "N", "On an exception, run the body up to N more times from the same "
+            "inputs (never after a KeyboardInterrupt).", {"type": int, "metavar": "N"}),
+    _Option("--retry-delay", "S", "Seconds to wait before each retry.",
+            {"type": float, "metavar": "S"}),
 )
 
 USAGE = " ".join(["%%step NAME", *(f"[{o.flag}{' ' + o.shape if o.shape else ''}]" for o in _OPTIONS)])
-"""``%%step NAME [--force] [--ignore NAME ...]``: said in every usage error and in ``%%step?``."""
+"""``%%step NAME [--force] [--ignore NAME ...] [--reads PATTERN ...] ...``: said in every usage
+error and in ``%%step?``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +125,12 @@ def parse_step_line(line: str) -> StepLine:
     args = vars(_PARSER.parse_args(words))
     check_step_name(args["name"])
     args["ignore"] = check_ignore(args["ignore"] or ())
+    args["reads"] = check_patterns("--reads", args["reads"] or ())
+    args["writes"] = check_patterns("--writes", args["writes"] or ())
+    args["retries"] = args["retries"] or 0
+    args["retry_delay"] = float(args["retry_delay"] or 0.0)
+    if args["retries"] < 0 or not 0 <= args["retry_delay"] < float("inf"):
+        raise StepUsageError(f"%%step: --retries and --retry-delay take numbers >= 0. Usage: {USAGE}")
     return StepLine(**{f.name: args[f.name] for f in fields(StepLine)})
 
 
@@ -131,6 +153,18 @@ def check_ignore(names: Iterable[str]) -> tuple[str, ...]:
         if not n.isidentifier():
             raise StepUsageError(f"--ignore takes variable names; {n!r} is not one")
     return names
+
+
+def check_patterns(flag: str, patterns: Iterable[str]) -> tuple[str, ...]:
+    """The ``--reads`` / ``--writes`` globs, sorted and without repeats.
+
+    :raises StepUsageError: an empty pattern, or one with a NUL or a line break.
+    """
+    patterns = tuple(sorted(set(patterns)))
+    for p in patterns:
+        if not p.strip() or any(c in p for c in "\0\n\r"):
+            raise StepUsageError(f"{flag} takes file paths or glob patterns; {p!r} is not one")
+    return patterns
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .files import describe
 from .journal import RunView, StepView
 
 __all__ = ["Comparison", "compare", "latest_entry"]
@@ -40,8 +41,10 @@ class Comparison:
         parts = []
         if self.code_diff:
             parts.append("its code changed")
-        if self.changed:
-            parts.append(_listed("input", [n for n, _, _ in self.changed]) + " changed")
+        variables = [n for n, _, _ in self.changed if ":" not in n]  # "file:x.csv": a file
+        if variables:
+            parts.append(_listed("input", variables) + " changed")
+        parts += [f"{describe(n)} changed" for n, _, _ in self.changed if ":" in n]
         if self.new:
             parts.append(_listed("new input", self.new))
         if self.gone:

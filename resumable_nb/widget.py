@@ -4,6 +4,12 @@ Every control has an accessible name (its description / tooltip) and a stable CS
 (``rnb-...``) so that tests and users' own tooling can find it. Callbacks never raise into
 the kernel: an error shows as one line in the panel's own output area.
 
+The graph (:mod:`resumable_nb.graph`) is inline SVG in an HTML widget: no frontend extension.
+A click on a node must reach the kernel, and SVG in an HTML widget has no comm of its own; the
+widget sets the SVG with ``innerHTML``, so an ``onclick`` on a node can change the panel's own
+step ``<select>`` (the Dropdown's view) as a user would, and the Dropdown syncs the choice to
+Python like any other: the node is then the one Replay / Re-run act on.
+
 Where no widget frontend is present (terminal IPython, nbclient), the panel's ``text/plain``
 is the same table as ``%steps`` prints.
 """
@@ -16,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from .states import StepState
+from .graph import pipeline_graph, to_svg
+from .states import COLORS
 from .view import StepRow, step_rows
 
 if TYPE_CHECKING:
@@ -25,11 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["RunPanel"]
 
 
-# The badge colour of every state; its text is the state's label (states.LABELS).
-_COLOR: dict[StepState, str] = {
-    "ran": "#1a7f37", "cached": "#0969da", "resumed": "#0969da", "failed": "#cf222e",
-    "interrupted": "#bc4c00", "running": "#8250df", "not_run": "#6e7781", "stale": "#9a6700",
-}
 
 
 class RunPanel(w.VBox):
@@ -61,12 +63,25 @@ class RunPanel(w.VBox):
         self.confirm_box = w.HBox([self.question, self.confirm, self.cancel]).add_class(
             "rnb-confirm-box")
         self.confirm_box.layout.display = "none"
+        self.graph = w.HTML().add_class("rnb-graph-box")
+        self.gate_text = w.HTML().add_class("rnb-gate")
+        self.gate_note = w.Text(placeholder="note (optional)", description="Note",
+                                layout=w.Layout(width="260px")).add_class("rnb-gate-note")
+        self.approve = _button("Approve", "Approve the gate the run is waiting at", "check",
+                               "rnb-approve", lambda: self._on_decide("approved"))
+        self.reject = _button("Reject", "Reject the gate the run is waiting at", "times",
+                              "rnb-reject", lambda: self._on_decide("rejected"))
+        self.gate_box = w.HBox([self.gate_text, self.gate_note, self.approve, self.reject],
+                               layout=w.Layout(flex_flow="row wrap")).add_class("rnb-gate-box")
+        self.gate_box.layout.display = "none"
+        self._waiting_run: str | None = None
         self.out = w.Output().add_class("rnb-output")
         self._pending: Callable[[], Any] | None = None
         controls = w.HBox([self.buttons["resume"], self.step_choice, self.buttons["replay"],
                            self.buttons["rerun"], self.buttons["clear"], self.buttons["refresh"]],
                           layout=w.Layout(flex_flow="row wrap")).add_class("rnb-controls")
-        super().__init__([self.header, self.table, controls, self.confirm_box, self.out])
+        super().__init__([self.header, self.gate_box, self.table, self.graph, controls,
+                          self.confirm_box, self.out])
         self.add_class("rnb-panel")
         self._text = ""
         self.refresh()
@@ -98,6 +113,17 @@ class RunPanel(w.VBox):
         head.append(f"<b>cache</b> {html.escape(info['cache_size'])}")
         self.header.value = " &nbsp;·&nbsp; ".join(head)
         self.table.value = _table_html(table_rows)
+        self.graph.value = to_svg(pipeline_graph(runs, run, cells), clickable=True)
+        gate = run.waiting if run is not None else None
+        if gate is not None and gate.decision is None:
+            self._waiting_run = run.run
+            ask = f": {html.escape(gate.question)}" if gate.question else ""
+            self.gate_text.value = (f"<b>waiting for approval at gate "
+                                    f"<code class='rnb-gate-name'>{html.escape(gate.name)}</code></b>{ask}")
+            self.gate_box.layout.display = "flex"
+        else:
+            self._waiting_run = None
+            self.gate_box.layout.display = "none"
         self._text = info["text"]
         names = [r.name for r in table_rows]
         current = self.step_choice.value
@@ -155,6 +181,14 @@ class RunPanel(w.VBox):
         self.out.clear_output()
         self._run(lambda: self.session.resume(None, True, show_panel=False))
 
+    def _on_decide(self, decision: str) -> None:
+        run_id = self._waiting_run
+        if run_id is None:
+            self._say("no run is waiting at a gate")
+            return
+        note = self.gate_note.value
+        self._run(lambda: self._say(self.session.decide_gate(run_id, decision, note)))
+
     def _on_replay(self) -> None:
         name = self._chosen_or_say()
         if name:
@@ -200,7 +234,7 @@ def _table_html(table_rows: list[StepRow]) -> str:
     for r in table_rows:
         body.append(
             f"<tr class='rnb-row rnb-state-{r.state}' data-step='{html.escape(r.name)}'>"
-            f"<td><span class='rnb-state' style='background:{_COLOR[r.state]}'>"
+            f"<td><span class='rnb-state' style='background:{COLORS[r.state]}'>"
             f"{html.escape(r.label)}</span></td>"
             f"<td class='rnb-name'><code>{html.escape(r.name)}</code></td>"
             f"<td class='rnb-attempts'>{r.attempts}</td>"

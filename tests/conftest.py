@@ -106,7 +106,8 @@ class Kernels:
                                  "RESUMABLE_NB_NOTEBOOK": str(self.folder / "pipeline.ipynb"), **env})
         self.started.append(k)
         k.ok("%load_ext resumable_nb")
-        k.ok(f"def mark(tag, _log={str(self.log)!r}):\n    open(_log, 'a').write(tag + '\\n')")
+        setup = k.ok(f"def mark(tag, _log={str(self.log)!r}):\n    open(_log, 'a').write(tag + '\\n')")
+        k.setup_stderr = setup.stderr  # type: ignore[attr-defined]  # a plain cell: journaled
         return k
 
     def count(self, tag: str) -> int:

@@ -44,10 +44,9 @@ KILL_MARKER = "@@corpus-kill-point@@"
 MASKED = ("a numpy MaskedArray (pcolor's data, in the colorbar) has _fill_value None until pickled, "
           "a 0-d array after: the generic path hashes that, so axes holding a pcolor fingerprint "
           "differently after a restore and the steps reading them (animate's) miss")
-ALIAS = ("aliasing lost: every step's outputs are pickled on their own (store.Store.put), so an object "
-         "shared with another step's output (a view and its base, a figure and its axes) comes back "
-         "as a separate copy on a hit or %resume; writing through a view or alias made in an earlier "
-         "step (B = A.reshape(...); B[0, :5] = 5) records only B as changed, so A comes back unchanged")
+ALIAS = ("views not re-established: a view made in one step (a_slice = a[2:5]; a figure's axes) comes "
+         "back from the cache as its own copy, so a later step writing through it no longer changes "
+         "the base (docs/limitations.md); changes made through a view are outputs since aliases.py")
 PYLAB = ("'from pylab import *' in a step: it hits and its names come back now, but numpy.random's "
          "functions (bound methods of the global RandomState) come back bound to a copy of it, and "
          "rcParams differs from the plain run's")
@@ -55,14 +54,11 @@ CLOSED_FILE = ("'with open(name) as f:' in a step leaves f bound to a closed fil
                "output (docs/limitations.md): the step is never cached")
 
 KNOWN: dict[tuple[str, str], str] = {
-    ("amp_part1_figures", "resume"): ALIAS,
     ("amp_part4_limits_legends", "hits"): ALIAS,
     ("amp_part4_limits_legends", "resume"): ALIAS,
     ("hml2_extra_gradient_descent_comparison", "hits"): MASKED,
     ("hml2_tools_numpy", "hits"): ALIAS,
-    ("hml2_tools_numpy", "resume"): ALIAS,
     ("hml2_tools_pandas", "hits"): CLOSED_FILE,
-    ("spl_lecture2_numpy", "hits"): ALIAS,
     ("spl_lecture4_matplotlib", "hits"): PYLAB,
     ("spl_lecture4_matplotlib", "resume"): PYLAB,
 }

@@ -113,7 +113,7 @@ def test_a_step_reading_a_restored_figure_hits(shell: Shell) -> None:
     shell.run(use)
     shell.fresh()
     shell.run(make)
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     shell.run(use)
     assert shell.count("use") == 1, f"the step re-ran: {shell.last.reason}"
 
@@ -146,7 +146,7 @@ def test_a_step_reading_a_restored_bunch_hits(shell: Shell) -> None:
     shell.run(use)
     shell.fresh()
     shell.run(make)
-    assert shell.last.status == "restored"
+    assert shell.last.status == "cached"
     shell.run(use)
     assert shell.count("use") == 1, f"the step re-ran: {shell.last.reason}"
 
@@ -188,7 +188,7 @@ def test_a_pylab_star_import_step_hits_and_brings_back_its_names(shell: Shell) -
     shell.fresh()
     shell.run("import matplotlib\nmatplotlib.use('agg')")
     shell.run(step)
-    assert shell.last.status == "restored", shell.last.reason
+    assert shell.last.status == "cached", shell.last.reason
     assert shell.count("pylab") == 1
     assert names <= set(shell.ns)
     assert shell.ns["rcParams"] is matplotlib.rcParams

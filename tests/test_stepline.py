@@ -60,14 +60,17 @@ def test_bad_lines_raise_one_line(line: str, message: str) -> None:
     assert message in text and "\n" not in text
 
 
-@pytest.mark.parametrize("line", ["s", "s --force", "s --ignore b a", "s --force --ignore=a"])
+@pytest.mark.parametrize("line", ["s", "s --force", "s --ignore b a", "s --force --ignore=a",
+                                  "s --reads 'b/*.csv' a.csv --writes 'o ut.txt' --retries 2 "
+                                  "--retry-delay 0.5"])
 def test_str_is_a_line_that_parses_back(line: str) -> None:
     parsed = parse_step_line(line)
     assert parse_step_line(str(parsed)) == parsed
 
 
 def test_usage_line_and_doctests() -> None:
-    assert USAGE == "%%step NAME [--force] [--ignore NAME ...]"
+    assert USAGE == ("%%step NAME [--force] [--ignore NAME ...] [--reads PATTERN ...] "
+                     "[--writes PATTERN ...] [--retries N] [--retry-delay S]")
     assert doctest.testmod(stepline).failed == 0
 
 

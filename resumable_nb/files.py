@@ -1,0 +1,452 @@
+"""Files as step inputs and products: the outside world a step reads and writes. Pure: no IPython.
+
+Inputs (part of the key, see docs/invalidation.md):
+
+- every string literal in the step's code, and every ``Path(...)`` / ``os.path.join(...)`` /
+  ``Path(...) / "x"`` built from literals only, that names an existing file or directory
+  relative to the working directory (or absolute);
+- every input variable holding a ``str`` or an ``os.PathLike`` that does;
+- the files matching ``--reads`` globs (their contents and the set of matches).
+
+A file counts by the BLAKE3 hash of its content; a directory by its sorted listing and the
+hash of every file below it (links followed, each directory once). The working directory
+counts when a relative path is used. Never by path or date alone: a stale hit is the worst bug.
+
+Hashes are remembered by ``(device, inode, size, mtime_ns, ctime_ns)`` (:class:`FileHashes`):
+an unchanged 10 GB file costs a ``stat``. A file modified within the last two seconds before
+it was hashed is not remembered (its mtime could repeat for a second write in the same
+clock tick), so it is hashed again next time.
+
+Products (``--writes``): the files matching the globs after the step ran are stored with the
+entry and written back on a hit, atomically, when absent or different.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import mmap
+import os
+import stat
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from .errors import StepUsageError
+
+__all__ = ["FileHashes", "FileInputs", "Product", "StepFiles", "collect_products", "describe",
+           "file_inputs", "literal_paths", "write_back"]
+
+_MAX_LITERAL = 4096
+_BIG = 1 << 30  # hashing more than this at once is said, never skipped
+_MANY = 10_000  # a directory walk beyond this many entries is said, never cut short
+_RACY_NS = 2_000_000_000
+_SMALL = 1 << 20
+_GLOB = frozenset("*?[")
+_PATH_CALLS = frozenset({"Path", "PurePath", "PosixPath", "WindowsPath", "join"})
+
+
+# -- which paths a step's code names ---------------------------------------------------------
+def literal_paths(tree: ast.AST) -> frozenset[str]:
+    """String literals, and paths built from literals only, that may name files.
+
+    ``Path("data") / "x.csv"`` gives ``data/x.csv`` (not ``data``: the whole folder would be
+    hashed for one file of it); an f-string or a path computed at run time gives nothing
+    (docs/limitations.md: declare it with ``--reads``).
+    """
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        composed = _composed(node)
+        if composed is not None:
+            found.add(composed)
+            return
+        if isinstance(node, ast.JoinedStr):  # an f-string's pieces are not paths
+            for value in node.values:
+                if isinstance(value, ast.FormattedValue):
+                    visit(value.value)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return frozenset(p for p in found if _plausible(p))
+
+
+def _composed(node: ast.AST) -> str | None:
+    """The path an expression of literals builds, or None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Call) and not node.keywords and node.args:
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if name in _PATH_CALLS:
+            parts = [_composed(a) for a in node.args]
+            if all(p is not None for p in parts):
+                return os.path.join(*parts)  # type: ignore[arg-type]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        left, right = _composed(node.left), _composed(node.right)
+        if left is not None and right is not None and isinstance(node.left, (ast.Call, ast.BinOp)):
+            return os.path.join(left, right)  # "a" / "b" is a TypeError; Path("a") / "b" a path
+    return None
+
+
+def _plausible(text: str) -> bool:
+    return 0 < len(text) <= _MAX_LITERAL and not any(c in text for c in "\0\n\r")
+
+
+# -- content hashes, remembered by stat ------------------------------------------------------
+def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class FileHashes:
+    """Content hashes of files, remembered by stat signature (one per kernel, in memory, and
+    saved signed next to the journal by the runner so a new kernel costs a ``stat`` too)."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._memo: OrderedDict[str, tuple[tuple[int, ...], str]] = OrderedDict()
+        self._limit = limit
+        self.dirty = False
+        self.hashed_bytes = 0  # bytes read since the last reset: said when big
+
+    def digest(self, path: str, st: os.stat_result | None = None) -> str:
+        """The BLAKE3 hex digest of the regular file at ``path`` (absolute).
+
+        :raises OSError: it cannot be read.
+        """
+        st = st if st is not None else os.stat(path)
+        sig = _signature(st)
+        known = self._memo.get(path)
+        if known is not None and known[0] == sig:
+            return known[1]
+        started = time.time_ns()
+        digest = _hash_file(path, st.st_size)
+        self.hashed_bytes += st.st_size
+        after = os.stat(path)
+        if _signature(after) == sig and st.st_mtime_ns < started - _RACY_NS:
+            self._memo[path] = (sig, digest)
+            self._memo.move_to_end(path)
+            self.dirty = True
+            if len(self._memo) > self._limit:
+                self._memo.popitem(last=False)
+        return digest
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": 1, "files": {p: [list(sig), d] for p, (sig, d) in self._memo.items()}}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Take remembered hashes saved by :meth:`to_json` (a signed file: ours)."""
+        files = data.get("files") if data.get("v") == 1 else None
+        if not isinstance(files, dict):
+            return
+        for path, value in files.items():
+            try:
+                sig, digest = value
+                self._memo.setdefault(str(path), (tuple(int(x) for x in sig), str(digest)))
+            except (TypeError, ValueError):
+                continue
+
+
+def _hash_file(path: str, size: int) -> str:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    if size >= _SMALL:
+        hasher.update_mmap(path)  # zero-copy, both cores
+    else:
+        with open(path, "rb") as f:
+            hasher.update(f.read())
+    return hasher.hexdigest()
+
+
+# -- inputs ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class FileInputs:
+    """The key entries of a step's files, and what to say about them."""
+
+    fingerprints: dict[str, str] = field(default_factory=dict)  # "file:data.csv" -> fingerprint
+    notices: list[str] = field(default_factory=list)
+
+
+def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterable[str],
+                hashes: FileHashes, cwd: str, exclude: Iterable[str] = ()) -> FileInputs:
+    """The fingerprints of the files a step reads.
+
+    ``candidates``: literal paths and input variables' paths; those naming nothing are
+    dropped. ``reads``: ``--reads`` globs, always keyed (an empty match set too). ``writes``:
+    ``--writes`` globs, keyed as declared; a candidate they match is a product, not an input.
+    ``exclude``: folders never hashed (the cache folder).
+
+    :raises OSError: a file that exists cannot be read (the step then runs uncached).
+    """
+    out = FileInputs()
+    hashes.hashed_bytes = 0
+    skip = {os.path.realpath(p) for p in exclude}
+    cwd_real = os.path.realpath(cwd)
+    products = {os.path.realpath(os.path.join(cwd, m)) for w in writes for m in _glob(w, cwd)}
+    # A folder the products go in is made by the step too: the products are its outputs, not
+    # inputs (they are restored on a hit), and a folder holding them is not an input either.
+    holders = {os.path.realpath(os.path.join(cwd, parent)) for w in writes
+               for parent in Path(w).parents if not any(c in str(parent) for c in _GLOB)}
+    holders -= {cwd_real, os.path.dirname(cwd_real)}
+    products |= {os.path.realpath(os.path.join(cwd, w)) for w in writes
+                 if not any(c in w for c in _GLOB)}
+    relative = False
+    for text in sorted(set(candidates)):
+        full = os.path.join(cwd, text)
+        try:
+            st = os.stat(full)
+        except (OSError, ValueError):
+            continue  # names nothing (most literals): not a file input
+        real = os.path.realpath(full)
+        if real in products or real in holders or _inside(real, skip) or _is_ancestor(real, cwd_real):
+            # The working folder itself (or "/", ".."): it holds the notebook and the cache,
+            # so it would change on every save; see docs/limitations.md.
+            continue
+        relative |= not os.path.isabs(text)
+        out.fingerprints[f"file:{text}"] = _fingerprint(full, st, hashes, skip | products, text,
+                                                        out.notices)
+    for pattern in sorted(set(reads)):
+        relative |= not os.path.isabs(pattern)
+        matches = [m for m in _glob(pattern, cwd)
+                   if not _inside(os.path.realpath(os.path.join(cwd, m)), skip)]
+        material = []
+        for m in matches:
+            full = os.path.join(cwd, m)
+            fp = _fingerprint(full, os.stat(full), hashes, skip | products, m, out.notices)
+            material.append(f"{m}\0{fp}")
+        out.fingerprints[f"reads:{pattern}"] = "glob:" + _blake("\n".join(material))
+    for pattern in sorted(set(writes)):
+        relative |= not os.path.isabs(pattern)
+        out.fingerprints[f"writes:{pattern}"] = "declared"  # a hit must restore these files
+    if relative and out.fingerprints:
+        out.fingerprints["cwd:"] = cwd  # relative paths mean another file in another folder
+    if hashes.hashed_bytes >= _BIG:
+        out.notices.append(f"hashed {hashes.hashed_bytes / 2**30:.1f} GiB of input files to "
+                           "fingerprint them; while they are unchanged, later checks cost a stat")
+    return out
+
+
+def _fingerprint(full: str, st: os.stat_result, hashes: FileHashes, skip: set[str], label: str,
+                 notices: list[str]) -> str:
+    if stat.S_ISREG(st.st_mode):
+        return "file:" + hashes.digest(os.path.abspath(full), st)
+    if stat.S_ISDIR(st.st_mode):
+        count = [0]
+        listing = _walk(full, hashes, skip, set(), count)
+        if count[0] > _MANY:
+            notices.append(f"folder {label} has {count[0]} entries: every file in it was "
+                           "fingerprinted (a stat each while unchanged)")
+        return "dir:" + _blake(listing)
+    # A device, FIFO or socket: reading it could block or never end; it counts by its kind.
+    return f"special:{stat.S_IFMT(st.st_mode)}"
+
+
+def _walk(folder: str, hashes: FileHashes, skip: set[str], seen: set[tuple[int, int]],
+          count: list[int]) -> str:
+    st = os.stat(folder)
+    if (st.st_dev, st.st_ino) in seen:
+        return "cycle"
+    seen.add((st.st_dev, st.st_ino))
+    lines = []
+    for name in sorted(os.listdir(folder)):
+        count[0] += 1
+        full = os.path.join(folder, name)
+        if _inside(os.path.realpath(full), skip):
+            continue
+        try:
+            est = os.stat(full)
+        except FileNotFoundError:  # a dangling link: its target string counts
+            lines.append(f"{name}\0link:{os.readlink(full)}")
+            continue
+        if stat.S_ISDIR(est.st_mode):
+            lines.append(f"{name}/\0{_blake(_walk(full, hashes, skip, seen, count))}")
+        elif stat.S_ISREG(est.st_mode):
+            lines.append(f"{name}\0{hashes.digest(os.path.abspath(full), est)}")
+        else:
+            lines.append(f"{name}\0special:{stat.S_IFMT(est.st_mode)}")
+    return "\n".join(lines)
+
+
+def _glob(pattern: str, cwd: str) -> list[str]:
+    """Matches of ``pattern``, sorted, files and folders, relative to ``cwd`` unless the pattern
+    is absolute (``**`` recursive; a leading dot is matched only explicitly, as in a shell)."""
+    if not any(c in pattern for c in _GLOB):
+        return [pattern] if os.path.lexists(os.path.join(cwd, pattern)) else []
+    return sorted(glob.glob(pattern, root_dir=cwd, recursive=True))
+
+
+def _inside(path: str, folders: set[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def _is_ancestor(path: str, of: str) -> bool:
+    return of == path or of.startswith(path.rstrip(os.sep) + os.sep)
+
+
+def _blake(text: str) -> str:
+    return blake3.blake3(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# -- products ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A file a step wrote, as stored with its entry."""
+
+    path: str  # relative to the working directory, or absolute
+    mode: int
+    digest: str
+    content: Any  # bytes, or a buffer (a mapping of the file, pickled out of band)
+
+
+def collect_products(step: str, patterns: Iterable[str], cwd: str, hashes: FileHashes,
+                     *, contents: bool = True) -> list[Product]:
+    """The files matching ``--writes`` after the step ran (folders: the files below them).
+
+    ``contents``: read them (mapped, not copied); else only check they exist.
+
+    :raises StepUsageError: a pattern matches no file; the message names it.
+    """
+    products: dict[str, Product] = {}
+    for pattern in sorted(set(patterns)):
+        matches = _glob(pattern, cwd)
+        files = []
+        for m in matches:
+            full = os.path.join(cwd, m)
+            if os.path.isdir(full):
+                files += [os.path.relpath(os.path.join(root, f), cwd) if not os.path.isabs(m)
+                          else os.path.join(root, f)
+                          for root, _, names in os.walk(full) for f in sorted(names)]
+            elif os.path.isfile(full):
+                files.append(m)
+        if not files:
+            raise StepUsageError(f"step '{step}' declares --writes {pattern!r} but no such file "
+                                 "exists after it ran; nothing was stored (fix the pattern or "
+                                 "the code)")
+        for rel in files:
+            if rel in products:
+                continue
+            full = os.path.join(cwd, rel)
+            st = os.stat(full)
+            content: Any = b""
+            if contents:
+                content = _read_mapped(full, st.st_size)
+            products[rel] = Product(rel, stat.S_IMODE(st.st_mode), hashes.digest(os.path.abspath(full), st),
+                                    content)
+    return [products[k] for k in sorted(products)]
+
+
+def _read_mapped(path: str, size: int) -> Any:
+    with open(path, "rb") as f:
+        if size < _SMALL:
+            return f.read()
+        # Pickled out of band: written straight from the page cache into the payload file.
+        import pickle
+
+        return pickle.PickleBuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def products_to_payload(products: list[Product]) -> list[tuple[str, int, str, Any]]:
+    return [(p.path, p.mode, p.digest, p.content) for p in products]
+
+
+def write_back(stored: Iterable[Any], cwd: str, hashes: FileHashes) -> list[str]:
+    """Write the stored products that are absent or different; return their paths.
+
+    Each goes to a temp file in its target folder, fsynced, then renamed over the target:
+    a crash leaves the old file or the new one, never half of one.
+
+    :raises OSError: a folder cannot be made or a file cannot be written.
+    """
+    written = []
+    for path, mode, digest, content in stored:
+        target = os.path.join(cwd, path)
+        data = memoryview(content).cast("B")
+        try:
+            st = os.stat(target)
+            if (stat.S_ISREG(st.st_mode) and st.st_size == data.nbytes
+                    and hashes.digest(os.path.abspath(target), st) == digest):
+                continue
+        except FileNotFoundError:
+            pass
+        folder = os.path.dirname(os.path.abspath(target))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".rnb-part")
+        try:
+            done = 0
+            while done < data.nbytes:
+                done += os.write(fd, data[done:done + (1 << 24)])
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, target)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(path)
+    return written
+
+
+# -- the runner's side -------------------------------------------------------------------------
+class StepFiles:
+    """One kernel's file checks: the remembered hashes, saved signed in the cache folder."""
+
+    SAVED_AS = "file-hashes.json"  # next to the journal, signed with the journal key
+
+    def __init__(self) -> None:
+        self.hashes = FileHashes()
+        self._loaded: str | None = None
+
+    def open(self, root: Path, key: bytes) -> None:
+        """Take the hashes a previous kernel saved under ``root`` (once per root)."""
+        if self._loaded == str(root):
+            return
+        self._loaded = str(root)
+        from .journal import read_signed
+
+        data = read_signed(root / "journal" / self.SAVED_AS, key)
+        if data is not None:
+            self.hashes.load(data)
+
+    def save(self, root: Path, key: bytes) -> None:
+        """Save the hashes when some were added (best effort: they are only a shortcut)."""
+        if not self.hashes.dirty:
+            return
+        from .errors import StoreError
+        from .journal import write_signed
+
+        try:
+            write_signed(root, self.SAVED_AS, self.hashes.to_json(), key)
+            self.hashes.dirty = False
+        except (OSError, StoreError):
+            pass
+
+    def inputs(self, paths: Iterable[str], values: Iterable[Any], reads: Iterable[str],
+               writes: Iterable[str], exclude: Iterable[str]) -> FileInputs:
+        """:func:`file_inputs` for literal ``paths`` and input variables' ``values``.
+
+        :raises OSError: an existing file cannot be read.
+        """
+        candidates = set(paths)
+        for value in values:
+            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+                text = os.fspath(value)
+                if isinstance(text, str) and _plausible(text):
+                    candidates.add(text)
+        return file_inputs(candidates, reads, writes, self.hashes, os.getcwd(), exclude)
+
+
+def describe(label: str) -> str:
+    """How a miss reason names a file entry of the key: ``file data.csv``, ``files matching
+    'in/*.csv'``, ``the working directory``, ``the --writes patterns``."""
+    kind, _, what = label.partition(":")
+    return {"file": f"file {what}", "reads": f"files matching {what!r}",
+            "cwd": "the working directory", "writes": "the --writes patterns"}.get(kind, label)
