@@ -175,6 +175,14 @@ class Team:
 
     # -- write-through and the size bound ---------------------------------------------------
     def _stored(self, entry: Entry, record: bytes) -> None:
+        # The step is stored locally whatever happens here: a failure to queue its upload
+        # or to bound the folder is said once, never an error of the step.
+        try:
+            self._share(entry, record)
+        except (OSError, StoreError) as exc:
+            self._say_once("stored", f"after storing step '{printable(entry.step)}': {exc}")
+
+    def _share(self, entry: Entry, record: bytes) -> None:
         if self.uploader is not None:
             # A payload we downloaded and now store again was found corrupt (or --force'd):
             # the bucket's copy is replaced, not skipped because its size matches.
