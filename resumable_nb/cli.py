@@ -21,9 +21,11 @@ from typing import Any, NoReturn
 
 from . import location
 from ._text import columns, human_size, printable
+from .config import ENV
 from .errors import ResumableError, RunError
 from .headless import HeadlessRun, RunOptions, cache_root_for
-from .journal import RunView, chain, iter_journals, journal_path, read_events, runs
+from .housekeeping import gc_keep
+from .journal import RunView, iter_journals, journal_path, read_events, runs
 from .nbfile import CodeCell, code_cells, notebook_json, read_record
 from .states import label
 from .view import StepRow, render_steps, step_rows
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                      "--log-output)")
     run.add_argument("-k", "--kernel", metavar="NAME",
                      help="the kernel to use (default: the notebook's, else python3)")
+    run.add_argument("--store", metavar="URL", help=STORE_HELP)
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", parents=[common], help="the latest run and its steps",
@@ -93,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable (docs/cli.md)")
     status.add_argument("--dot", action="store_true", help="the pipeline as a Graphviz graph: steps, "
                         "the names they pass, states as colours (pipe it to `dot -Tsvg`)")
+    status.add_argument("--store", metavar="URL", help=STORE_HELP)
     status.set_defaults(func=_status)
 
     for verb, what in (("approve", "approved"), ("reject", "rejected")):
@@ -153,8 +157,23 @@ def _parser() -> argparse.ArgumentParser:
                     "the working directory: gc names no notebook)")
     gc.add_argument("--dry-run", action="store_true",
                     help="say what would be removed and freed; remove nothing")
+    gc.add_argument("--max-size", metavar="SIZE", help="only delete least recently used entries "
+                    "until the folder holds at most SIZE (e.g. 20GB)")
+    gc.add_argument("--store", metavar="URL", help="collect this team store (s3://BUCKET/PREFIX) "
+                    "instead of the local folder: manifests and payloads no mirrored run needs")
     gc.set_defaults(func=_gc)
+
+    push = sub.add_parser("push", help="upload to the team store what it lacks",
+                          description="Send the uploads kernels left queued, then every local "
+                          "entry and run journal the team store lacks (docs/team.md).")
+    push.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                      help="the cache folder (default: $RESUMABLE_NB_DIR, else ./.resumable_nb)")
+    push.add_argument("--store", metavar="URL", help=STORE_HELP)
+    push.set_defaults(func=_push)
     return parser
+
+
+STORE_HELP = "the team store, s3://BUCKET/PREFIX (default: $RESUMABLE_NB_STORE; docs/team.md)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: run, status, runs, events, ls, approve, reject, clear or gc")
+        parser.error("choose a command: run, status, runs, events, ls, approve, reject, clear, gc "
+                     "or push")
     try:
         return int(args.func(args))
     except ResumableError as exc:  # RunError, and StoreError: an unusable cache folder or key
@@ -178,6 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- run --------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
+    from . import teamops
+
+    if args.store:
+        os.environ[ENV["STORE"]] = args.store  # the kernel reads and writes the same store
+    notebook = Path(args.notebook).expanduser().absolute()
+    if notebook.is_file():
+        teamops.pull_for(notebook, cache_root_for(notebook, args.cache_dir), args.store)
     options = RunOptions(
         notebook=Path(args.notebook), output=args.output,
         parameters=tuple((name, value) for name, value in args.parameter), fresh=args.fresh,
@@ -282,6 +309,10 @@ def _status_data(notebook: Path, cells: list[CodeCell], root: Path,
 
 def _status(args: argparse.Namespace) -> int:
     notebook, cells, root, journal = _open(args)
+    if args.store or os.environ.get(ENV["STORE"]):
+        from . import teamops
+
+        teamops.pull_for(notebook, root, args.store)
     if args.dot:
         from .graph import pipeline_graph, to_dot
 
@@ -471,31 +502,15 @@ def _clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def gc_keep(root: Path) -> tuple[set[str], list[str]]:
-    """Keys that must stay: for every notebook journal under ``root``, those of its latest run's
-    chain (what a resume restores), and those of every run whose kernel is still alive; and the
-    warnings of journals that could not be read whole (then nothing may be collected: a skipped
-    record may be what needs an entry)."""
-    keep: set[str] = set()
-    warnings: list[str] = []
-    for path in iter_journals(root):
-        events, warning = read_events(path)
-        if warning:
-            warnings.append(warning)
-        all_runs = runs(events)
-        if not all_runs:
-            continue
-        latest = list(all_runs.values())[-1]
-        keep |= {s.key for s in chain(all_runs, latest.run) if s.key}
-        for run in all_runs.values():
-            if run.state == "running":
-                keep |= {s.key for s in chain(all_runs, run.run) if s.key}
-                keep |= {s.key for s in run.steps if s.key}  # a step being stored right now
-    return keep, warnings
-
-
 def _gc(args: argparse.Namespace) -> int:
     root = location.cache_root(str(args.cache_dir or ""), {})  # as the kernel finds it
+    if args.store or args.max_size:
+        from . import teamops
+
+        if args.store:
+            return teamops.cmd_gc_store(root, args.store)
+        if (root / "index").is_dir():
+            return teamops.cmd_gc_max_size(root, args.max_size)
     if not (root / "index").is_dir():
         print(f"nothing to collect: no cache at {root}")
         return 0
@@ -620,6 +635,10 @@ def _disk_usage(root: Path) -> int:
                 continue
             total += st.st_size if not os.path.islink(os.path.join(folder, name)) else 0
     return total
+def _push(args: argparse.Namespace) -> int:
+    from . import teamops
+
+    return teamops.cmd_push(location.cache_root(str(args.cache_dir or ""), {}), args.store)
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ ENV = {
     "HEADLESS": "RESUMABLE_NB_HEADLESS",  # show the text table, never the widget
     "FAULT": "RESUMABLE_NB_FAULT",  # test-only fault injection (see _faults)
     "ENABLED": "RESUMABLE_NB_ENABLED",  # 0/false/no: every %%step runs as a plain cell
+    "STORE": "RESUMABLE_NB_STORE",  # the team store: s3://BUCKET/PREFIX (docs/team.md)
+    "STORE_TIMEOUT": "RESUMABLE_NB_STORE_TIMEOUT",  # seconds per team-store request (default 5)
+    "PROJECT": "RESUMABLE_NB_PROJECT",  # the project a notebook belongs to in the team store
+    "MAX_SIZE": "RESUMABLE_NB_MAX_SIZE",  # bound on the local cache folder ("20GB")
 }
 
 

@@ -54,7 +54,7 @@ from .keys import default_key_file, derive, load_key
 from .states import COMPLETE, JournalStatus, journal_status
 
 __all__ = ["JOURNAL_VERSION", "GateView", "Journal", "RunView", "StepView", "journal_path", "read_events",
-           "runs"]
+           "runs", "verify_lines"]
 
 JOURNAL_VERSION = 2  # 2: records carry an HMAC (1: an unkeyed checksum)
 
@@ -190,6 +190,22 @@ def read_events(path: Path, key: bytes | None = None) -> tuple[list[dict[str, An
     if bad:
         problems.append(f"{_count(bad, 'damaged record')} {'was' if bad == 1 else 'were'} skipped")
     return events, (f"journal {path.name}: {'; '.join(problems)}" if problems else None)
+
+
+def verify_lines(data: bytes, key: bytes) -> tuple[list[bytes], int]:
+    """The complete lines of journal bytes (from a team store) whose record verifies with
+    ``key``, each with its newline; and how many did not (another key, altered, malformed)."""
+    good: list[bytes] = []
+    rejected = 0
+    for line in data.split(b"\n")[:-1]:
+        if not line:
+            continue
+        _, record = _decode(line, key)
+        if record is not None:
+            good.append(line + b"\n")
+        else:
+            rejected += 1
+    return good, rejected
 
 
 def read_signed(path: Path, key: bytes | None = None) -> dict[str, Any] | None:
@@ -530,19 +546,28 @@ class Journal:
 
     # -- events -----------------------------------------------------------------------------
     def _append(self, records: list[dict[str, Any]], durable: bool) -> None:
+        self._append_raw(b"".join(_encode(r, self.key) for r in records), durable)
+
+    def _append_raw(self, data: bytes, durable: bool) -> None:
         if self._fd is None:
             fd = self.dir.open("journal", self.name, os.O_RDWR | os.O_APPEND | os.O_CREAT)
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 _write_all(fd, b"\n")  # end a torn record, so it cannot swallow the next one
             self._fd = fd
-        data = b"".join(_encode(r, self.key) for r in records)
         _write_all(self._fd, data)
         if durable:
             os.fsync(self._fd)
         if self.on_append is not None:
             with contextlib.suppress(Exception):  # a listener never breaks journaling
                 self.on_append()
+
+    def append_lines(self, lines: Iterable[bytes]) -> None:
+        """Append records written elsewhere (another machine's run, from the team store),
+        already verified with this journal's key (:func:`verify_lines`)."""
+        data = [line for line in lines if line.endswith(b"\n")]
+        if data:
+            self._append_raw(b"".join(data), durable=True)
 
     def start_run(self, resumed_from: str | None = None) -> str:
         """Begin a new run (ending the current one, if any, as completed)."""

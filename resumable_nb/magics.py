@@ -49,10 +49,21 @@ class ResumableNB(Magics):
     def _enabled_default(self) -> bool:
         return not env_off("ENABLED")
 
+    store = Unicode(
+        "", help="Team store shared by several machines: s3://BUCKET/PREFIX (docs/team.md). "
+        "Empty: $RESUMABLE_NB_STORE, else none. Credentials and endpoint: the AWS_* variables."
+    ).tag(config=True)
+    max_size = Unicode(
+        "", help="Bound on the local cache folder, e.g. \"20GB\": after a store, least recently "
+        "used entries go (never one the latest run of a notebook needs). Empty: "
+        "$RESUMABLE_NB_MAX_SIZE, else unbounded."
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Set before traitlets applies the config: its observers below run during __init__.
         self.session = Session(shell, lambda: self.root,
                                lambda: Path(self.key_file) if self.key_file else None, notice)
+        self.session.settings = lambda: (self.store, self.max_size)
         self.runner = self.session.runner
         super().__init__(shell=shell, **kwargs)
         self.runner.verbose = self.verbose
@@ -67,7 +78,7 @@ class ResumableNB(Magics):
     def close(self) -> None:
         self.session.close()
 
-    @observe("cache_dir", "key_file")
+    @observe("cache_dir", "key_file", "store", "max_size")
     def _reopen(self, change: Any) -> None:
         self.session.close()
 

@@ -35,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .config import ENV
 from .errors import CorruptEntry, StoreError
 
 __all__ = [
@@ -374,20 +375,21 @@ def _first_line(exc: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-def remote_from_env(env: Mapping[str, str] | None = None) -> RemoteStore | None:
-    """The remote store named by ``$RESUMABLE_NB_REMOTE`` (``s3://BUCKET/PREFIX``), or None.
-    ``$RESUMABLE_NB_REMOTE_TIMEOUT`` (seconds) sets the per-request deadline.
+def remote_from_env(env: Mapping[str, str] | None = None, url: str = "") -> RemoteStore | None:
+    """The remote store ``url``, else the one named by ``$RESUMABLE_NB_STORE``
+    (``s3://BUCKET/PREFIX``), or None. ``$RESUMABLE_NB_STORE_TIMEOUT`` (seconds) sets the
+    per-request deadline.
 
     :raises StoreError: a bad URL or timeout, or obstore missing.
     """
     env = os.environ if env is None else env
-    url = env.get("RESUMABLE_NB_REMOTE", "").strip()
+    url = (url or env.get(ENV["STORE"], "")).strip()
     if not url:
         return None
     try:
-        timeout = float(env.get("RESUMABLE_NB_REMOTE_TIMEOUT", "5"))
+        timeout = float(env.get(ENV["STORE_TIMEOUT"], "5"))
     except ValueError:
-        raise StoreError("RESUMABLE_NB_REMOTE_TIMEOUT must be a number of seconds") from None
+        raise StoreError(f"{ENV['STORE_TIMEOUT']} must be a number of seconds") from None
     return RemoteStore(url, timeout=timeout, env=env)
 
 
@@ -462,7 +464,7 @@ def notebook_identity(notebook: str | os.PathLike[str] | None,
         project = _origin(gitdir) or root.name
     else:
         rel, project = path.name, "_"
-    return NotebookId(env.get("RESUMABLE_NB_PROJECT") or project, rel)
+    return NotebookId(env.get(ENV["PROJECT"]) or project, rel)
 
 
 # -- the journal, mirrored ---------------------------------------------------------------------

@@ -35,6 +35,7 @@ from .view import render_steps, step_rows
 from .why import compare, latest_entry
 
 if TYPE_CHECKING:
+    from .team import Team
     from .widget import RunPanel
 
 __all__ = ["Session"]
@@ -57,6 +58,9 @@ class Session:
         self._size_cache: tuple[float, str] = (0.0, "")
         self._told_duplicate: set[str] = set()
         self._step_counts: tuple[tuple[str, int] | None, Counter[str]] = (None, Counter())
+        # (team store URL, max_size): the magics' settings; "" means the environment's.
+        self.settings: Callable[[], tuple[str, str]] = lambda: ("", "")
+        self.team: Team | None = None
         self.runner = StepRunner(shell, self.store, notice, self.journal)
         self.enabled = True  # False (%config ResumableNB.enabled): steps run plain, nothing journaled
 
@@ -73,6 +77,10 @@ class Session:
                 self._store = Store(self._root(), self._key_file())
             except StoreError as exc:
                 self._notice(f"caching is off: {exc}. Steps still run.")
+            else:
+                from .team import attach
+
+                self.team = attach(self._store, *self.settings(), notice=self._notice)
         return self._store
 
     def journal(self) -> Journal | None:
@@ -85,7 +93,9 @@ class Session:
             nb = self.notebook
             assert store.dir is not None
             self._journal = Journal(store.dir, str(nb) if nb else None, key=store.journal_key)
-            self._journal.on_append = self._refresh_panels
+            self._journal.on_append = self._appended
+            if self.team is not None:
+                self.team.start_mirroring(self._journal)
         try:
             held = self._journal.acquire()
         except (OSError, StoreError) as exc:
@@ -110,6 +120,9 @@ class Session:
             self._journal.end_run(status)
             self._journal.release()
             self._journal = None
+        if self.team is not None:
+            self.team.close(timeout=2.0)  # uploads left over stay queued on disk
+            self.team = None
         if self._store is not None:
             self._store.close()
         self._store = None
@@ -173,6 +186,8 @@ class Session:
         :raises StepUsageError: nothing to resume, unknown run, caching off.
         """
         journal, store = self._require()
+        if self.team is not None:
+            self.team.pull(journal)  # runs of this notebook on other machines
         runs = self._runs(journal)
         run = choose_run(runs, run_id, journal.run_id)
         cells = self._cells()
@@ -433,6 +448,11 @@ class Session:
         self._panels.add(panel)
         display(panel)
         return panel
+
+    def _appended(self) -> None:
+        self._refresh_panels()
+        if self.team is not None and self._journal is not None:
+            self.team.mirror(self._journal)
 
     def _refresh_panels(self) -> None:
         for panel in list(self._panels):

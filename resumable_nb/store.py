@@ -24,6 +24,7 @@ no entry (a miss) or a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -36,7 +37,7 @@ import stat
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,10 @@ class Store:
             # hit then costs no index query, no file read and no MAC. Entries are immutable
             # (content-addressed), so a cached one is never wrong, at worst deleted meanwhile.
             self._entries: OrderedDict[str, Entry] = OrderedDict()
+            # Team-store hooks (resumable_nb.team): a lookup on a local miss, and a callback
+            # after every store (upload, size bound). None: a purely local store.
+            self.read_through: Callable[[str], bytes | None] | None = None
+            self.on_put: Callable[[Entry, bytes], None] | None = None
             self._small: OrderedDict[str, bytes] = OrderedDict()
             for name in _INDEX_FILES:  # a planted link or hard link here is refused
                 if name == "cache.db" or self.dir.lstat("index", name) is not None:
@@ -297,9 +302,22 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - sqlite or disk errors: a corrupt index
             raise CorruptEntry(f"the cache index could not be read ({exc})") from None
         if raw is None:
-            return None
+            # Not here: the team store (if any) may have it; it verifies the manifest with
+            # verify_record, puts the payload in objects/ and the record in the index (adopt).
+            raw = self.read_through(key) if self.read_through is not None else None
+            if raw is None:
+                return None
+        entry = self.verify_record(key, bytes(raw))
+        self._remember(key, entry)
+        return entry
+
+    def verify_record(self, key: str, raw: bytes) -> Entry:
+        """The manifest in a signed record (from the index or a team store), checked.
+
+        :raises CorruptEntry: unreadable, signed with another key, or for another key/format.
+        """
         try:
-            outer = json.loads(bytes(raw))
+            outer = json.loads(raw)
             body = outer["m"].encode()
             if not hmac.compare_digest(self._sign(body), outer["sig"]):
                 raise CorruptEntry("its manifest signature does not match")
@@ -310,6 +328,27 @@ class Store:
             raise CorruptEntry("its manifest is unreadable") from None
         if entry.key != key or entry.version != STORE_VERSION:
             raise CorruptEntry("its manifest belongs to another key or format")
+        return entry
+
+    def record(self, key: str) -> bytes | None:
+        """The signed manifest record stored under ``key``, as written (for the team store)."""
+        try:
+            raw = self._index.get(key)
+        except Exception:  # noqa: BLE001 - a damaged row: nothing to share
+            return None
+        return bytes(raw) if raw is not None else None
+
+    def adopt(self, key: str, raw: bytes) -> Entry:
+        """Index a signed record whose payload is already in ``objects/`` (a team-store
+        download). The record is verified first; the payload is verified when loaded.
+
+        :raises CorruptEntry: the record does not verify. :raises StoreError: index write failed.
+        """
+        entry = self.verify_record(key, raw)
+        try:
+            self._index.set(key, raw)
+        except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError on a full disk
+            raise StoreError(f"could not write the cache index in {self.root} ({exc})") from None
         self._remember(key, entry)
         return entry
 
@@ -457,6 +496,8 @@ class Store:
             raise StoreError(_os_message(exc, self.root)) from None
         except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError on a full disk
             raise StoreError(f"could not write the cache index in {self.root} ({exc})") from None
+        if self.on_put is not None:
+            self.on_put(entry, record)
         return entry
 
     # -- reading ------------------------------------------------------------------------
@@ -487,6 +528,8 @@ class Store:
             raise CorruptEntry(f"payload {entry.file} is missing") from None
         except OSError as exc:  # transient (EIO, EMFILE...): a miss, but the entry stays
             raise StoreError(f"payload {entry.file} could not be read ({exc.strerror})") from None
+        with contextlib.suppress(OSError):
+            os.utime(fd)  # the last use, for the size bound's least-recently-used order
         try:
             with os.fdopen(fd, "rb", buffering=0) as f:
                 if os.fstat(f.fileno()).st_size != entry.size:

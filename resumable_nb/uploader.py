@@ -47,6 +47,7 @@ class Pending:
     name: str  # remote name
     path: Path | None = None  # a local file to stream, or
     data: bytes | None = None  # the bytes of a small object
+    replace: bool = False  # upload the file even when an object of its size is there
 
 
 class Uploader:
@@ -79,15 +80,19 @@ class Uploader:
         self._thread.start()
 
     # -- submitting (never blocks on the network) ------------------------------------------
-    def submit(self, path: str | os.PathLike[str], name: str) -> Pending:
-        """Upload the local file ``path`` as ``name`` (it must stay in place until uploaded)."""
-        return self._submit({"name": name, "path": str(Path(path).absolute())})
+    def submit(self, path: str | os.PathLike[str], name: str, *, replace: bool = False) -> Pending:
+        """Upload the local file ``path`` as ``name`` (it must stay in place until uploaded).
+        ``replace``: even over an object of the same size (one found corrupt)."""
+        record: dict[str, object] = {"name": name, "path": str(Path(path).absolute())}
+        if replace:
+            record["replace"] = True
+        return self._submit(record)
 
     def submit_blob(self, name: str, data: bytes) -> Pending:
         """Upload a small object (a manifest record, a journal segment), put-if-absent."""
         return self._submit({"name": name, "data": base64.b64encode(data).decode()})
 
-    def _submit(self, record: dict[str, str]) -> Pending:
+    def _submit(self, record: dict[str, object]) -> Pending:
         marker = self.pending_dir / f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}.json"
         tmp = marker.with_suffix(".tmp")
         # Written whole then renamed: a reader sees a complete marker or none. Not fsynced: a
@@ -143,12 +148,15 @@ class Uploader:
                 self._idle.wait(min(left, 0.1))
         return not self.pending()
 
-    def close(self, timeout: float = 2.0) -> bool:
-        """Flush for at most ``timeout`` and stop the thread; what is left stays on disk."""
+    def close(self, timeout: float = 2.0, join: float | None = None) -> bool:
+        """Flush for at most ``timeout`` and stop the thread; what is left stays on disk.
+        ``join``: how long to wait for an upload in flight to stop (default: ``timeout`` plus
+        one request deadline); a kernel shutting down passes less (the daemon thread dies with
+        the process, its marker stays for the next kernel)."""
         done = self.flush(timeout)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=max(timeout, 0.1) + self.remote.timeout)
+        self._thread.join(timeout=max(timeout, 0.1) + self.remote.timeout if join is None else join)
         return done
 
     # -- the thread -------------------------------------------------------------------------
@@ -199,7 +207,7 @@ class Uploader:
         if item.data is not None:
             self.remote.put_blob(item.name, item.data)
         elif item.path is not None:
-            self.remote.put_file(item.name, item.path)
+            self.remote.put_file(item.name, item.path, skip_existing=not item.replace)
 
 
 def _parse(marker: Path) -> Pending | None:
@@ -208,5 +216,5 @@ def _parse(marker: Path) -> Pending | None:
         name = str(record["name"])
         if "data" in record:
             return Pending(marker, name, data=base64.b64decode(record["data"], validate=True))
-        return Pending(marker, name, path=Path(record["path"]))
+        return Pending(marker, name, path=Path(record["path"]), replace=record.get("replace") is True)
     return None
