@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import location
 from ._text import printable
+from .config import ENV
 from .errors import RunError, StoreError
 from .gates import GATE_STATES, Gate, decision_for, find_gates, gate_of, lineage
 from .journal import GateView, RunView, StepView, chain, journal_path, read_events, runs
@@ -93,7 +94,7 @@ def cache_root_for(notebook: Path, cache_dir: Path | None) -> Path:
     else ``.resumable_nb/`` next to the notebook (what the kernel computes, given the notebook)."""
     if cache_dir is not None:
         return cache_dir.expanduser().absolute()
-    env = {**os.environ, "RESUMABLE_NB_NOTEBOOK": str(notebook)}
+    env = {**os.environ, ENV["NOTEBOOK"]: str(notebook)}
     return location.cache_root("", {}, env)
 
 
@@ -372,9 +373,9 @@ class HeadlessRun:
         client_class = _logging_client(self.progress) if self.options.log_output else NotebookClient
         client = client_class(nb, kernel_name=self.kernel_name, timeout=timeout, startup_timeout=120,
                               resources={"metadata": {"path": str(self.notebook.parent)}})
-        env = {**os.environ, "RESUMABLE_NB_NOTEBOOK": str(self.notebook), "RESUMABLE_NB_HEADLESS": "1"}
+        env = {**os.environ, ENV["NOTEBOOK"]: str(self.notebook), ENV["HEADLESS"]: "1"}
         if self.options.cache_dir is not None:
-            env["RESUMABLE_NB_DIR"] = str(self.root)
+            env[ENV["DIR"]] = str(self.root)
         began = time.monotonic()
         self._announce()
         with tempfile.TemporaryFile() as kernel_log:

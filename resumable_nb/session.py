@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import location
 from ._text import human_size, printable
+from .config import env_flag
 from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
 from .journal import Journal, PlainCell, RunView, StepView, chain, timeline
 from .resume import (
@@ -394,11 +395,10 @@ class Session:
         :raises StepUsageError: in a headless run, where the CLI decides gates (a ``%gate``
             line sharing its cell with other code reaches the kernel).
         """
-        import os
 
         from .gates import find_gates, whoami
 
-        if os.environ.get("RESUMABLE_NB_HEADLESS"):
+        if env_flag("HEADLESS"):
             raise StepUsageError(f"%gate {name}: put the gate alone in its cell, so that "
                                  "`resumable-nb run` can stop there for approval")
         cells = self._cells() or []
@@ -434,10 +434,9 @@ class Session:
     def widgets_available(self) -> bool:
         """A kernel with a frontend that may render widgets (not terminal IPython, not the
         headless CLI): there the panel shows, elsewhere its text table does."""
-        import os
 
         return (type(self.shell).__name__ == "ZMQInteractiveShell"
-                and not os.environ.get("RESUMABLE_NB_HEADLESS"))
+                and not env_flag("HEADLESS"))
 
     def show_panel(self) -> RunPanel:
         from IPython.display import display
