@@ -32,7 +32,7 @@ from .keys import make_private_dirs
 
 __all__ = ["SUBDIRS", "CacheDir"]
 
-SUBDIRS = ("index", "objects", "tmp", "journal")
+SUBDIRS = ("index", "objects", "tmp", "journal", "remote-pending")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

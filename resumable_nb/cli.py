@@ -496,9 +496,10 @@ def _clear(args: argparse.Namespace) -> int:
     detail = f" ({', '.join(steps)})" if steps and not args.step else ""
     entries_text = f"{len(targets)} cache entr{'y' if len(targets) == 1 else 'ies'} of {which}{detail}"
     if args.dry_run:
-        print(f"would remove {entries_text}, would free {human_size(freed)} (dry run: nothing removed)")
+        print(printable(f"would remove {entries_text}, would free {human_size(freed)} "
+                        "(dry run: nothing removed)"))
     else:
-        print(f"removed {entries_text}, {human_size(freed)} freed")
+        print(printable(f"removed {entries_text}, {human_size(freed)} freed"))
     return 0
 
 

@@ -113,6 +113,9 @@ class FileHashes:
     def __init__(self, limit: int = 20_000) -> None:
         self._memo: OrderedDict[str, tuple[tuple[int, ...], str]] = OrderedDict()
         self._limit = limit
+        # step -> {absolute path: digest}: files the step itself created or changed, as it left
+        # them. They are its products, not its inputs (see file_inputs).
+        self.made: dict[str, dict[str, str]] = {}
         self.dirty = False
         self.hashed_bytes = 0  # bytes read since the last reset: said when big
 
@@ -139,13 +142,20 @@ class FileHashes:
         return digest
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": 1, "files": {p: [list(sig), d] for p, (sig, d) in self._memo.items()}}
+        return {"v": 1, "files": {p: [list(sig), d] for p, (sig, d) in self._memo.items()},
+                "made": self.made}
 
     def load(self, data: Mapping[str, Any]) -> None:
         """Take remembered hashes saved by :meth:`to_json` (a signed file: ours)."""
         files = data.get("files") if data.get("v") == 1 else None
         if not isinstance(files, dict):
             return
+        made = data.get("made")
+        if isinstance(made, dict):
+            for step, paths in made.items():
+                if isinstance(paths, dict):
+                    self.made.setdefault(str(step), {}).update(
+                        {str(p): str(d) for p, d in paths.items()})
         for path, value in files.items():
             try:
                 sig, digest = value
@@ -174,13 +184,20 @@ class FileInputs:
 
 
 def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterable[str],
-                hashes: FileHashes, cwd: str, exclude: Iterable[str] = ()) -> FileInputs:
+                hashes: FileHashes, cwd: str, exclude: Iterable[str] = (),
+                made: Mapping[str, str] | None = None) -> FileInputs:
     """The fingerprints of the files a step reads.
 
     ``candidates``: literal paths and input variables' paths; those naming nothing are
     dropped. ``reads``: ``--reads`` globs, always keyed (an empty match set too). ``writes``:
     ``--writes`` globs, keyed as declared; a candidate they match is a product, not an input.
-    ``exclude``: folders never hashed (the cache folder).
+    ``exclude``: folders never hashed (the cache folder). ``made``: files this step created
+    or changed when it last ran, as it left them: still so, they are its products, not its
+    inputs (``np.save("m.npy", m)``, ``%%file helper.py``: keying on them would make the step
+    miss once more on every run that follows its first). A folder named in the code is not an
+    input either: notebooks name output folders far more than they list input folders, and a
+    folder several steps write into would make every one of them miss (`--reads 'd/*'`
+    declares a folder's files).
 
     :raises OSError: a file that exists cannot be read (the step then runs uncached).
     """
@@ -204,6 +221,10 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
         except (OSError, ValueError):
             continue  # names nothing (most literals): not a file input
         real = os.path.realpath(full)
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if made and real in made and stat.S_ISREG(st.st_mode) and hashes.digest(real, st) == made[real]:
+            continue  # this step's own product, untouched since
         if real in products or real in holders or _inside(real, skip) or _is_ancestor(real, cwd_real):
             # The working folder itself (or "/", ".."): it holds the notebook and the cache,
             # so it would change on every save; see docs/limitations.md.
@@ -430,18 +451,52 @@ class StepFiles:
             pass
 
     def inputs(self, paths: Iterable[str], values: Iterable[Any], reads: Iterable[str],
-               writes: Iterable[str], exclude: Iterable[str]) -> FileInputs:
+               writes: Iterable[str], exclude: Iterable[str], step: str = "") -> FileInputs:
         """:func:`file_inputs` for literal ``paths`` and input variables' ``values``.
 
         :raises OSError: an existing file cannot be read.
         """
+        return file_inputs(self.candidates(paths, values), reads, writes, self.hashes, os.getcwd(),
+                           exclude, self.hashes.made.get(step))
+
+    @staticmethod
+    def candidates(paths: Iterable[str], values: Iterable[Any]) -> set[str]:
+        """The paths a step names: literals, and input variables holding a str or Path."""
         candidates = set(paths)
         for value in values:
             if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
                 text = os.fspath(value)
                 if isinstance(text, str) and _plausible(text):
                     candidates.add(text)
-        return file_inputs(candidates, reads, writes, self.hashes, os.getcwd(), exclude)
+        return candidates
+
+    def snapshot(self, candidates: Iterable[str]) -> dict[str, tuple[int, ...] | None]:
+        """Before a step runs: the stat signature of each named path (None: not a file)."""
+        out: dict[str, tuple[int, ...] | None] = {}
+        for text in candidates:
+            full = os.path.realpath(os.path.join(os.getcwd(), text))
+            try:
+                st = os.stat(full)
+            except (OSError, ValueError):
+                out[full] = None
+                continue
+            out[full] = _signature(st) if stat.S_ISREG(st.st_mode) else None
+        return out
+
+    def record_made(self, step: str, before: Mapping[str, tuple[int, ...] | None]) -> None:
+        """After a step ran: remember the named files it created or changed, as it left them."""
+        made = self.hashes.made.setdefault(step, {})
+        for full, sig in before.items():
+            try:
+                st = os.stat(full)
+            except (OSError, ValueError):
+                made.pop(full, None)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if sig is None or sig != _signature(st):
+                made[full] = self.hashes.digest(full, st)
+                self.hashes.dirty = True
 
 
 def describe(label: str) -> str:

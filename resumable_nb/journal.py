@@ -166,7 +166,7 @@ def read_events(path: Path, key: bytes | None = None) -> tuple[list[dict[str, An
     """
     if key is None:
         key = journal_key()
-    data = _read_file(path)
+    data = read_journal_bytes(path)
     if not data:
         return [], None
     complete = data.split(b"\n")[:-1]  # the last piece has no newline: torn (or empty)
@@ -212,7 +212,7 @@ def read_signed(path: Path, key: bytes | None = None) -> dict[str, Any] | None:
     """A JSON object written by :func:`write_signed` next to a journal, or None when it is
     missing, unreadable or not signed with ``key`` (someone else's: never trusted)."""
     try:
-        data = _read_file(path)
+        data = read_journal_bytes(path)
     except StoreError:
         return None
     body, tab, mac = data.rstrip(b"\n").rpartition(b"\t")
@@ -252,7 +252,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
 
 
-def _read_file(path: Path) -> bytes:
+def read_journal_bytes(path: Path) -> bytes:
+    """A journal-folder file's bytes, opened without following a link (a FIFO, a folder or a
+    device is refused with a StoreError; a missing file reads as empty)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -621,7 +623,7 @@ class Journal:
     def end_run(self, status: str) -> None:
         if self.run_id is None:
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, StoreError):
             self._append([{"kind": "run_ended", "run": self.run_id, "time": time.time(),
                            "status": status}], durable=True)
         self.run_id = None

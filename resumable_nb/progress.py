@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TextIO
 
+from ._text import printable
 from .states import LABELS
 
 __all__ = ["Progress"]
@@ -27,8 +28,10 @@ class Progress:
         self._shown = True  # the current line has been drawn (a delayed one may not be yet)
 
     def say(self, text: str) -> None:
+        """Print a line; control characters in it (a step's error, a notebook's name: text
+        someone else may have written) are escaped, never sent to the terminal raw."""
         with self._lock:
-            self.stream.write(text + "\n")
+            self.stream.write(printable(text, keep_newlines=True) + "\n")
             self.stream.flush()
 
     def write(self, text: str) -> None:
@@ -39,7 +42,8 @@ class Progress:
 
     def line(self, name: str, state: str, seconds: float | None = None, detail: str = "") -> str:
         secs = "" if seconds is None else f"{seconds:.2f} s"
-        return f"  {name:<{self.width}}  {state:<{_STATE_WIDTH}} {secs:>9}  {detail}".rstrip()
+        line = f"  {name:<{self.width}}  {state:<{_STATE_WIDTH}} {secs:>9}  {detail}".rstrip()
+        return printable(line)
 
     def start(self, name: str, after: float = 0.0) -> None:
         """A step begins: a live line on a terminal, a plain 'running' line elsewhere. With

@@ -115,6 +115,7 @@ class StepRunner:
         self.verbose = True
         self.lazy = False  # map restored arrays copy-on-write instead of reading them
         self.files = files.StepFiles()
+        self._named_files: tuple[str, dict[str, tuple[int, ...] | None]] | None = None
 
     # -- entry point --------------------------------------------------------------------
     def run(self, name: str, body: str, *, force: bool = False, ignore: Iterable[str] = (),
@@ -256,9 +257,12 @@ class StepRunner:
             return None
         if store is not None:
             self.files.open(store.root, store.journal_key)
+        # Which named files exist now: after the step, those it created or changed are its
+        # products (not inputs) for its next run (files.StepFiles.record_made).
+        self._named_files = (name, self.files.snapshot(self.files.candidates(analysis.paths, values)))
         try:
             found = self.files.inputs(analysis.paths, values, opts.reads, opts.writes,
-                                      [str(store.root)] if store is not None else [])
+                                      [str(store.root)] if store is not None else [], step=name)
         except OSError as exc:
             reason = f"file {exc.filename}: {exc.strerror}"
             result.notices.append(f"step '{name}' runs without the cache: {reason}")
@@ -381,6 +385,9 @@ class StepRunner:
                     continue
             break
         result.duration = time.perf_counter() - start
+        named, self._named_files = self._named_files, None
+        if named is not None and named[0] == name:
+            self.files.record_made(name, named[1])
         products: list[files.Product] = []
         if opts.writes:
             try:
@@ -511,8 +518,8 @@ class StepRunner:
         if journal is not None:
             try:
                 journal.step_started(result.name, result.key, result.source)
-            except OSError as exc:
-                result.notices.append(f"the run journal could not be written ({exc.strerror})")
+            except (OSError, StoreError) as exc:  # a full disk, or a planted link: never the step's error
+                result.notices.append(f"the run journal could not be written ({_why(exc)})")
 
     def _finish(self, result: StepResult) -> None:
         """Record the step's end: in the journal (a computed step is complete only once this
@@ -527,8 +534,8 @@ class StepRunner:
                     error=result.error, saved=result.saved, reason=result.reason,
                     inputs=result.inputs,
                     started=(result.key, result.source) if status == "cached" else None)
-            except OSError as exc:
-                result.notices.append(f"the run journal could not be written ({exc.strerror})")
+            except (OSError, StoreError) as exc:
+                result.notices.append(f"the run journal could not be written ({_why(exc)})")
         store = self._store() if self.files.hashes.dirty else None
         if store is not None:
             self.files.save(store.root, store.journal_key)
@@ -589,6 +596,10 @@ def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> U
         except Unstorable as exc:
             return exc
     return None
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
 
 
 def _forget(store: Store, key: str) -> None:

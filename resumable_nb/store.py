@@ -273,6 +273,11 @@ class Store:
                              "is read-only, set RESUMABLE_NB_DIR to a writable one") from None
 
     @property
+    def key_for_uploads(self) -> bytes:
+        """The user's key, for the team store's upload markers (they derive their own MAC key)."""
+        return self._key
+
+    @property
     def journal_key(self) -> bytes:
         """The key that signs this user's journal records (derived from the same secret)."""
         return derive(self._key, "journal")

@@ -75,7 +75,9 @@ class Team:
         self._importing = False
         self.uploader: Uploader | None = None
         if remote is not None:
-            self.uploader = Uploader(remote, store.root, on_notice=self._say_once_down)
+            assert store.dir is not None
+            self.uploader = Uploader(remote, store.dir, key=store.key_for_uploads,
+                                     on_notice=self._say_once_down)
             self.uploader.recover()  # uploads an earlier kernel left unfinished
             store.read_through = self.fetch
         store.on_put = self._stored
@@ -187,8 +189,7 @@ class Team:
             # A payload we downloaded and now store again was found corrupt (or --force'd):
             # the bucket's copy is replaced, not skipped because its size matches.
             replace = entry.file in self._fetched
-            self.uploader.submit(self.store.root / "objects" / entry.file, object_name(entry.file),
-                                 replace=replace)
+            self.uploader.submit(entry.file, object_name(entry.file), replace=replace)
             self.uploader.submit_blob(manifest_name(entry.key), record)
         if self.max_size is not None:
             self.bound(also_keep=entry.key)

@@ -15,9 +15,9 @@ from typing import Any
 
 from ._text import human_size, printable
 from .config import ENV
-from .errors import CorruptEntry, RunError
+from .errors import CorruptEntry, RunError, StoreError
 from .housekeeping import evict, gc_keep, keep_for_runs, parse_size
-from .journal import iter_journals, journal_key, verify_lines
+from .journal import iter_journals, journal_key, read_journal_bytes, verify_lines
 from .remote import (
     RemoteStore,
     RemoteUnavailable,
@@ -51,7 +51,8 @@ def push(store: Store, remote: RemoteStore, *, timeout: float = 600.0) -> PushRe
 
     :raises RemoteUnavailable:
     """
-    uploader = Uploader(remote, store.root)
+    assert store.dir is not None
+    uploader = Uploader(remote, store.dir, key=store.key_for_uploads)
     try:
         pending = uploader.recover()
         uploader.flush(timeout)
@@ -85,7 +86,11 @@ def _push_runs(store: Store, remote: RemoteStore) -> int:
     sent = 0
     listed: dict[Any, set[str]] = {}
     for path in iter_journals(store.root):
-        good, _ = verify_lines(path.read_bytes(), store.journal_key)
+        try:
+            data = read_journal_bytes(path)  # no link followed; a FIFO or device is refused
+        except StoreError:
+            continue
+        good, _ = verify_lines(data, store.journal_key)
         by_run: dict[str, list[bytes]] = {}
         notebook: dict[str, str | None] = {}
         for line in good:

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("obstore")
 moto_server = pytest.importorskip("moto.server")
 
+from resumable_nb.cachedir import CacheDir  # noqa: E402
 from resumable_nb.errors import CorruptEntry, StoreError  # noqa: E402
 from resumable_nb.remote import (  # noqa: E402
     NotebookId,
@@ -241,16 +242,16 @@ def test_stopped_server_is_unavailable_within_the_timeout(s3: S3, tmp_path: Path
 def test_uploader_keeps_pending_work_while_down(s3: S3, tmp_path: Path) -> None:
     remote = RemoteStore(f"s3://{BUCKET}/t/uploader", timeout=2.0)
     cache = tmp_path / "cache"
-    payload = _random_file(tmp_path / "abc.rnb", 1)
+    payload = _payload(cache, 1)
     notices: list[str] = []
     s3.stop()
     up = Uploader(remote, cache, retry_interval=0.2, on_notice=notices.append)
     start = time.monotonic()
-    up.submit(payload, object_name("abc.rnb"))
+    up.submit(payload, object_name(payload))
     up.submit_blob("manifests/k.json", b'{"signed": true}')
     assert time.monotonic() - start < 1  # a step never waits for the network
     assert not up.flush(timeout=3)
-    assert [p.name for p in up.pending()] == ["objects/abc.rnb", "manifests/k.json"]
+    assert [p.name for p in up.pending()] == [object_name(payload), "manifests/k.json"]
     assert len(notices) == 1 and "kept in" in notices[0]  # said once, not per retry
     assert up.close(timeout=0.5) is False  # the kernel goes away; markers stay on disk
 
@@ -260,7 +261,7 @@ def test_uploader_keeps_pending_work_while_down(s3: S3, tmp_path: Path) -> None:
     assert again.flush(timeout=20)
     again.close()
     assert remote.get_blob("manifests/k.json") == b'{"signed": true}'
-    assert remote.size("objects/abc.rnb") == 1 << 20
+    assert remote.size(object_name(payload)) == 1 << 20
     assert not list((cache / "remote-pending").iterdir())
 
 
@@ -294,10 +295,51 @@ def test_uploader_overflow_stays_on_disk(remote: RemoteStore, tmp_path: Path) ->
 
 def test_uploader_drops_a_vanished_local_file(remote: RemoteStore, tmp_path: Path) -> None:
     up = Uploader(remote, tmp_path / "cache")
-    up.submit(tmp_path / "gone.rnb", "objects/gone.rnb")
+    gone = "cd" * 32 + ".rnb"
+    up.submit(gone, object_name(gone))
     assert up.flush(timeout=10)
     up.close()
-    assert not remote.exists("objects/gone.rnb")
+    assert not remote.exists(object_name(gone))
+
+
+def test_a_planted_upload_marker_is_never_acted_on(remote: RemoteStore, tmp_path: Path) -> None:
+    """A cloned repository's .resumable_nb/remote-pending/ asking to upload ~/.ssh/id_rsa, or
+    a blob: unsigned markers are deleted (inside the folder), never uploaded."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("SECRETKEY-PRIVATE")
+    cache = tmp_path / "cache"
+    CacheDir(cache).sub("remote-pending")
+    planted = {"a.json": {"name": "leak/id_rsa", "path": str(secret)},
+               "b.json": {"name": "objects/" + "ab" * 32 + ".rnb", "file": "../../id_rsa"},
+               "c.json": {"name": "manifests/x.json", "data": "cGxhbnRlZA=="}}
+    for name, record in planted.items():
+        (cache / "remote-pending" / name).write_text(json.dumps(record))
+    up = Uploader(remote, cache)
+    assert up.recover() == 0 and up.flush(timeout=10)
+    up.close()
+    assert list(remote.list()) == [] and secret.read_text() == "SECRETKEY-PRIVATE"
+    assert not list((cache / "remote-pending").iterdir())
+
+
+def test_a_symlinked_pending_folder_is_refused(remote: RemoteStore, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "settings.json").write_text("{}")
+    cache = tmp_path / "cache"
+    CacheDir(cache).close()
+    (cache / "remote-pending").symlink_to(docs)
+    with pytest.raises(StoreError, match="symbolic link"):
+        Uploader(remote, cache)
+    assert (docs / "settings.json").read_text() == "{}"
+
+
+def _payload(cache: Path, mib: int) -> str:
+    """A payload file in the cache's objects/, named as the store names them."""
+    name = "ab" * 32 + ".rnb"
+    with CacheDir(cache) as folder:
+        folder.sub("objects")
+    _random_file(cache / "objects" / name, mib).chmod(0o600)
+    return name
 
 
 # -- the journal, mirrored ---------------------------------------------------------------------

@@ -458,3 +458,30 @@ def test_a_planted_run_record_is_ignored(tmp_path: Path) -> None:
     path = record_path(journal)
     path.write_bytes(path.read_bytes().replace(b'"3"', b'"__import__(\\"os\\")"'))
     assert read_record(journal) == {}
+
+
+def test_a_planted_journal_link_never_stops_a_step(shell: Shell, victim: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Steps still run: a journal file that is a planted link is a one-line notice, not the
+    step's error (and the linked file is untouched)."""
+    (shell.cache / "journal").mkdir(mode=0o700, parents=True, exist_ok=True)
+    shell.cache.chmod(0o700)
+    link = shell.cache / "journal" / journal_name(None)
+    link.unlink(missing_ok=True)
+    link.symlink_to(victim)
+    shell.fresh()
+    shell.run("%%step a\nx = 41")
+    assert shell.ns["x"] == 41 and victim.read_text() == "three years of work\n"
+    assert "symbolic link" in capsys.readouterr().err
+
+
+def test_progress_lines_escape_control_characters() -> None:
+    import io
+
+    from resumable_nb.progress import Progress
+
+    out = io.StringIO()
+    progress = Progress(out, live=False)
+    progress.say("failed at step 'bad' (ValueError: \x1b]0;PWNED\x07\x1b[2J)")
+    progress.done("evil\x1b[31m", "failed", 0.1, "\x1b[2J")
+    assert "\x1b" not in out.getvalue() and "\\x1b]0;PWNED" in out.getvalue()
