@@ -23,21 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _moto import moto_server  # benchmarks/ is sys.path[0] when run as a script
+
 BUCKET = "rnb-bench"
 PART = 8 << 20
 CONCURRENCY = 4
-
-
-def _server() -> tuple[subprocess.Popen[str], str]:
-    code = ("from moto.server import ThreadedMotoServer; import time\n"
-            "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); s.start()\n"
-            "print(s.get_host_and_port()[1], flush=True)\n"
-            "time.sleep(86400)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    port = proc.stdout.readline().strip()
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def _worker(client: str, path: Path, gets: int) -> dict[str, float]:
@@ -132,7 +122,7 @@ def main() -> None:
         print(json.dumps(_worker(args.worker, Path(args.file), args.gets)))
         return
 
-    proc, endpoint = _server()
+    proc, endpoint = moto_server()
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     try:

@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _moto import moto_server  # benchmarks/ is sys.path[0] when run as a script
+
 BUCKET = "rnb-bench"
 
 _CELL = ("%%step big\nimport numpy as np\n"
@@ -55,18 +57,6 @@ print(json.dumps({"step_s": step, "status": status, "upload_s": upload}))
 '''
 
 
-def _server() -> tuple[subprocess.Popen[str], str]:
-    code = ("from moto.server import ThreadedMotoServer; import time\n"
-            "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); s.start()\n"
-            "print(s.get_host_and_port()[1], flush=True)\n"
-            "time.sleep(86400)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    port = proc.stdout.readline().strip()
-    return proc, f"http://127.0.0.1:{port}"
-
-
 def _run(env: dict[str, str], cache: Path, cell: str, flush: bool) -> dict[str, float | str | None]:
     out = subprocess.run([sys.executable, "-c", _WORKER, cell, "1" if flush else "0"],
                          env={**env, "RESUMABLE_NB_DIR": str(cache)}, capture_output=True,
@@ -81,7 +71,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    proc, endpoint = _server()
+    proc, endpoint = moto_server()
     try:
         env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
