@@ -25,7 +25,7 @@ from nbclient.exceptions import DeadKernelError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resumable_nb.journal import chain, journal_path, read_events, runs  # noqa: E402
+from resumable_nb.journal import StepView, chain, journal_path, read_events, runs  # noqa: E402
 from resumable_nb.states import LABELS  # noqa: E402
 
 
@@ -87,9 +87,9 @@ def crash_and_resume(notebook: Path, cache: Path) -> int:
     for name in dict.fromkeys([*before, *after]):
         b = before.get(name)
         a = after.get(name)
-        left = f"{LABELS[b.status]} {b.duration:.2f} s" if b else "-"
+        left = _state(b) if b else "-"
         if a is not None:
-            right = f"{LABELS[a.status]} {a.duration:.2f} s"
+            right = _state(a)
         elif name in restored:
             right = LABELS["resumed"]
         else:
@@ -109,7 +109,7 @@ def quickstart_twice(notebook: Path, cache: Path) -> int:
         events, _ = read_events(journal_path(cache, str(notebook)))
         run = list(runs(events).values())[-1]
         for s in run.steps:
-            print(f"  {s.name:<10} {LABELS[s.status]:<19} {s.duration:7.3f} s")
+            print(f"  {s.name:<10} {_state(s)}")
     return 0
 
 
@@ -119,6 +119,13 @@ def main(argv: list[str]) -> int:
         if "--quickstart" in argv:
             return quickstart_twice(ROOT / "notebooks" / "quickstart.ipynb", cache)
         return crash_and_resume(ROOT / "notebooks" / "crash_and_resume.ipynb", cache)
+
+
+def _state(step: StepView) -> str:
+    """A step's state and duration; an interrupted step has none (the kill came mid-way)."""
+    if step.status == "interrupted":
+        return LABELS["interrupted"]
+    return f"{LABELS[step.status]} {step.duration:.2f} s"
 
 
 if __name__ == "__main__":
