@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, files, retry, serialize, why
+from . import aliases, capture, files, retry, rng, serialize, why
 from ._await import run_code
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
@@ -293,6 +293,15 @@ class StepRunner:
             if corrupt:
                 _forget(store, key)
             return False, None
+        drawn = payload.get("rng")
+        if drawn is not None:
+            now = rng.digests(rng.states())
+            if any(now.get(name) != digest for name, digest in drawn["before"].items()):
+                # It drew from a global generator that is now elsewhere (another seed, other
+                # draws since): a plain run would give other numbers.
+                result.reason = (f"the global random generator ({', '.join(drawn['before'])}) is "
+                                 "in another state than when it ran")
+                return False, None
         written: list[str] = []
         if payload.get("files"):
             try:  # before any variable is bound: a failure here is a plain miss
@@ -309,6 +318,8 @@ class StepRunner:
             if var in outputs and var in ns and _assign_in_place(ns[var], outputs[var]):
                 del outputs[var]
         ns.update(outputs)
+        if drawn is not None:
+            rng.restore(drawn["after"])  # where the step left them, as after a plain run
         for var in payload["deleted"]:
             ns.pop(var, None)
         result.status = "cached"
@@ -349,6 +360,7 @@ class StepRunner:
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
         sharers = self._sharers(inputs, before)
+        rng_before = rng.states()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
@@ -418,6 +430,12 @@ class StepRunner:
             shown = (capture._plain(data), capture._plain(metadata))
         payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
+        rng_after = rng.states()
+        drew = rng.moved(rng_before, rng_after)
+        if drew:  # a hit must find them where they were, and leave them as the step did
+            drew_from = rng.digests(rng_before)
+            payload["rng"] = {"before": {n: drew_from[n] for n in drew},
+                              "after": {n: rng_after[n] for n in drew}}
         if products:
             payload["files"] = files.products_to_payload(products)
         if value is not None:
