@@ -109,13 +109,7 @@ def test_a_step_reading_a_restored_figure_hits(shell: Shell) -> None:
     make = ("%%step make\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
             "fig, ax = plt.subplots()\nax.plot([1, 2, 3])")
     use = "%%step use\nmark('use')\nax.set_title('t')\ntitle = ax.get_title()"
-    shell.run(make)
-    shell.run(use)
-    shell.fresh()
-    shell.run(make)
-    assert shell.last.status == "cached"
-    shell.run(use)
-    assert shell.count("use") == 1, f"the step re-ran: {shell.last.reason}"
+    _reader_hits_after_a_restore(shell, make, use)
 
 
 # BUNCH (fixed by resumable_nb/_fp_sklearn.py): sklearn's Bunch keeps _deprecated_key_to_warnings
@@ -142,6 +136,12 @@ def test_a_bunch_still_changes_with_its_items() -> None:
 def test_a_step_reading_a_restored_bunch_hits(shell: Shell) -> None:
     make = "%%step load\nfrom sklearn import datasets\niris = datasets.load_iris()"
     use = "%%step use\nmark('use')\nX = iris['data'][:, 3:]"
+    _reader_hits_after_a_restore(shell, make, use)
+
+
+def _reader_hits_after_a_restore(shell: Shell, make: str, use: str) -> None:
+    """``make`` then ``use`` (which marks 'use'); in a fresh namespace ``make`` hits, and
+    ``use``, reading what ``make`` restored, must hit too (never run a second time)."""
     shell.run(make)
     shell.run(use)
     shell.fresh()
