@@ -7,7 +7,8 @@ this file, with no warm-up: a real ``InteractiveShell`` imports numpy and pandas
 extension against that cache and times two hits of the same step. What the first hit pays
 once per kernel (lazy imports, opening the store, looking up package versions) is the
 difference. Prints the medians; the target is a first hit at most 10 ms above the warm one.
-Not a test: nothing is asserted but that both runs are hits.
+Not a test: nothing is asserted but that both runs are hits. The children run with bytecode
+(``PYTHONDONTWRITEBYTECODE`` is dropped from their environment), as a kernel does.
 
 A second series opens the store and the journal (diskcache's sqlite setup, fsynced) before the
 first hit, in as many new processes: the remaining difference is then what the hit itself
@@ -70,6 +71,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="rnb-first-hit-"))
     env = {**os.environ, "RESUMABLE_NB_KEY_FILE": str(tmp / "hmac.key")}
+    # A kernel imports from bytecode (pip compiles it at install; an editable install writes it
+    # at the first import). With PYTHONDONTWRITEBYTECODE set (as on the CI VMs) every process
+    # would compile our modules from source, a cost no user's kernel pays: the first process
+    # below (the miss) writes the bytecode, the measured ones use it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def run(*extra: str) -> dict[str, float]:
         out = subprocess.run([sys.executable, __file__, "--child", str(tmp / "cache"), *extra],

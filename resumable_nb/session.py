@@ -4,6 +4,7 @@ that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin 
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import location
 from ._text import human_size, printable
-from .config import env_flag
+from .config import ENV, env_flag
 from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
 from .journal import Journal, PlainCell, RunView, StepView, chain, timeline
 from .resume import (
@@ -79,9 +80,15 @@ class Session:
             except StoreError as exc:
                 self._notice(f"caching is off: {exc}. Steps still run.")
             else:
-                from .team import attach
+                # Only when a team store or a size bound is set (team.attach returns None
+                # otherwise): importing team, remote and the uploader was ~4 ms of the first
+                # hit in every new kernel (benchmarks/first_hit.py).
+                settings = (*self.settings(), os.environ.get(ENV["STORE"], ""),
+                            os.environ.get(ENV["MAX_SIZE"], ""))
+                if any(s.strip() for s in settings):
+                    from .team import attach
 
-                self.team = attach(self._store, *self.settings(), notice=self._notice)
+                    self.team = attach(self._store, *self.settings(), notice=self._notice)
         return self._store
 
     def journal(self) -> Journal | None:
