@@ -16,6 +16,7 @@ pytest.importorskip("pyarrow")
 CASES = [
     ["a", "bb", "ccc"], ["", "", ""], ["x"], ["é", "日本", "🙂", ""], ["a\x00b", "c"],
     ["a", None, "c"], [str(i) for i in range(1000)], [],
+    [f"é{i}" for i in range(65)], [f"日{i}" for i in range(64)], ["", "a", ""] * 30,
 ]
 
 
@@ -29,6 +30,8 @@ def test_arrow_strings_hash_like_the_general_path(strings: list[Any],
     frame = pd.DataFrame({"s": pd.array(strings, dtype="string[pyarrow]")})
     series = pd.Series(strings, dtype="str")
     fast = (_hash(frame), _hash(series))
+    monkeypatch.setattr(_fp_pandas, "_ARROW_FEW", 0)  # a few strings: from the Arrow buffers too
+    assert (_hash(frame), _hash(series)) == fast
     monkeypatch.setattr(_fp_pandas, "_ARROW_JOIN_MAX", -1)  # forces the general path
     assert (_hash(frame), _hash(series)) == fast
 
