@@ -100,7 +100,20 @@ def journal_key(key_file: Path | None = None) -> bytes:
 
 # -- records ---------------------------------------------------------------------------------
 def _mac(key: bytes, body: bytes) -> str:
-    return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hmac.digest(key, body, "sha256").hex()  # one-shot C: 1.7 us where hmac.new takes 4
+
+
+class _Verifier:
+    """Checks records' HMACs under one key, its pads computed once: each record costs a copy
+    and an update (1.1 us; a %resume of 10,000 steps reads 20,000 records)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __call__(self, body: bytes, mac: bytes) -> bool:
+        h = self._keyed.copy()
+        h.update(body)
+        return hmac.compare_digest(h.hexdigest().encode(), mac)
 
 
 def _encode(record: Mapping[str, Any], key: bytes) -> bytes:
@@ -127,32 +140,55 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
 }
 
 
+def _exact(types: tuple[type, ...]) -> frozenset[type]:
+    """The exact types ``isinstance(v, types)`` accepts among what JSON decodes to (a bool is
+    an int)."""
+    return frozenset(types) | ({bool} if int in types else set())
+
+
+# What JSON decoding makes is one of a few exact types: a set lookup per field, not isinstance.
+_FIELDS = {kind: tuple((name, _exact(types)) for name, types in fields.items())
+           for kind, fields in _SCHEMA.items()}
+
+
 def _valid(record: Any) -> bool:
-    if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+    """A decoded record has the fields (and field types) of its kind. ``record`` comes from
+    JSON: dict, list, str, int, float, bool or None, which the exact-type checks rely on."""
+    if type(record) is not dict or type(record.get("run")) is not str \
+            or type(record.get("time")) not in (int, float):
         return False
-    if not isinstance(record.get("time"), _NUM) or isinstance(record.get("time"), bool):
-        return False
-    fields = _SCHEMA.get(record.get("kind"))  # type: ignore[arg-type]
+    fields = _FIELDS.get(record.get("kind"))  # type: ignore[arg-type]
     if fields is None:
         return False
-    if not all(isinstance(record.get(k), types) for k, types in fields.items()):
-        return False
+    get = record.get
+    for name, types in fields:
+        if type(get(name)) not in types:
+            return False
     if record["kind"] == "step_finished":
-        return (all(isinstance(k, str) and isinstance(v, int) for k, v in record["outputs"].items())
-                and all(isinstance(n, str) for n in record["deleted"])
-                and all(isinstance(k, str) and isinstance(v, str) for k, v in record["inputs"].items()))
+        for k, v in record["outputs"].items():
+            if type(k) is not str or type(v) not in (int, bool):
+                return False
+        for n in record["deleted"]:
+            if type(n) is not str:
+                return False
+        for k, v in record["inputs"].items():
+            if type(k) is not str or type(v) is not str:
+                return False
     return True
 
 
-def _decode(line: bytes, key: bytes) -> tuple[str, dict[str, Any] | None]:
+_JSON = json.JSONDecoder()  # decode(str): json.loads(bytes) first guesses the encoding
+
+
+def _decode(line: bytes, verify: _Verifier) -> tuple[str, dict[str, Any] | None]:
     """("ok", record) | ("foreign", None): not signed with this key | ("bad", None)."""
     body, tab, mac = line.rpartition(b"\t")
     if not tab or not body:
         return "bad", None
-    if not hmac.compare_digest(_mac(key, body).encode(), mac):
+    if not verify(body, mac):
         return "foreign", None
     try:
-        record = json.loads(body)
+        record = _JSON.decode(body.decode())
     except (UnicodeDecodeError, ValueError):
         return "bad", None
     return ("ok", record) if _valid(record) else ("bad", None)
@@ -172,10 +208,11 @@ def read_events(path: Path, key: bytes | None = None) -> tuple[list[dict[str, An
     complete = data.split(b"\n")[:-1]  # the last piece has no newline: torn (or empty)
     events: list[dict[str, Any]] = []
     foreign = bad = 0
+    verify = _Verifier(key)
     for line in complete:
         if not line:
             continue  # the newline written after a torn tail
-        verdict, record = _decode(line, key)
+        verdict, record = _decode(line, verify)
         if record is not None:
             events.append(record)
         elif verdict == "foreign":
@@ -197,10 +234,11 @@ def verify_lines(data: bytes, key: bytes) -> tuple[list[bytes], int]:
     ``key``, each with its newline; and how many did not (another key, altered, malformed)."""
     good: list[bytes] = []
     rejected = 0
+    verify = _Verifier(key)
     for line in data.split(b"\n")[:-1]:
         if not line:
             continue
-        _, record = _decode(line, key)
+        _, record = _decode(line, verify)
         if record is not None:
             good.append(line + b"\n")
         else:
