@@ -37,7 +37,7 @@ import stat
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,18 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             setattr(self, key, value)
         return True
 
+    def rows(self, keys: list[str]) -> Iterator[tuple[str, int, Any, Any]]:
+        """(key, mode, filename, value) of the str ``keys`` present: what ``get`` selects, for
+        many keys in a few queries (``get`` makes one per key: 10,000 for a %resume of
+        10,000 steps). The caller checks mode and filename as the Disk's ``fetch`` would."""
+        now = time.time()
+        for start in range(0, len(keys), 500):  # under SQLite's limit on parameters
+            chunk = keys[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            yield from self._sql(
+                f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})"
+                " AND (expire_time IS NULL OR expire_time > ?)", (*chunk, now)).fetchall()
+
 
 
 class _HashingWriter:
@@ -289,7 +301,7 @@ class Store:
 
     # -- manifests ----------------------------------------------------------------------
     def _sign(self, body: bytes) -> str:
-        return hmac.new(self._key, body, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, body, "sha256").hex()  # one-shot C: 1.7 us, hmac.new 4
 
     def get(self, key: str) -> Entry | None:
         """The verified manifest stored under ``key``, or None.
@@ -315,6 +327,32 @@ class Store:
         entry = self.verify_record(key, bytes(raw))
         self._remember(key, entry)
         return entry
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """The verified manifests of those ``keys`` the index holds and that check out, read in
+        a few index queries. A key left out is one :meth:`get` returns None for or raises
+        :class:`CorruptEntry` for (or finds in the team store): ask it, to know which."""
+        found: dict[str, Entry] = {}
+        wanted = []
+        for key in dict.fromkeys(keys):
+            cached = self._entries.get(key)
+            if cached is not None:
+                found[key] = cached
+            elif isinstance(key, str):
+                wanted.append(key)
+        try:
+            rows = list(self._index.rows(wanted))
+        except Exception:  # noqa: BLE001 - sqlite or disk errors: get() says what
+            return found
+        for key, mode, filename, value in rows:
+            if mode != diskcache.core.MODE_RAW or filename is not None or type(value) is not bytes \
+                    or key in found:
+                continue  # what _SafeDisk.fetch refuses, or a planted row: left to get()
+            try:
+                found[key] = self.verify_record(key, bytes(value))
+            except CorruptEntry:
+                continue
+        return found
 
     def verify_record(self, key: str, raw: bytes) -> Entry:
         """The manifest in a signed record (from the index or a team store), checked.
@@ -533,26 +571,26 @@ class Store:
             raise CorruptEntry(f"payload {entry.file} is missing") from None
         except OSError as exc:  # transient (EIO, EMFILE...): a miss, but the entry stays
             raise StoreError(f"payload {entry.file} could not be read ({exc.strerror})") from None
-        with contextlib.suppress(OSError):
-            os.utime(fd)  # the last use, for the size bound's least-recently-used order
         try:
-            with os.fdopen(fd, "rb", buffering=0) as f:
-                if os.fstat(f.fileno()).st_size != entry.size:
-                    raise CorruptEntry(f"payload {entry.file} has the wrong size (truncated?)")
-                data = _read_exact(f, 0, entry.pickle_len)
-                if not hmac.compare_digest(
-                        hmac.new(self._key, data, hashlib.sha256).hexdigest(), entry.digest):
-                    raise CorruptEntry(f"payload {entry.file} failed its integrity check")
-                buffers = self._map_buffers(f.fileno(), entry, verify=not lazy)
-                if buffers is None:
-                    buffers = []
-                    for offset, length, buffer_mac in entry.buffers:
-                        buf = _read_exact(f, offset, length)
-                        if not hmac.compare_digest(self._buffer_mac(buf), buffer_mac):
-                            raise CorruptEntry(f"payload {entry.file} failed its integrity check")
-                        buffers.append(buf)
+            with contextlib.suppress(OSError):
+                os.utime(fd)  # the last use, for the size bound's least-recently-used order
+            if os.fstat(fd).st_size != entry.size:
+                raise CorruptEntry(f"payload {entry.file} has the wrong size (truncated?)")
+            data = _read_exact(fd, 0, entry.pickle_len)
+            if not hmac.compare_digest(hmac.digest(self._key, data, "sha256").hex(), entry.digest):
+                raise CorruptEntry(f"payload {entry.file} failed its integrity check")
+            buffers = self._map_buffers(fd, entry, verify=not lazy)
+            if buffers is None:
+                buffers = []
+                for offset, length, buffer_mac in entry.buffers:
+                    buf = _read_exact(fd, offset, length)
+                    if not hmac.compare_digest(self._buffer_mac(buf), buffer_mac):
+                        raise CorruptEntry(f"payload {entry.file} failed its integrity check")
+                    buffers.append(buf)
         except OSError as exc:  # transient (EIO...): a miss, but the entry stays
             raise StoreError(f"payload {entry.file} could not be read ({exc.strerror})") from None
+        finally:
+            os.close(fd)  # a mapping holds its own (duplicated) descriptor
         if not entry.buffers and entry.pickle_len < _SMALL:
             self._small[entry.file] = bytes(data)
             if len(self._small) > 256:
@@ -636,7 +674,7 @@ def _raw(buf: pickle.PickleBuffer) -> memoryview:
         return memoryview(bytes(buf))
 
 
-def _read_exact(f: Any, offset: int, n: int) -> Any:
+def _read_exact(fd: int, offset: int, n: int) -> Any:
     """``n`` bytes at ``offset``, read straight into fresh memory (no intermediate copy).
 
     Big buffers go into ``numpy.empty``: unlike ``bytearray(n)`` it is not zeroed first, so
@@ -648,7 +686,7 @@ def _read_exact(f: Any, offset: int, n: int) -> Any:
     view = memoryview(out).cast("B")
     got = 0
     while got < n:
-        k = os.preadv(f.fileno(), [view[got:got + _CHUNK]], offset + got)
+        k = os.preadv(fd, [view[got:got + _CHUNK]], offset + got)
         if not k:
             raise CorruptEntry("payload ended early (truncated)")
         got += k

@@ -9,6 +9,7 @@ root). The victim's files must come out untouched and nothing planted may run.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import pwd
@@ -81,6 +82,32 @@ def test_a_planted_index_row_never_deletes_a_file_outside_the_cache(
     finally:
         store.close()
     assert victim.read_text() == "three years of work\n" and victim.parent.is_dir()
+
+
+def test_reading_many_manifests_at_once_trusts_no_planted_row(tmp_path: Path, victim: Path) -> None:
+    """%resume reads its manifests in a few queries (Store.get_many): a planted row (a file
+    name, a pickle, a record signed with another key) is left out, and get() says why."""
+    cache = tmp_path / "cache"
+    with contextlib.closing(Store(cache)) as store:
+        put(store, "good")
+        record = store.record("good")
+    assert record is not None
+    plant_row(cache, "file", filename=str(victim))
+    plant_row(cache, "pickle", filename=None, mode=4)
+    forged = json.loads(record)
+    forged["sig"] = "0" * 64
+    with contextlib.closing(sqlite3.connect(cache / "index" / "cache.db")) as db:
+        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, "
+                   "tag, size, mode, filename, value) VALUES ('forged', 1, 0, NULL, 0, 0, NULL, 10, 1, "
+                   "NULL, ?)", (json.dumps(forged).encode(),))
+        db.commit()
+    with contextlib.closing(Store(cache)) as store:
+        found = store.get_many(["good", "file", "pickle", "forged", "absent"])
+        assert list(found) == ["good"] and found["good"] == store.get("good")
+        for key in ("file", "pickle", "forged"):
+            with pytest.raises(CorruptEntry):
+                store.get(key)
+    assert victim.read_text() == "three years of work\n"
 
 
 def test_cli_gc_and_clear_never_follow_a_planted_row(tmp_path: Path, victim: Path,
