@@ -360,11 +360,11 @@ class Store:
         :raises CorruptEntry: unreadable, signed with another key, or for another key/format.
         """
         try:
-            outer = json.loads(raw)
+            outer = json.loads(raw.decode())  # a str: json.loads(bytes) guesses the encoding first
             body = outer["m"].encode()
             if not hmac.compare_digest(self._sign(body), outer["sig"]):
                 raise CorruptEntry("its manifest signature does not match")
-            entry = Entry.from_json(json.loads(body))
+            entry = Entry.from_json(json.loads(outer["m"]))
         except CorruptEntry:
             raise
         except (ValueError, KeyError, TypeError, AttributeError):
