@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -281,11 +282,10 @@ def _resume_1000(tmp: Path) -> dict[str, float]:
                          capture_output=True, text=True,
                          env={**os.environ, "RESUMABLE_NB_DIR": str(tmp / "r")})
     figures = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("%resume plan"):
-            figures["plan_ms"] = float(line.rsplit(":", 1)[1].split()[0])
-        elif line.startswith("%resume total"):
-            figures["total_ms"] = float(line.rsplit(":", 1)[1].split()[0])
+    for line in out.stdout.splitlines():  # "... %resume plan (...): 213 ms (runs: ...)"
+        found = re.search(r"%resume (plan|total) \(.*?\): (\d+) ms", line)
+        if found:
+            figures[f"{found[1]}_ms"] = float(found[2])
     return figures
 
 

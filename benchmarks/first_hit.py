@@ -47,15 +47,17 @@ def child(cache: Path, store: bool, open_store: bool) -> None:
     if open_store:
         magics.session.store()
         magics.session.journal()
-    times = []
+    times, cpu = [], []
     for _ in range(1 if store else 2):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ip.run_cell(STEP, store_history=False).raise_error()
         times.append((time.perf_counter() - t) * 1e3)
+        cpu.append((time.process_time() - c) * 1e3)
         status = history[-1].status
         if not store and status != "cached":
             raise SystemExit(f"expected a hit, the step was {status}")
-    print(json.dumps({"first_ms": times[0], "warm_ms": times[-1]}))
+    print(json.dumps({"first_ms": times[0], "warm_ms": times[-1], "first_cpu_ms": cpu[0],
+                      "warm_cpu_ms": cpu[-1]}))
 
 
 def main() -> None:
@@ -96,6 +98,9 @@ def main() -> None:
         print(f"  first hit in the process  {first:8.2f} ms   (runs: {runs('first_ms')})")
         print(f"  second hit                {warm:8.2f} ms   (runs: {runs('warm_ms')})")
         print(f"  difference                {first - warm:8.2f} ms   (target: at most 10 ms)")
+        cpu = statistics.median(r["first_cpu_ms"] - r["warm_cpu_ms"] for r in results)
+        print(f"  difference in CPU time    {cpu:8.2f} ms   (the process's own work: the rest is "
+              "waiting, for the fsync of the run's first record or for a core)")
 
 
 if __name__ == "__main__":
