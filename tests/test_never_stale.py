@@ -266,3 +266,134 @@ def test_a_step_that_draws_nothing_ignores_the_generators(shell: Shell) -> None:
     shell.run("np.random.seed(5)")
     shell.run("%%step plain\nx = 1")
     assert shell.last.status == "cached"
+
+
+# -- issue 9: code reached through local modules ---------------------------------------------------
+def _helper_pair(folder: Path, value: int) -> None:
+    (folder / "helper.py").write_text("from helper2 import g\ndef f():\n    return g()\n")
+    (folder / "helper2.py").write_text(f"def g():\n    return {value}\n")
+
+
+@pytest.mark.parametrize("how", ["new-kernel", "reload"])
+@pytest.mark.parametrize(
+    ("plain", "body"),
+    [("", "from helper import f\ny = f()"), ("import helper", "y = helper.f()"),
+     ("from helper import f", "y = f()")],
+    ids=["from-import-in-step", "module-attribute", "imported-earlier"],
+)
+def test_a_function_calling_into_another_local_module_follows_its_code(
+        shell: Shell, local_modules: Path, how: str, plain: str, body: str) -> None:
+    _helper_pair(local_modules, 1)
+    shell.run(plain or "pass")
+    cell = f"%%step chain\nmark('chain')\n{body}"
+    shell.run(cell)
+    assert shell.ns["y"] == 1
+    _helper_pair(local_modules, 2)
+    if how == "new-kernel":
+        _forget_modules("helper", "helper2")
+        shell.fresh()
+    else:
+        shell.run("import importlib, helper2, helper\nimportlib.reload(helper2)\nimportlib.reload(helper)")
+    shell.run(plain or "pass")
+    shell.run(cell)
+    assert shell.count("chain") == 2, "stale hit: the step did not re-run"
+    assert shell.ns["y"] == 2
+
+
+# -- issue 9: other code paths ------------------------------------------------------------------------
+def test_a_function_from_a_run_script_follows_the_script(shell: Shell, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text("K = 1\ndef f():\n    return K\n")
+    shell.run(f"%run {script}")
+    cell = "%%step ran\nmark('ran')\ny = f()"
+    shell.run(cell)
+    script.write_text("K = 2\ndef f():\n    return K\n")
+    shell.run(f"%run {script}")
+    shell.run(cell)
+    assert shell.count("ran") == 2 and shell.ns["y"] == 2
+
+
+def test_a_function_made_by_exec_in_its_own_globals_follows_them(shell: Shell) -> None:
+    shell.run("g = {'K': 1}\nexec('def f():\\n    return K', g)\nf = g['f']")
+    cell = "%%step ex\nmark('ex')\ny = f()"
+    shell.run(cell)
+    shell.run("g['K'] = 2")
+    shell.run(cell)
+    assert shell.count("ex") == 2 and shell.ns["y"] == 2
+
+
+def test_a_module_loaded_from_a_file_path_follows_the_file(shell: Shell, tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere" / "plug.py"
+    path.parent.mkdir()
+    path.write_text("def f():\n    return 1\n")
+    load = ("import importlib.util\n"
+            f"spec = importlib.util.spec_from_file_location('plug', {str(path)!r})\n"
+            "plug = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(plug)")
+    shell.run(load)
+    cell = "%%step plug\nmark('plug')\ny = plug.f()"
+    shell.run(cell)
+    path.write_text("def f():\n    return 2\n")
+    shell.run(load)
+    shell.run(cell)
+    assert shell.count("plug") == 2 and shell.ns["y"] == 2
+
+
+@pytest.mark.parametrize(
+    ("define", "redefine", "use"),
+    [
+        ("class Meta(type):\n    def __new__(m, n, b, d):\n        d['v'] = 1\n"
+         "        return super().__new__(m, n, b, d)\nclass A(metaclass=Meta):\n    pass",
+         "class Meta(type):\n    def __new__(m, n, b, d):\n        d['v'] = 2\n"
+         "        return super().__new__(m, n, b, d)\nclass A(metaclass=Meta):\n    pass",
+         "y = A.v"),
+        ("class Meta(type):\n    def kind(cls):\n        return 1\nclass A(metaclass=Meta):\n    pass",
+         "class Meta(type):\n    def kind(cls):\n        return 2\nclass A(metaclass=Meta):\n    pass",
+         "y = A.kind()"),
+        ("import typing\ndef f(x: int):\n    return 1",
+         "def f(x: str):\n    return 1",
+         "y = typing.get_type_hints(f)['x'].__name__"),
+        ("import functools\ndef base(a, b):\n    return a * b\np = functools.partial(base, 2)",
+         "p = functools.partial(base, 3)", "y = p(10)"),
+        ("import functools\n@functools.lru_cache\ndef c(x):\n    return x + K\nK = 1",
+         "K = 2\nc.cache_clear()", "y = c(1)"),
+        ("import functools\n@functools.singledispatch\ndef show(x):\n    return 'any'",
+         "@show.register\ndef _(x: int):\n    return 'int'", "y = show(1)"),
+        ("def deco(fn):\n    def inner():\n        return fn() + 1\n    return inner\n"
+         "@deco\ndef f():\n    return 1",
+         "def deco(fn):\n    def inner():\n        return fn() + 2\n    return inner\n"
+         "@deco\ndef f():\n    return 1", "y = f()"),
+    ],
+    ids=["metaclass-new", "metaclass-method", "annotations", "partial", "lru_cache-global",
+         "singledispatch-register", "decorator"],
+)
+def test_code_reached_indirectly_is_keyed_by_what_runs(shell: Shell, define: str, redefine: str,
+                                                       use: str) -> None:
+    shell.run(define)
+    cell = f"%%step ind\nmark('ind')\n{use}"
+    shell.run(cell)
+    first = shell.ns["y"]
+    shell.run(redefine)
+    shell.run(cell)
+    assert shell.count("ind") == 2, "stale hit: the step did not re-run"
+    assert shell.ns["y"] != first
+
+
+def test_a_package_upgraded_and_reloaded_in_the_kernel_reruns(shell: Shell, tmp_path: Path) -> None:
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    (site / "tinypkg").mkdir(parents=True)
+    init = site / "tinypkg" / "__init__.py"
+    init.write_text("__version__ = '1.0'\ndef f():\n    return 1\n")
+    sys.path.insert(0, str(site))
+    try:
+        shell.run("import tinypkg")
+        cell = "%%step up\nmark('up')\ny = tinypkg.f()"
+        shell.run(cell)
+        init.write_text("__version__ = '2.0'\ndef f():\n    return 2\n")
+        shell.run(cell)
+        assert shell.count("up") == 1 and shell.ns["y"] == 1  # the old code still runs: a hit
+        shell.run("import importlib\nimportlib.reload(tinypkg)")
+        shell.run(cell)
+        assert shell.count("up") == 2 and shell.ns["y"] == 2
+    finally:
+        sys.path.remove(str(site))
+        _forget_modules("tinypkg")
