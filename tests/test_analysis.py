@@ -394,3 +394,83 @@ MISSED_READS = [
 def test_reads_that_were_missed_once(source: str, must_read: str) -> None:
     analysis = _analyse(source)
     assert _names(must_read) <= analysis.inputs or analysis.dynamic
+
+
+# -- names a library reads from the step's frame (issue 9) -------------------------------------
+# (source, {name: label}): literal strings, read statically; none of these is dynamic.
+FRAME_READS = [
+    pytest.param("r = df.query('a > @thr and b < @ lo')", {"thr": "df.query:@thr", "lo": "df.query:@lo"},
+                 id="query-at-names"),
+    pytest.param("r = df.query('`a b` > 1 and c == \"@x\"')", {}, id="backticks-and-strings-read-nothing"),
+    pytest.param("r = df.query('a > 1')", {}, id="query-bare-names-are-columns"),
+    pytest.param("r = df.eval('c = @k + a')", {"k": "df.eval:@k"}, id="df-eval"),
+    pytest.param("r = pd.eval('x + z * 2')", {"x": "pd.eval:x", "z": "pd.eval:z"}, id="pd-eval-bare"),
+    pytest.param("r = pl.sql('SELECT a FROM tbl JOIN \"Other\" USING (a)')",
+                 {"a": "pl.sql:a", "tbl": "pl.sql:tbl", "Other": "pl.sql:Other"}, id="sql-tables"),
+    pytest.param("r = duckdb.query('select * from frame')", {"frame": "duckdb.query:frame"},
+                 id="sql-looking-query"),
+    pytest.param("r = pl.SQLContext(register_globals=True).execute('SELECT * FROM t')",
+                 {"t": "pl.SQLContext().execute:t"}, id="sqlcontext-execute"),
+    pytest.param("thr = 2\nr = df.query('a > @thr')", {}, id="bound-in-the-step-first"),
+    pytest.param("session.query(User)\nmodel.eval()\ncur.execute(sql_text(q))", {}, id="not-strings"),
+]
+
+
+@pytest.mark.parametrize(("source", "frames"), FRAME_READS)
+def test_frame_reads(source: str, frames: dict[str, str]) -> None:
+    a = _analyse(source)
+    assert dict(a.frames) == frames
+    assert not a.dynamic
+    assert not set(frames) & a.inputs  # said as frame reads, keyed by the runner
+
+
+@pytest.mark.parametrize(
+    ("source", "frame_strings", "dynamic"),
+    [
+        ("r = df.query(q)", (("q", "query", "df"),), False),
+        ("q = 'a > @t'\nr = df.query(q)", (), True),
+        ("r = df.query(f'a > @{name}')", (), True),
+        ("r = df.query('a > ' + cond)", (), True),
+        ("r = pl.sql(build())", (), True),
+    ],
+    ids=["input-variable", "bound-in-step", "f-string", "concatenation", "call"],
+)
+def test_computed_frame_strings(source: str, frame_strings: tuple[tuple[str, str, str], ...],
+                                dynamic: bool) -> None:
+    a = _analyse(source)
+    assert a.frame_strings == frame_strings
+    assert bool(a.dynamic) is dynamic
+
+
+def test_frame_reads_in_a_function_are_its_globals() -> None:
+    a = _analyse("def pick(d):\n    return d.query('a > @thr')\nr = pick(df)")
+    assert "thr" in a.inputs
+
+
+# -- environment variables (issue 9) ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("source", "env"),
+    [
+        ("import os\nr = os.environ['A']", "A"),
+        ("import os\nr = os.environ.get('A', 'x')", "A"),
+        ("import os\nr = os.getenv('A')", "A"),
+        ("from os import environ, getenv\nr = environ['A'] + getenv('B')", "A B"),
+        ("import os\nr = 'A' in os.environ", "A"),
+        ("import os\nos.environ['A'] = '1'", "A"),
+        ("import os\ndef f():\n    return os.environ['A']", "A"),
+        ("import os\nr = os.environ[name]", "*"),
+        ("import os\nr = dict(os.environ)", "*"),
+        ("import os\nr = sorted(os.environ.items())", "*"),
+        ("import os\nr = os.getenv(prefix + '_X')", "*"),
+        ("get_ipython().run_line_magic('env', 'A')", "A"),
+        ("get_ipython().run_line_magic('env', 'A=1')", "A"),
+        ("get_ipython().run_line_magic('env', '')", "*"),
+        ("get_ipython().run_line_magic('time', \"os.environ['A']\")", "A"),
+        ("r = env['A']\nr = settings.environ", ""),
+    ],
+    ids=["subscript", "get", "getenv", "from-os-import", "in", "set", "in-a-function",
+         "computed", "dict", "items", "getenv-computed", "%env", "%env-set", "%env-all",
+         "%time", "other-mappings"],
+)
+def test_environment_reads(source: str, env: str) -> None:
+    assert _analyse(source).env == _names(env)

@@ -268,6 +268,108 @@ def test_a_step_that_draws_nothing_ignores_the_generators(shell: Shell) -> None:
     assert shell.last.status == "cached"
 
 
+# -- issue 9: names that libraries read from the caller's frame --------------------------------
+_FRAME = "import pandas as pd\nimport polars as pl\ndf = pd.DataFrame({'a': [1, 2, 3, 4]})\n"
+
+
+@pytest.mark.parametrize(
+    ("setup", "body", "change", "said"),
+    [
+        ("thr = 1", "r = len(df.query('a > @thr'))", "thr = 2", "`@thr` read by df.query"),
+        ("k = 1", "r = df.eval('@k + a').tolist()", "k = 5", "`@k` read by df.eval"),
+        ("x = 1\nz = 2", "r = int(pd.eval('x + z'))", "z = 3", "`z` read by pd.eval"),
+        ("tbl = pl.DataFrame({'a': [1, 2]})",
+         "r = pl.sql('SELECT sum(a) AS s FROM tbl').collect()['s'][0]",
+         "tbl = pl.DataFrame({'a': [5, 6]})", "`tbl` read by pl.sql"),
+        ("tbl = pl.DataFrame({'a': [1, 2]})",
+         "ctx = pl.SQLContext(register_globals=True)\n"
+         "r = ctx.execute('SELECT sum(a) AS s FROM tbl', eager=True)['s'][0]\ndel ctx",
+         "tbl = pl.DataFrame({'a': [5, 6]})", "`tbl` read by ctx.execute"),
+        ("thr = 1\ndef pick(d):\n    return d.query('a > @thr')", "r = len(pick(df))", "thr = 2",
+         "input thr changed"),
+        ("thr = 1\nq = 'a > @thr'", "r = len(df.query(q))", "thr = 2", "`@thr` read by df.query"),
+        ("thr = 1", "q = 'a > ' + '@thr'\nr = len(df.query(q))", "thr = 2",
+         "input thr changed"),
+        ("thr = 1", "r = len(df.query(f'a > @{\"thr\"}'))", "thr = 2", "input thr changed"),
+    ],
+    ids=["query", "df.eval", "pd.eval", "polars-sql", "SQLContext", "query-in-a-function",
+         "query-string-input", "query-string-computed", "query-f-string"],
+)
+def test_names_a_library_reads_from_the_callers_frame_are_inputs(
+        shell: Shell, setup: str, body: str, change: str, said: str) -> None:
+    pytest.importorskip("polars")
+    shell.run(_FRAME + setup)
+    cell = f"%%step frame\nmark('frame')\n{body}"
+    shell.run(cell)
+    first = shell.ns["r"]
+    shell.run(cell)
+    if shell.last.status != "cached":  # a computed string: every variable is an input, the
+        shell.run(cell)                 # step's own outputs too, so it misses once more
+    assert shell.last.status == "cached"  # still a hit when nothing changed
+    runs = shell.count("frame")
+    shell.run(change)
+    shell.run(cell)
+    assert shell.count("frame") == runs + 1, "stale hit: the step did not re-run"
+    assert shell.ns["r"] != first
+    assert said in shell.last.reason, shell.last.reason
+
+
+# -- issue 9: environment variables --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("import os\nr = os.environ['RNB_THR']", "environment variable `RNB_THR` changed"),
+        ("import os\nr = os.environ.get('RNB_THR', '0')", "environment variable `RNB_THR` changed"),
+        ("import os\nr = os.getenv('RNB_THR')", "environment variable `RNB_THR` changed"),
+        ("from os import environ\nr = environ['RNB_THR']", "environment variable `RNB_THR` changed"),
+        ("import os\nr = 'RNB_THR' in os.environ and os.environ['RNB_THR']",
+         "environment variable `RNB_THR` changed"),
+        ("r = read_thr()", "environment variable `RNB_THR` changed"),
+        ("import os\nname = 'RNB_' + 'THR'\nr = os.environ[name]", "the environment changed"),
+        ("import os\nr = dict(os.environ)['RNB_THR']", "the environment changed"),
+    ],
+    ids=["subscript", "get", "getenv", "from-os-import-environ", "in", "in-a-function",
+         "computed-name", "whole-environ"],
+)
+def test_environment_variables_read_are_part_of_the_key(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, body: str, said: str) -> None:
+    monkeypatch.setenv("RNB_THR", "1")
+    shell.run("import os\ndef read_thr():\n    return os.environ.get('RNB_THR')")
+    cell = f"%%step env\nmark('env')\n{body}"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("env") == 1
+    monkeypatch.setenv("RNB_THR", "2")
+    shell.run(cell)
+    assert shell.count("env") == 2, "stale hit: the step did not re-run"
+    assert shell.ns["r"] in ("2", True) or shell.ns["r"] == "2"
+    assert said in shell.last.reason, shell.last.reason
+
+
+def test_an_environment_variable_appearing_reruns(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RNB_MAYBE", raising=False)
+    cell = "%%step maybe\nmark('maybe')\nimport os\nr = os.getenv('RNB_MAYBE', 'unset')"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_MAYBE", "set")
+    shell.run(cell)
+    assert shell.count("maybe") == 2 and shell.ns["r"] == "set"
+    assert "environment variable `RNB_MAYBE` changed" in shell.last.reason
+
+
+def test_a_local_module_reading_the_environment_follows_it(
+        shell: Shell, local_modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (local_modules / "envmod.py").write_text("import os\ndef thr():\n    return os.environ['RNB_THR']\n")
+    monkeypatch.setenv("RNB_THR", "1")
+    shell.run("import envmod")
+    cell = "%%step envmod\nmark('envmod')\nfrom envmod import thr\nr = thr()"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.last.status == "cached"
+    monkeypatch.setenv("RNB_THR", "2")
+    shell.run(cell)
+    assert shell.count("envmod") == 2 and shell.ns["r"] == "2"
+
+
 # -- issue 9: code reached through local modules ---------------------------------------------------
 def _helper_pair(folder: Path, value: int) -> None:
     (folder / "helper.py").write_text("from helper2 import g\ndef f():\n    return g()\n")
@@ -397,3 +499,15 @@ def test_a_package_upgraded_and_reloaded_in_the_kernel_reruns(shell: Shell, tmp_
     finally:
         sys.path.remove(str(site))
         _forget_modules("tinypkg")
+
+
+def test_a_miss_names_the_imported_module_that_changed(shell: Shell, local_modules: Path) -> None:
+    _helper_pair(local_modules, 1)
+    cell = "%%step mod\nmark('mod')\nimport helper2\ny = helper2.g()"
+    shell.run("import helper2")
+    shell.run(cell)
+    _helper_pair(local_modules, 2)
+    shell.run("import importlib\nimportlib.reload(helper2)")
+    shell.run(cell)
+    assert shell.count("mod") == 2 and shell.ns["y"] == 2
+    assert "module `helper2` changed" in shell.last.reason, shell.last.reason
