@@ -15,9 +15,23 @@ import types
 from collections.abc import Mapping
 from typing import Any, Literal
 
-__all__ = ["DYNAMIC_CALLS", "EMPTY_CELL", "ENV_WHOLE", "FRAME_METHODS", "NAMESPACE_HANDLES",
-           "cell_contents", "class_body", "frame_kind", "frame_names", "importable_as",
-           "is_notebook_module", "is_resource", "resolves_to", "type_name"]
+__all__ = [
+    "DYNAMIC_CALLS",
+    "EMPTY_CELL",
+    "ENV_WHOLE",
+    "FRAME_METHODS",
+    "NAMESPACE_HANDLES",
+    "cell_contents",
+    "class_body",
+    "frame_kind",
+    "frame_names",
+    "importable_as",
+    "is_notebook_module",
+    "is_resource",
+    "resolves_to",
+    "string_frame_names",
+    "type_name",
+]
 
 # -- code that hides what it reads --------------------------------------------------------
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval", "__import__"})
@@ -77,6 +91,17 @@ def frame_names(text: str, kind: FrameKind) -> dict[str, str]:
             if not keyword.iskeyword(m.group(1)):
                 found.setdefault(m.group(1), m.group(1))
     return found
+
+
+def string_frame_names(text: str) -> dict[str, str]:
+    """For a string met anywhere (a literal passed to a helper that calls ``df.query``, a
+    ``str`` input): the ``@names`` of a pandas expression, or the identifiers of an SQL
+    query, that some library may look up in the frame it is called from."""
+    if "@" in text and len(text) < 10_000:
+        return frame_names(text, "pandas")
+    if _SQL_START.match(text) and len(text) < 10_000:
+        return frame_names(text, "sql")
+    return {}
 
 
 _SQL_KEYWORDS = frozenset("""

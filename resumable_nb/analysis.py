@@ -22,6 +22,7 @@ from ._introspect import (
     NAMESPACE_HANDLES,
     frame_kind,
     frame_names,
+    string_frame_names,
 )
 from .files import literal_paths
 
@@ -87,7 +88,7 @@ def analyse(source: str) -> tuple[ast.Module, CellAnalysis]:
         has_await=walker.has_await,
         paths=literal_paths(tree),
         env=frozenset(walker.env | environ_reads(tree)),
-        frames=tuple(walker.frames.items()),
+        frames=tuple({**_string_frames(tree, walker.bound), **walker.frames}.items()),
         frame_strings=tuple(dict.fromkeys(walker.frame_strings)),
     )
 
@@ -645,6 +646,19 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
         inner_params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
         free |= _free_names(inner_body, inner_params, outer) - (local - declared_global)
     return free
+
+
+def _string_frames(tree: ast.AST, bound: set[str]) -> dict[str, str]:
+    """``@names`` and SQL identifiers in any string literal of the step, which may reach
+    ``df.query`` through a helper (``pick(df, 'a > @thr')``): names the step binds are left
+    out (the direct calls, read flow by flow, keep those it reads before binding them)."""
+    found: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for name, shown in string_frame_names(node.value).items():
+                if name not in bound:
+                    found.setdefault(name, f"a query string:{shown}")
+    return found
 
 
 def _may_be_str(node: ast.expr) -> bool:

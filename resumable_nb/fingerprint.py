@@ -80,6 +80,7 @@ from ._introspect import (
     is_notebook_module,
     is_resource,
     resolves_to,
+    string_frame_names,
     type_name,
 )
 from .errors import Unfingerprintable
@@ -418,9 +419,12 @@ class Fingerprinter:
         self.begin(tags.GLOBALS, len(present))
         for name in present:
             self.text(tags.KEY, name)
-            self._path.append(name)
-            self.value(g[name])
-            self._path.pop()
+            try:
+                self.raw(tags.MEMBER_DIGEST, self._sub(g[name]))
+            except Unfingerprintable:
+                # A lock or a connection at module level: as in a local module's content,
+                # its type counts (docs/limitations.md), not its state.
+                self.text(tags.MEMBER_OPAQUE, type_name(g[name]))
 
     def _code_and_state(self, fn: types.FunctionType) -> None:
         """What every kind of function is keyed by: code, defaults, closure values,
@@ -665,12 +669,11 @@ def frame_reads(code: types.CodeType) -> frozenset[str]:
     (``d.query('a > @thr')`` in a function reads the global ``thr``)."""
     codes = _all_codes(code)
     methods = {n for c in codes for n in c.co_names} & FRAME_METHODS
-    if not methods:
-        return frozenset()
     found: set[str] = set()
     for c in codes:
         for const in c.co_consts:
             if isinstance(const, str) and len(const) < 10_000:
+                found |= string_frame_names(const).keys()  # passed on to a helper
                 for method in methods:  # which call a constant goes to is not known: all
                     kind = frame_kind(method, "pd" if method == "eval" else None, const)
                     if kind is not None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import aliases, capture, files, retry, rng, serialize, why
 from ._await import run_code
-from ._introspect import frame_kind, frame_names
+from ._introspect import frame_kind, frame_names, string_frame_names
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
     CorruptEntry,
@@ -237,6 +237,11 @@ class StepRunner:
                                       f"(pass --ignore {var} to leave it out of the key)")
                 return fps, [], reason
             queue.extend(sorted(fper.globals_read - fps.keys() - skip, reverse=True))
+            if isinstance(value, str):  # q = 'a > @thr' handed to a helper calling df.query
+                for read, shown in string_frame_names(value).items():
+                    frames.setdefault(read, f"the string in {var}:{shown}")
+                    if read not in fps and read not in skip:
+                        queue.append(read)
             if dynamic is None and fper.dynamic is not None:
                 dynamic = fper.dynamic  # a helper from an earlier cell reads globals() & co.
                 queue.extend(sorted(self._user_names() - fps.keys() - skip, reverse=True))

@@ -289,11 +289,18 @@ _FRAME = "import pandas as pd\nimport polars as pl\ndf = pd.DataFrame({'a': [1, 
          "input thr changed"),
         ("thr = 1\nq = 'a > @thr'", "r = len(df.query(q))", "thr = 2", "`@thr` read by df.query"),
         ("thr = 1", "q = 'a > ' + '@thr'\nr = len(df.query(q))", "thr = 2",
-         "input thr changed"),
+         "`@thr` read by a query string"),
         ("thr = 1", "r = len(df.query(f'a > @{\"thr\"}'))", "thr = 2", "input thr changed"),
+        ("thr = 1\ndef pick(d, q):\n    return d.query(q)", "r = len(pick(df, 'a > @thr'))", "thr = 2",
+         "`@thr` read by a query string"),
+        ("thr = 1\nq = 'a > @thr'\ndef pick(d, q):\n    return d.query(q)", "r = len(pick(df, q))",
+         "thr = 2", "`@thr` read by the string in q"),
+        ("thr = 1\ndef pick(d, q):\n    return d.query(q)\ndef use(d):\n    return pick(d, 'a > @thr')",
+         "r = len(use(df))", "thr = 2", "input thr changed"),
     ],
     ids=["query", "df.eval", "pd.eval", "polars-sql", "SQLContext", "query-in-a-function",
-         "query-string-input", "query-string-computed", "query-f-string"],
+         "query-string-input", "query-string-computed", "query-f-string", "literal-to-a-helper",
+         "string-input-to-a-helper", "helper-passing-a-literal"],
 )
 def test_names_a_library_reads_from_the_callers_frame_are_inputs(
         shell: Shell, setup: str, body: str, change: str, said: str) -> None:
@@ -511,3 +518,16 @@ def test_a_miss_names_the_imported_module_that_changed(shell: Shell, local_modul
     shell.run(cell)
     assert shell.count("mod") == 2 and shell.ns["y"] == 2
     assert "module `helper2` changed" in shell.last.reason, shell.last.reason
+
+
+def test_a_local_function_using_a_module_lock_is_still_cached(shell: Shell, local_modules: Path) -> None:
+    (local_modules / "locked.py").write_text(
+        "import threading\n_lock = threading.Lock()\nK = 1\ndef f():\n    with _lock:\n        return K\n")
+    shell.run("from locked import f")
+    cell = "%%step lk\nmark('lk')\ny = f()"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("lk") == 1 and shell.last.status == "cached"
+    shell.run("import locked\nlocked.K = 2")
+    shell.run(cell)
+    assert shell.count("lk") == 2 and shell.ns["y"] == 2
