@@ -248,12 +248,12 @@ class Fingerprinter:
             self.begin(tags.MEMORYVIEW, 2)
             self.value((value.format, value.shape))
             self.raw(tags.BUFFER, value.tobytes())
+        elif t is types.FunctionType:  # first: the commonest code input (never a resource)
+            self._function(value)
         elif is_resource(value):
             raise Unfingerprintable(f"{type_name(value)} has no stable content")
         elif isinstance(value, types.ModuleType):
             self._module(value)
-        elif isinstance(value, types.FunctionType):
-            self._function(value)
         elif t is property:
             self.begin(tags.PROPERTY, 4)
             for part in (value.fget, value.fset, value.fdel, value.__doc__):
@@ -377,14 +377,17 @@ class Fingerprinter:
             return
         self.begin(tags.NOTEBOOK_FUNCTION, 7)
         self.text(tags.NAME, fn.__qualname__)
-        self._code_and_state(fn)
-        self.value(dict(fn.__dict__))
-        reads = _code_facts(fn.__code__).reads
+        facts = self._code_and_state(fn)
+        if fn.__dict__:
+            self.value(dict(fn.__dict__))
+        else:  # the usual case; a fresh empty copy is never shared: no memo entry needed
+            self.begin(tags.DICT, 0)
+        reads = facts.reads
         if self.dynamic is None and reads & NAMESPACE_HANDLES:
             self.dynamic = (f"function {fn.__qualname__} calls "
                             f"{sorted(reads & NAMESPACE_HANDLES)[0]}()")
         g = fn.__globals__
-        present = [n for n in sorted(reads) if n in g]
+        present = [n for n in facts.sorted_reads if n in g]
         self.begin(tags.GLOBALS, len(present))
         for name in present:
             self.globals_read.add(name)
@@ -426,20 +429,22 @@ class Fingerprinter:
                 # its type counts (docs/limitations.md), not its state.
                 self.text(tags.MEMBER_OPAQUE, type_name(g[name]))
 
-    def _code_and_state(self, fn: types.FunctionType) -> None:
+    def _code_and_state(self, fn: types.FunctionType) -> _CodeFacts:
         """What every kind of function is keyed by: code, defaults, closure values,
         annotations (``typing.get_type_hints`` and dispatchers read them), and the
         environment variables its code reads."""
-        self._code(fn.__code__)
+        facts = _code_facts(fn.__code__)
+        self.raw(tags.CODE, facts.digest)
         self.value(fn.__defaults__)
         self.value(fn.__kwdefaults__)
-        self.value(tuple(cell_contents(c) for c in fn.__closure__ or ()))
-        self.value(getattr(fn, "__annotations__", None) or None)
-        env = _code_facts(fn.__code__).env
-        if env:
-            self.env_read |= env
+        closure = fn.__closure__
+        self.value(() if closure is None else tuple(cell_contents(c) for c in closure))
+        self.value(fn.__annotations__ or None)
+        if facts.env:
+            self.env_read |= facts.env
             if self.follow_globals:
-                self.raw(tags.ENVIRON, environ_digest(env).encode())
+                self.raw(tags.ENVIRON, environ_digest(facts.env).encode())
+        return facts
 
     def _code(self, code: types.CodeType) -> None:
         # Filenames and line numbers are left out: IPython names every execution's file
@@ -631,7 +636,7 @@ def global_names(code: types.CodeType) -> frozenset[str]:
 class _CodeFacts:
     """What the fingerprint needs of one code object, computed once: it is immutable."""
 
-    __slots__ = ("code", "digest", "env", "reads")
+    __slots__ = ("code", "digest", "env", "reads", "sorted_reads")
 
     def __init__(self, code: types.CodeType) -> None:
         self.code = code  # kept alive, so that its id is not reused while cached
@@ -640,6 +645,7 @@ class _CodeFacts:
         fp._code_parts(code)
         self.digest = fp._h.digest()
         self.reads = global_names(code) | frame_reads(code)
+        self.sorted_reads = tuple(sorted(self.reads))
         self.env = environ_reads(code)
 
 
