@@ -19,6 +19,7 @@ __all__ = [
     "DYNAMIC_CALLS",
     "EMPTY_CELL",
     "ENV_WHOLE",
+    "FRAME_ATTRIBUTES",
     "FRAME_METHODS",
     "NAMESPACE_HANDLES",
     "cell_contents",
@@ -38,6 +39,10 @@ DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval", "__impor
 """Builtins that read or bind names the source does not show."""
 NAMESPACE_HANDLES = DYNAMIC_CALLS | {"get_ipython"}
 """Names that hand out the namespace itself (``get_ipython().user_ns``...)."""
+FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_globals", "f_locals", "f_back",
+                              "__globals__"})
+"""Attributes that lead to a frame's or a function's namespace (``sys._getframe().f_globals``,
+``inspect.currentframe()``, ``f.__globals__``): the code may read any variable through them."""
 
 # -- names a library reads from its caller's frame ------------------------------------------
 FRAME_METHODS = frozenset({"query", "eval", "sql", "execute"})

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ._introspect import (
     DYNAMIC_CALLS,
     ENV_WHOLE,
+    FRAME_ATTRIBUTES,
     FRAME_METHODS,
     NAMESPACE_HANDLES,
     frame_kind,
@@ -341,6 +342,9 @@ class _Walker:
         elif _is_builtins_handle(node):
             self.dynamic.append(f"builtins.{node.attr}")  # type: ignore[attr-defined]
             self.expr(node.value)  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Attribute) and node.attr in FRAME_ATTRIBUTES:
+            self.dynamic.append(f"a use of .{node.attr}")
+            self.expr(node.value)
         else:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.expr):
@@ -614,6 +618,8 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
             outer.dynamic.extend(probe.dynamic)
         elif _is_builtins_handle(node):
             outer.dynamic.append("builtins' namespace functions in a function")
+        elif isinstance(node, ast.Attribute) and node.attr in FRAME_ATTRIBUTES:
+            outer.dynamic.append(f"a use of .{node.attr} in a function")
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr in FRAME_METHODS):
             # d.query('a > @thr') in a function reads thr from the function's frame: its
@@ -676,15 +682,16 @@ _ENV_METHODS = frozenset({"get", "setdefault", "pop", "__getitem__", "__contains
 
 
 def _is_environ(node: ast.AST) -> bool:
-    """``os.environ`` or ``environ`` (``from os import environ``)."""
+    """``os.environ``, ``environ`` (``from os import environ``); any ``x.environ`` (``import
+    os as o``: which module ``o`` is, the AST does not know; a false one costs misses)."""
     if isinstance(node, ast.Attribute):
-        return node.attr in _ENV_MAPPINGS and isinstance(node.value, ast.Name) and node.value.id == "os"
+        return node.attr in _ENV_MAPPINGS
     return isinstance(node, ast.Name) and node.id in _ENV_MAPPINGS
 
 
 def _is_getenv(node: ast.AST) -> bool:
     if isinstance(node, ast.Attribute):
-        return node.attr in _ENV_FUNCTIONS and isinstance(node.value, ast.Name) and node.value.id == "os"
+        return node.attr in _ENV_FUNCTIONS
     return isinstance(node, ast.Name) and node.id in _ENV_FUNCTIONS
 
 

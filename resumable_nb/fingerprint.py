@@ -70,6 +70,7 @@ from . import _tags as tags
 from ._introspect import (
     EMPTY_CELL,
     ENV_WHOLE,
+    FRAME_ATTRIBUTES,
     FRAME_METHODS,
     NAMESPACE_HANDLES,
     cell_contents,
@@ -382,10 +383,8 @@ class Fingerprinter:
             self.value(dict(fn.__dict__))
         else:  # the usual case; a fresh empty copy is never shared: no memo entry needed
             self.begin(tags.DICT, 0)
-        reads = facts.reads
-        if self.dynamic is None and reads & NAMESPACE_HANDLES:
-            self.dynamic = (f"function {fn.__qualname__} calls "
-                            f"{sorted(reads & NAMESPACE_HANDLES)[0]}()")
+        if self.dynamic is None and facts.handles:
+            self.dynamic = f"function {fn.__qualname__} uses {facts.handles[0]}"
         g = fn.__globals__
         present = [n for n in facts.sorted_reads if n in g]
         self.begin(tags.GLOBALS, len(present))
@@ -409,8 +408,9 @@ class Fingerprinter:
         self.text(tags.NAME, fn.__qualname__)
         self._code_and_state(fn)
         self.value(dict(fn.__dict__))
-        reads = _code_facts(fn.__code__).reads
-        if reads & NAMESPACE_HANDLES:
+        facts = _code_facts(fn.__code__)
+        reads = facts.reads
+        if facts.handles:
             # globals(), eval...: it may read anything there, so all of it counts.
             if home is not None:
                 self.value(home)
@@ -636,7 +636,7 @@ def global_names(code: types.CodeType) -> frozenset[str]:
 class _CodeFacts:
     """What the fingerprint needs of one code object, computed once: it is immutable."""
 
-    __slots__ = ("code", "digest", "env", "reads", "sorted_reads")
+    __slots__ = ("code", "digest", "env", "handles", "reads", "sorted_reads")
 
     def __init__(self, code: types.CodeType) -> None:
         self.code = code  # kept alive, so that its id is not reused while cached
@@ -646,6 +646,10 @@ class _CodeFacts:
         self.digest = fp._h.digest()
         self.reads = global_names(code) | frame_reads(code)
         self.sorted_reads = tuple(sorted(self.reads))
+        # What hands out a namespace: globals(), eval... or a frame (sys._getframe(1).f_globals).
+        attributes = {n for c in _all_codes(code) for n in c.co_names} & FRAME_ATTRIBUTES
+        self.handles = tuple(sorted([f"{n}()" for n in self.reads & NAMESPACE_HANDLES]
+                                    + [f".{n}" for n in attributes]))
         self.env = environ_reads(code)
 
 

@@ -246,6 +246,10 @@ def test_imports(source: str, imports: str) -> None:
         pytest.param("get_ipython().run_line_magic(name, 'y = 1')", "name", id="magic-name-not-constant"),
         pytest.param("get_ipython().ev('x')", "", id="other-ipython-call"),
         pytest.param("get_ipython().system('echo {x!r}')", "", id="shell-expression-does-not-parse"),
+        pytest.param("w = sys._getframe().f_globals['p']", "sys", id="getframe"),
+        pytest.param("w = inspect.currentframe().f_locals", "inspect", id="currentframe"),
+        pytest.param("w = f.__globals__['p']", "f", id="function-globals"),
+        pytest.param("def f():\n    return sys._getframe(1).f_globals['p']", "", id="getframe-in-def"),
     ],
 )
 def test_dynamic(source: str, must_read: str) -> None:
@@ -466,11 +470,12 @@ def test_frame_reads_in_a_function_are_its_globals() -> None:
         ("get_ipython().run_line_magic('env', 'A=1')", "A"),
         ("get_ipython().run_line_magic('env', '')", "*"),
         ("get_ipython().run_line_magic('time', \"os.environ['A']\")", "A"),
-        ("r = env['A']\nr = settings.environ", ""),
+        ("import os as o\nr = o.environ['A'] + o.getenv('B')", "A B"),
+        ("r = env['A']\nr = environment", ""),
     ],
     ids=["subscript", "get", "getenv", "from-os-import", "in", "set", "in-a-function",
          "computed", "dict", "items", "getenv-computed", "%env", "%env-set", "%env-all",
-         "%time", "other-mappings"],
+         "%time", "import-os-as", "other-mappings"],
 )
 def test_environment_reads(source: str, env: str) -> None:
     assert _analyse(source).env == _names(env)

@@ -531,3 +531,29 @@ def test_a_local_function_using_a_module_lock_is_still_cached(shell: Shell, loca
     shell.run("import locked\nlocked.K = 2")
     shell.run(cell)
     assert shell.count("lk") == 2 and shell.ns["y"] == 2
+
+
+@pytest.mark.parametrize(
+    "reader",
+    ["sys._getframe().f_globals['p']", "inspect.currentframe().f_globals['p']",
+     "getp.__globals__['p']", "viaframe()"],
+    ids=["getframe", "currentframe", "function-globals", "helper-reading-its-callers-frame"],
+)
+def test_frame_access_treats_everything_as_input(shell: Shell, reader: str) -> None:
+    shell.run("import sys, inspect\np = 1\ndef getp():\n    return 0\n"
+              "def viaframe():\n    return sys._getframe(1).f_globals['p']")
+    cell = f"%%step fr\nmark('fr')\nw = {reader}"
+    shell.run(cell)
+    shell.run("p = 2")
+    shell.run(cell)
+    assert shell.count("fr") == 2 and shell.ns["w"] == 2
+
+
+def test_environ_through_an_aliased_os_is_read(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNB_P", "1")
+    shell.run("import os as o")
+    cell = "%%step alias\nmark('alias')\nw = o.environ['RNB_P']"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_P", "2")
+    shell.run(cell)
+    assert shell.count("alias") == 2 and shell.ns["w"] == "2"
