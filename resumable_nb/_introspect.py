@@ -45,12 +45,12 @@ FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_globals", "f_local
 ``inspect.currentframe()``, ``f.__globals__``): the code may read any variable through them."""
 
 # -- names a library reads from its caller's frame ------------------------------------------
-FRAME_METHODS = frozenset({"query", "eval", "sql", "execute"})
+FRAME_METHODS = frozenset({"query", "eval", "sql", "execute", "evaluate"})
 """Methods whose string argument names variables of the calling frame: ``df.query('a > @thr')``
-and ``df.eval`` (``@name``), ``pd.eval('x + z')`` (bare names), polars' ``pl.sql`` and
-``SQLContext(register_globals=True).execute`` (table names: frames found in the caller's
-scope). The static analysis (for a step's code) and the fingerprint (for a function's code)
-both read these strings with :func:`frame_names`."""
+and ``df.eval`` (``@name``), ``pd.eval('x + z')`` and numexpr's ``ne.evaluate('a * b')``
+(bare names), polars' ``pl.sql`` and ``SQLContext(register_globals=True).execute`` (table
+names: frames found in the caller's scope). The static analysis (for a step's code) and
+the fingerprint (for a function's code) both read these strings with :func:`frame_names`."""
 
 FrameKind = Literal["pandas", "pandas-eval", "sql"]
 ENV_WHOLE = "*"
@@ -72,6 +72,8 @@ def frame_kind(method: str, receiver: str | None, text: str) -> FrameKind | None
         return "pandas"
     if method == "eval":
         return "pandas-eval" if receiver in {"pd", "pandas"} else "pandas"
+    if method == "evaluate":
+        return "pandas-eval"
     return None
 
 
@@ -106,7 +108,14 @@ def string_frame_names(text: str) -> dict[str, str]:
         return frame_names(text, "pandas")
     if _SQL_START.match(text) and len(text) < 10_000:
         return frame_names(text, "sql")
+    if "~" in text and _FORMULA.match(text) and len(text) < 10_000:
+        # A model formula (patsy, formulaic: smf.ols('y ~ center(x)', df)): names that are
+        # not columns are looked up in the frame that calls the model.
+        return frame_names(text, "pandas-eval")
     return {}
+
+
+_FORMULA = re.compile(r"^[\w\s.()\[\]:+*,-]*~(?!/)[\w\s.()\[\]:+*/,^-]*$")
 
 
 _SQL_KEYWORDS = frozenset("""

@@ -395,7 +395,8 @@ class _Walker:
                     self.frames.setdefault(name, f"{where}:{shown}")
         elif isinstance(arg, ast.Name) and arg.id not in self.defined:
             self.frame_strings.append((arg.id, func.attr, receiver))  # read when keyed
-        elif func.attr != "execute" and _may_be_str(arg):
+        elif func.attr not in {"execute", "evaluate"} and _may_be_str(arg):
+            # (.execute/.evaluate: ORM statements and model.evaluate(x, y) are not strings)
             # Built in the step (f-string, concatenation, a call): which names it will hold
             # is known only when it runs.
             self.dynamic.append(f"a {where}() string computed in the step")

@@ -417,6 +417,13 @@ FRAME_READS = [
                  {"t": "pl.SQLContext().execute:t"}, id="sqlcontext-execute"),
     pytest.param("thr = 2\nr = df.query('a > @thr')", {}, id="bound-in-the-step-first"),
     pytest.param("session.query(User)\nmodel.eval()\ncur.execute(sql_text(q))", {}, id="not-strings"),
+    pytest.param("r = ne.evaluate('a * b + 1')", {"a": "ne.evaluate:a", "b": "ne.evaluate:b"},
+                 id="numexpr"),
+    pytest.param("m = smf.ols('y ~ center(x) + np.log(z)', data=df)",
+                 {"y": "a query string:y", "center": "a query string:center", "x": "a query string:x",
+                  "np": "a query string:np", "z": "a query string:z"}, id="formula"),
+    pytest.param("p = '~/data/x.csv'\nq = 'a ~ b ~ c'", {}, id="home-paths-are-not-formulas"),
+    pytest.param("model.evaluate(ds.test, batch_size=32)", {}, id="keras-evaluate"),
 ]
 
 
