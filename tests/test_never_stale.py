@@ -431,17 +431,18 @@ def test_a_function_made_by_exec_in_its_own_globals_follows_them(shell: Shell) -
     assert shell.count("ex") == 2 and shell.ns["y"] == 2
 
 
-def test_a_module_loaded_from_a_file_path_follows_the_file(shell: Shell, tmp_path: Path) -> None:
+@pytest.mark.parametrize("use", ["plug.f()", "f()"], ids=["module", "function-taken-out"])
+def test_a_module_loaded_from_a_file_path_follows_the_file(shell: Shell, tmp_path: Path, use: str) -> None:
     path = tmp_path / "elsewhere" / "plug.py"
     path.parent.mkdir()
-    path.write_text("def f():\n    return 1\n")
+    path.write_text("K = 1\ndef f():\n    return K\n")
     load = ("import importlib.util\n"
             f"spec = importlib.util.spec_from_file_location('plug', {str(path)!r})\n"
-            "plug = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(plug)")
+            "plug = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(plug)\nf = plug.f")
     shell.run(load)
-    cell = "%%step plug\nmark('plug')\ny = plug.f()"
+    cell = f"%%step plug\nmark('plug')\ny = {use}"
     shell.run(cell)
-    path.write_text("def f():\n    return 2\n")
+    path.write_text("K = 2\ndef f():\n    return K\n")
     shell.run(load)
     shell.run(cell)
     assert shell.count("plug") == 2 and shell.ns["y"] == 2
