@@ -34,6 +34,8 @@ _CODE_MAGICS = {"time", "timeit", "prun"}
 # Magics known to neither read nor bind user variables (display/config only).
 _INERT_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "precision", "xmode", "pdb"}
 _IPYTHON_METHODS = {"system", "getoutput", "run_line_magic", "run_cell_magic"}
+_SHELL_MAGICS = {"bash", "sh", "script", "zsh"}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)|\$([A-Za-z_][A-Za-z0-9_]*)")
 _SHELL_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)|\{([^{}]+)\}")
 
 
@@ -436,13 +438,17 @@ class _Walker:
             if target.isidentifier():
                 self.bind(target)
             return
+        if name in _SHELL_MAGICS and cell is not None:  # %%bash: $NAME reads the environment
+            self.env.update(m.group(1) or m.group(2) for m in _ENV_REF.finditer(cell))
         self.dynamic.append(f"the magic %{name}")
 
     def shell_command(self, command: str) -> None:
-        # IPython expands $name, ${name} and {expression} from the user namespace.
+        # IPython expands $name, ${name} and {expression} from the user namespace; a $name
+        # that is no variable reaches the shell, which reads the environment variable.
         for match in _SHELL_VAR.finditer(command):
             if match.group(1):
                 self.load(match.group(1))
+                self.env.add(match.group(1))
             else:
                 self.embedded_code(match.group(2), "a shell command", mode="eval")
 

@@ -479,10 +479,12 @@ def test_frame_reads_in_a_function_are_its_globals() -> None:
         ("get_ipython().run_line_magic('time', \"os.environ['A']\")", "A"),
         ("import os as o\nr = o.environ['A'] + o.getenv('B')", "A B"),
         ("r = env['A']\nr = environment", ""),
+        ("get_ipython().system('echo $A ${B}')", "A B"),
+        ("get_ipython().run_cell_magic('bash', '', 'echo $A\\nls ${B}/x\\n')", "A B"),
     ],
     ids=["subscript", "get", "getenv", "from-os-import", "in", "set", "in-a-function",
          "computed", "dict", "items", "getenv-computed", "%env", "%env-set", "%env-all",
-         "%time", "import-os-as", "other-mappings"],
+         "%time", "import-os-as", "other-mappings", "!cmd", "%%bash"],
 )
 def test_environment_reads(source: str, env: str) -> None:
     assert _analyse(source).env == _names(env)

@@ -558,3 +558,19 @@ def test_environ_through_an_aliased_os_is_read(shell: Shell, monkeypatch: pytest
     monkeypatch.setenv("RNB_P", "2")
     shell.run(cell)
     assert shell.count("alias") == 2 and shell.ns["w"] == "2"
+
+
+
+@pytest.mark.parametrize("body", ["!echo $RNB_SH > out.txt", "%%bash\necho $RNB_SH > out.txt"],
+                         ids=["!cmd", "%%bash"])
+def test_an_environment_variable_a_shell_command_names_is_read(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNB_SH", "1")
+    step = f"%%step sh --writes out.txt\n{body}"
+    shell.run(step)
+    assert (tmp_path / "out.txt").read_text().strip() == "1"
+    monkeypatch.setenv("RNB_SH", "2")
+    shell.run(step)
+    assert shell.last.status == "ran", "stale hit: the step did not re-run"
+    assert (tmp_path / "out.txt").read_text().strip() == "2"
