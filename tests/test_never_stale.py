@@ -574,3 +574,23 @@ def test_an_environment_variable_a_shell_command_names_is_read(
     shell.run(step)
     assert shell.last.status == "ran", "stale hit: the step did not re-run"
     assert (tmp_path / "out.txt").read_text().strip() == "2"
+
+
+@pytest.mark.parametrize("how", ["new-kernel", "reload"])
+def test_a_class_from_a_local_module_follows_its_methods(shell: Shell, local_modules: Path, how: str) -> None:
+    src = local_modules / "shapes.py"
+    src.write_text("class Sq:\n    def __init__(self, s):\n        self.s = s\n"
+                   "    def area(self):\n        return self.s * self.s\n")
+    shell.run("from shapes import Sq")
+    cell = "%%step area\nmark('area')\ny = Sq(3).area()"
+    shell.run(cell)
+    src.write_text("class Sq:\n    def __init__(self, s):\n        self.s = s\n"
+                   "    def area(self):\n        return self.s * 4\n")
+    if how == "new-kernel":
+        _forget_modules("shapes")
+        shell.fresh()
+        shell.run("from shapes import Sq")
+    else:
+        shell.run("import importlib, shapes\nimportlib.reload(shapes)\nfrom shapes import Sq")
+    shell.run(cell)
+    assert shell.count("area") == 2 and shell.ns["y"] == 12
