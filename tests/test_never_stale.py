@@ -594,3 +594,23 @@ def test_a_class_from_a_local_module_follows_its_methods(shell: Shell, local_mod
         shell.run("import importlib, shapes\nimportlib.reload(shapes)\nfrom shapes import Sq")
     shell.run(cell)
     assert shell.count("area") == 2 and shell.ns["y"] == 12
+
+
+def test_autoreload_swapping_code_in_place_reruns(shell: Shell, local_modules: Path) -> None:
+    import os
+    import time
+
+    _helper_pair(local_modules, 1)
+    shell.run("%load_ext autoreload\n%autoreload 2")
+    try:
+        shell.run("from helper import f")
+        cell = "%%step auto\nmark('auto')\ny = f()"
+        shell.run(cell)
+        _helper_pair(local_modules, 2)
+        later = time.time() + 5  # autoreload compares modification times
+        os.utime(local_modules / "helper2.py", (later, later))
+        shell.run("pass")  # autoreload runs before each cell
+        shell.run(cell)
+        assert shell.count("auto") == 2 and shell.ns["y"] == 2
+    finally:
+        shell.run("%autoreload 0")
