@@ -614,3 +614,16 @@ def test_autoreload_swapping_code_in_place_reruns(shell: Shell, local_modules: P
         assert shell.count("auto") == 2 and shell.ns["y"] == 2
     finally:
         shell.run("%autoreload 0")
+
+
+def test_the_whole_environment_leaves_out_what_jupyter_sets_per_kernel(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    cell = "%%step whole\nmark('whole')\nimport os\nn = len(os.environ) > 0"
+    monkeypatch.setenv("JPY_PARENT_PID", "111")
+    shell.run(cell)
+    monkeypatch.setenv("JPY_PARENT_PID", "222")  # another kernel's: the same environment
+    shell.run(cell)
+    assert shell.count("whole") == 1
+    monkeypatch.setenv("RNB_ANY", "x")
+    shell.run(cell)
+    assert shell.count("whole") == 2 and "the environment changed" in shell.last.reason
