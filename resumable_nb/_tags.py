@@ -45,6 +45,7 @@ RUNTIME_FUNCTION = b"v"  # made at run time by library code: by code + its modul
 MODULE_FUNCTION = b"3"  # of a local module or a foreign namespace (%run, exec): by code + globals read
 ENVIRON = b"4"  # the environment variables a function reads, by value
 METACLASS = b"5"  # a notebook or local class's metaclass
+TYPEVAR = b"6"  # a TypeVar, ParamSpec or TypeVarTuple: its kind, name, bound, constraints, variance
 BOUND_METHOD = b"B"
 BUILTIN = b"c"
 DESCRIPTOR = b"$"

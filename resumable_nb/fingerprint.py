@@ -60,6 +60,7 @@ import struct
 import sys
 import sysconfig
 import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
@@ -286,6 +287,15 @@ class Fingerprinter:
             self.value(value.__self__)
         elif isinstance(value, types.CodeType):
             self._code(value)
+        elif t in _TYPE_VARIABLES:
+            # Known to pickle only by name, which a notebook's own (T = TypeVar('T') in a
+            # cell) cannot be; annotations hold them (def f(x: T) -> T).
+            self.begin(tags.TYPEVAR, 5)
+            self.text(tags.TYPE_NAME, t.__name__)
+            self.text(tags.NAME, value.__name__)
+            self.value(getattr(value, "__bound__", None))
+            self.value(getattr(value, "__constraints__", ()))
+            self.value((getattr(value, "__covariant__", False), getattr(value, "__contravariant__", False)))
         elif isinstance(value, functools.partial):
             self.begin(tags.PARTIAL, 3)
             self.value(value.func)
@@ -612,6 +622,8 @@ def _lazy_handler(t: type) -> Handler | None:
 
 
 # -- helpers ------------------------------------------------------------------------------
+_TYPE_VARIABLES: tuple[type, ...] = tuple(
+    getattr(typing, n) for n in ("TypeVar", "ParamSpec", "TypeVarTuple") if hasattr(typing, n))
 _DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,
                 types.WrapperDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL", "STORE_NAME",

@@ -627,3 +627,16 @@ def test_the_whole_environment_leaves_out_what_jupyter_sets_per_kernel(
     monkeypatch.setenv("RNB_ANY", "x")
     shell.run(cell)
     assert shell.count("whole") == 2 and "the environment changed" in shell.last.reason
+
+
+def test_a_function_annotated_with_a_notebook_typevar_is_cacheable(shell: Shell) -> None:
+    """Annotations are part of a function's key: a TypeVar made in a cell (known to pickle
+    only by name) must not make every step that calls the function run uncached."""
+    shell.run("import typing\nT = typing.TypeVar('T')\ndef ident(x: T) -> T:\n    return x")
+    cell = "%%step tv\nmark('tv')\ny = ident(3)"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("tv") == 1 and shell.last.status == "cached", shell.last.notices
+    shell.run("T = typing.TypeVar('T', bound=int)\ndef ident(x: T) -> T:\n    return x")
+    shell.run(cell)
+    assert shell.count("tv") == 2
