@@ -491,7 +491,13 @@ class Fingerprinter:
         self.begin(tags.CLASS_ATTRS, len(attrs))
         for k in sorted(attrs):
             self.text(tags.KEY, k)
-            self.value(attrs[k])
+            if not in_local:
+                self.value(attrs[k])
+                continue
+            try:  # as a local module's own members: a lock held by the class, by its type
+                self.raw(tags.MEMBER_DIGEST, self._sub(attrs[k]))
+            except Unfingerprintable:
+                self.text(tags.MEMBER_OPAQUE, type_name(attrs[k]))
 
     def _module(self, module: types.ModuleType) -> None:
         """Installed: ``name==version`` (its options, e.g. ``pd.set_option``, do not count).

@@ -640,3 +640,17 @@ def test_a_function_annotated_with_a_notebook_typevar_is_cacheable(shell: Shell)
     shell.run("T = typing.TypeVar('T', bound=int)\ndef ident(x: T) -> T:\n    return x")
     shell.run(cell)
     assert shell.count("tv") == 2
+
+
+def test_a_local_class_holding_a_lock_is_still_cached(shell: Shell, local_modules: Path) -> None:
+    (local_modules / "pool.py").write_text(
+        "import threading\nclass Pool:\n    _lock = threading.Lock()\n    size = 2\n"
+        "    def total(self):\n        with self._lock:\n            return self.size * 10\n")
+    shell.run("from pool import Pool\np = Pool()")
+    cell = "%%step pool\nmark('pool')\ny = p.total()"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("pool") == 1 and shell.last.status == "cached", shell.last.notices
+    shell.run("Pool.size = 3")
+    shell.run(cell)
+    assert shell.count("pool") == 2 and shell.ns["y"] == 30
