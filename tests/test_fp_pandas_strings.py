@@ -36,10 +36,11 @@ def test_arrow_strings_hash_like_the_general_path(strings: list[Any],
     assert (_hash(frame), _hash(series)) == fast
 
 
-def test_a_sliced_column_hashes_like_a_fresh_one() -> None:
-    s = pd.Series([f"v{i}" for i in range(100)], dtype="str")
-    assert _hash(s.iloc[10:20].reset_index(drop=True)) == _hash(
-        pd.Series([f"v{i}" for i in range(10, 20)], dtype="str"))
+@pytest.mark.parametrize("start, stop", [(10, 20), (50, 250)])  # a few strings; Arrow's offsets
+def test_a_sliced_column_hashes_like_a_fresh_one(start: int, stop: int) -> None:
+    s = pd.Series([f"v{i}" for i in range(300)], dtype="str")
+    assert _hash(s.iloc[start:stop].reset_index(drop=True)) == _hash(
+        pd.Series([f"v{i}" for i in range(start, stop)], dtype="str"))
 
 
 def test_the_fast_path_is_taken_for_small_columns(monkeypatch: pytest.MonkeyPatch) -> None:
