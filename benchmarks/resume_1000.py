@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,8 @@ def main() -> None:
         r = child("resume")
         totals.append(r["total_s"])
         cpus.append(r["cpu_s"])
+    if args.dir is None:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.steps} steps made in {made['made_s']:.1f} s; journal {p['journal_mb']:.2f} MB")
     print(f"new process, %resume plan (journal read + fold + last writers): "
           f"{statistics.median(plans) * 1e3:.0f} ms (runs: {', '.join(f'{x * 1e3:.0f}' for x in plans)})")
