@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -101,6 +102,7 @@ def main() -> None:
         cpu = statistics.median(r["first_cpu_ms"] - r["warm_cpu_ms"] for r in results)
         print(f"  difference in CPU time    {cpu:8.2f} ms   (the process's own work: the rest is "
               "waiting, for the fsync of the run's first record or for a core)")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def main() -> None:
         runs = ", ".join(f"{r['hit_ms']:.2f}" for r in results)
         print(f"{name:10s} hit {hit:6.2f} ms (CPU {hit_cpu:5.2f})   plain {plain:6.2f} ms   "
               f"(target < {goal} ms: {verdict}; runs: {runs})")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
