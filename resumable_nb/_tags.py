@@ -73,6 +73,7 @@ REDUCED = b"R"  # what __reduce_ex__(4) returns
 NP_ARRAY = b"A"
 NP_SCALAR = b"E"
 NP_DTYPE = b"Q"
+NP_MASKED = b"3"  # a MaskedArray: data, mask, resolved fill value, hardness, base class
 
 # -- pandas ------------------------------------------------------------------------------
 PD_FRAME = b"P"

@@ -112,6 +112,11 @@ class _Pickler(pickle.Pickler):
             return importlib.import_module, (obj.__name__,)
         if t is types.CodeType:
             return marshal.loads, (marshal.dumps(obj),)
+        if t.__name__ == "MaskedArray" and t.__module__ in ("numpy.ma", "numpy.ma.core") and obj._hardmask:
+            # numpy's own reduction drops the hard mask: a restored array would let a write
+            # unmask what the step's array kept masked.
+            func, args, state = obj.__reduce__()
+            return func, args, (state, True), None, None, _set_hard_mask
         if is_resource(obj):
             raise pickle.PicklingError(_resource_reason(obj))
         return NotImplemented
@@ -281,6 +286,11 @@ def _resource_reason(obj: Any) -> str:
 
 def _mappingproxy(d: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
     return types.MappingProxyType(d)
+
+
+def _set_hard_mask(array: Any, state: tuple[Any, bool]) -> None:
+    array.__setstate__(state[0])
+    array._hardmask = state[1]
 
 
 # -- functions ----------------------------------------------------------------------------
