@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, files, retry, rng, serialize, why
+from . import aliases, capture, files, retry, rng, serialize, setup_magics, why
 from ._await import run_code
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
@@ -281,6 +281,10 @@ class StepRunner:
             if entry is None:
                 result.reason = self.why_missed(result)
                 return False, None
+            failed = self._replay_setup(result)
+            if failed:
+                result.reason = failed
+                return False, None
             payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
         except (StoreError, RestoreError) as exc:
             # Only a verified failure (size, MAC) forgets the entry: a transient read error
@@ -338,6 +342,19 @@ class StepRunner:
             return True, payload["value"]
         shown = payload.get("result")
         return True, (_Replayed(*shown) if shown is not None else None)
+
+    def _replay_setup(self, result: StepResult) -> str | None:
+        """Run the step's session-setup magics (``%matplotlib nbagg``) as a plain run would,
+        before its outputs are loaded (a restored figure joins the backend they select);
+        why not, if one fails (the step then runs)."""
+        if "%" not in result.source:
+            return None
+        magics = setup_magics.setup_magics(self.shell.transform_cell(result.source))
+        try:
+            setup_magics.replay(self.shell, magics)
+        except Exception as exc:  # noqa: BLE001 - the step runs and shows the error itself
+            return f"its setup magics could not be replayed ({type(exc).__name__}: {exc})"
+        return None
 
     def why_missed(self, result: StepResult) -> str:
         """What differs from the step's latest entry, in one line (journal permitting)."""

@@ -41,9 +41,6 @@ MARKER = "@@corpus-snapshot@@"
 KILL_MARKER = "@@corpus-kill-point@@"
 
 # (notebook, check): why it fails today. docs/corpus.md explains each cause.
-MASKED = ("a numpy MaskedArray (pcolor's data, in the colorbar) has _fill_value None until pickled, "
-          "a 0-d array after: the generic path hashes that, so axes holding a pcolor fingerprint "
-          "differently after a restore and the steps reading them (animate's) miss")
 ALIAS = ("views not re-established: a view made in one step (a_slice = a[2:5]; a figure's axes) comes "
          "back from the cache as its own copy, so a later step writing through it no longer changes "
          "the base (docs/limitations.md); changes made through a view are outputs since aliases.py")
@@ -62,7 +59,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("spl_lecture2_numpy", "hits"): REWRITTEN,
     ("amp_part4_limits_legends", "hits"): ALIAS,
     ("amp_part4_limits_legends", "resume"): ALIAS,
-    ("hml2_extra_gradient_descent_comparison", "hits"): MASKED,
     ("hml2_tools_numpy", "hits"): ALIAS,
     ("hml2_tools_pandas", "hits"): CLOSED_FILE,
     ("spl_lecture4_matplotlib", "hits"): PYLAB,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from resumable_nb.fingerprint import fingerprint
-from tests.conftest import Shell
+from tests.conftest import Kernels, Shell
 
 # MPL (fixed by resumable_nb/_fp_matplotlib.py): transforms kept their parents in a dict keyed by
 # id(), and caches, callbacks and stale flags that drawing and restoring change.
@@ -128,6 +128,25 @@ def test_a_step_reading_a_restored_masked_array_hits(shell: Shell) -> None:
     make = "%%step make\nimport numpy as np\nm = np.ma.masked_invalid([1.0, np.nan, 3.0])"
     use = "%%step use\nmark('use')\ntotal = m.sum()"
     _reader_hits_after_a_restore(shell, make, use)
+
+
+# SETUP (fixed by resumable_nb/setup_magics.py): '%matplotlib nbagg' in a step chose the backend
+# in a plain run, not on a hit; later figures were then drawn and closed as a plain run's never
+# were, and the steps reading them missed (extra_gradient_descent, after MASKED).
+@pytest.mark.kernel
+def test_a_hit_replays_the_session_setup_magics_of_its_step(start: Kernels) -> None:
+    step = "%%step setup\nmark('setup')\n%precision 3\n%matplotlib agg\nimport numpy as np"
+    probe = ("(get_ipython().display_formatter.formatters['text/plain'].float_format, "
+             "__import__('matplotlib').get_backend())")
+    first = start()
+    first.ok(step)
+    assert first.value(probe) == ("%.3f", "agg")
+    first.close()
+    second = start()  # a new kernel: its defaults
+    assert second.value(probe) != ("%.3f", "agg")
+    second.ok(step)
+    assert start.count("setup") == 1, "a hit"
+    assert second.value(probe) == ("%.3f", "agg"), "as after a plain run"
 
 
 # BUNCH (fixed by resumable_nb/_fp_sklearn.py): sklearn's Bunch keeps _deprecated_key_to_warnings
