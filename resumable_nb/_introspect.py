@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["DYNAMIC_CALLS", "EMPTY_CELL", "NAMESPACE_HANDLES", "cell_contents", "class_body",
-           "importable_as", "is_notebook_module", "is_resource", "resolves_to", "type_name"]
+           "closed_file", "importable_as", "is_notebook_module", "is_resource", "resolves_to", "type_name"]
 
 # -- code that hides what it reads --------------------------------------------------------
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval", "__import__"})
@@ -92,6 +92,29 @@ def is_resource(value: Any) -> bool:
     if isinstance(value, (io.StringIO, io.BytesIO)):
         return False  # in-memory buffers: their content is their state
     return isinstance(value, _UNSAFE_TYPES) or type(value).__module__ in _RESOURCE_MODULES
+
+
+_FILE_TYPES = {t.__name__: t for t in (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter,
+                                       io.BufferedRandom, io.FileIO)}
+
+
+def closed_file(value: Any) -> tuple[str, Any, str, str | None, str | None] | None:
+    """A *closed* file object's kind, name, mode, encoding and errors; None for anything else
+    (an open file above all: it stays a live handle).
+
+    What ``with open(name) as f:`` leaves in ``f``: nothing can be read or written through it
+    any more, so it is data (what it was opened as), stored and fingerprinted as such.
+    """
+    t = type(value)
+    if _FILE_TYPES.get(t.__name__) is not t or not value.closed:
+        return None
+    try:
+        name, mode = value.name, value.mode
+    except (AttributeError, ValueError):  # a wrapper over an in-memory buffer: no name
+        return None
+    text = t is io.TextIOWrapper
+    return (t.__name__, name, str(mode), value.encoding if text else None,
+            value.errors if text else None)
 
 
 def type_name(value: Any) -> str:

@@ -68,6 +68,7 @@ NAME = b"n"  # a qualified name
 KEY = b"k"  # an attribute or global name
 TYPE_NAME = b"t"
 REDUCED = b"R"  # what __reduce_ex__(4) returns
+CLOSED_FILE = b"4"  # a closed file object: its kind, name, mode, encoding, errors
 
 # -- numpy -------------------------------------------------------------------------------
 NP_ARRAY = b"A"

@@ -72,6 +72,7 @@ from ._introspect import (
     NAMESPACE_HANDLES,
     cell_contents,
     class_body,
+    closed_file,
     importable_as,
     is_notebook_module,
     is_resource,
@@ -241,7 +242,12 @@ class Fingerprinter:
             self.value((value.format, value.shape))
             self.raw(tags.BUFFER, value.tobytes())
         elif is_resource(value):
-            raise Unfingerprintable(f"{type_name(value)} has no stable content")
+            closed = closed_file(value)
+            if closed is None:
+                raise Unfingerprintable(f"{type_name(value)} has no stable content")
+            self.begin(tags.CLOSED_FILE, len(closed))
+            for part in closed:
+                self.value(part)
         elif isinstance(value, types.ModuleType):
             self._module(value)
         elif isinstance(value, types.FunctionType):

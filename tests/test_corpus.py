@@ -47,9 +47,6 @@ ALIAS = ("views not re-established: a view made in one step (a_slice = a[2:5]; a
 PYLAB = ("'from pylab import *' in a step: it hits and its names come back now, but numpy.random's "
          "functions (bound methods of the global RandomState) come back bound to a copy of it, and "
          "rcParams differs from the plain run's")
-CLOSED_FILE = ("'with open(name) as f:' in a step leaves f bound to a closed file, which is refused as an "
-               "output (docs/limitations.md): the step is never cached")
-
 REWRITTEN = ("a file one step writes and a later step rewrites (savetxt('random-matrix.csv') in c28, "
              "again with another format in c30) is, on the next run, an input of the first step that "
              "some other step changed: c28 re-runs (needlessly, never stale: a step that reads and "
@@ -60,7 +57,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("amp_part4_limits_legends", "hits"): ALIAS,
     ("amp_part4_limits_legends", "resume"): ALIAS,
     ("hml2_tools_numpy", "hits"): ALIAS,
-    ("hml2_tools_pandas", "hits"): CLOSED_FILE,
     ("spl_lecture4_matplotlib", "hits"): PYLAB,
     ("spl_lecture4_matplotlib", "resume"): PYLAB,
 }

@@ -149,6 +149,24 @@ def test_a_hit_replays_the_session_setup_magics_of_its_step(start: Kernels) -> N
     assert second.value(probe) == ("%.3f", "agg"), "as after a plain run"
 
 
+# CLOSED_FILE (fixed in serialize.py): 'with open(name) as f:' leaves f bound to a closed file,
+# which was refused as an output, so the step was never cached (hml2_tools_pandas c108).
+def test_a_step_that_reads_a_file_with_a_with_block_hits(shell: Shell, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("one\n")
+    step = "%%step read\nmark('read')\nwith open('notes.txt') as f:\n    text = f.read()"
+    shell.run(step)
+    assert shell.last.stored, shell.last.notices
+    shell.fresh()
+    shell.run(step)
+    assert shell.last.status == "cached" and shell.count("read") == 1
+    assert shell.ns["f"].closed and shell.ns["f"].name == "notes.txt" and shell.ns["text"] == "one\n"
+    (tmp_path / "notes.txt").write_text("two\n")
+    shell.run(step)
+    assert shell.count("read") == 2 and shell.ns["text"] == "two\n", "the file is still an input"
+
+
 # BUNCH (fixed by resumable_nb/_fp_sklearn.py): sklearn's Bunch keeps _deprecated_key_to_warnings
 # in its live __dict__, which its no-op __setstate__ drops on a restore.
 def test_bunch_fingerprint_survives_a_round_trip() -> None:

@@ -301,7 +301,21 @@ ROUND_TRIPS: dict[str, Any] = {
     "masked-strings": lambda: np.ma.masked_array(["a", "bb"], mask=[1, 0]),
     "masked-invalid": lambda: np.ma.masked_invalid([1.0, np.nan, 3.0]),
     "pcolor-colorbar": _pcolor_axes,
+    **{f"closed-file-{mode}": (lambda mode=mode: _closed(mode))
+       for mode in ("r", "w", "a", "r+", "rb", "wb", "r+b")},
+    "closed-file-unbuffered": lambda: _closed("rb", buffering=0),
+    "closed-file-latin-1": lambda: _closed("w", encoding="latin-1"),
 }
+
+
+def _closed(mode: str, **kw: Any) -> Any:
+    """What ``with open(name, mode) as f:`` leaves in ``f``."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"rnb-closed-{os.getpid()}.txt"
+    path.touch()
+    with open(path, mode, **kw) as f:
+        pass
+    path.unlink()
+    return f
 
 
 @pytest.mark.parametrize("name", sorted(ROUND_TRIPS))
@@ -314,6 +328,26 @@ def test_a_restored_value_has_the_fingerprint_of_the_stored_one(name: str) -> No
     restored = round_trip({"x": value}, ns)["x"]
     assert fingerprint(restored) == expected
     assert fingerprint(value) == expected, "storing and fingerprinting do not change the value"
+
+
+def test_a_closed_file_comes_back_closed_and_the_named_file_is_never_touched(tmp_path: Path) -> None:
+    # 'with open(name) as f:' in a step left f bound to a closed file, refused as an output: the
+    # step was never cached (hml2_tools_pandas c108).
+    target = tmp_path / "results.csv"
+    target.write_text("keep me\n")
+    with open(target, "a") as f:
+        pass
+    data, buffers = dump({"f": f}, notebook())
+    target.write_text("changed since\n")
+    restored = serialize.load(data, buffers, notebook())["outputs"]["f"]
+    assert restored.closed and repr(restored) == repr(f) and type(restored) is type(f)
+    assert (restored.name, restored.mode, restored.encoding) == (str(target), "a", f.encoding)
+    with pytest.raises(ValueError, match="closed file"):
+        restored.write("x")
+    assert target.read_text() == "changed since\n", "a restore opens nothing the step named"
+    target.unlink()
+    serialize.load(data, buffers, notebook())
+    assert not target.exists()
 
 
 def test_a_masked_array_keeps_its_hard_mask() -> None:
