@@ -13,8 +13,20 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DYNAMIC_CALLS", "EMPTY_CELL", "NAMESPACE_HANDLES", "cell_contents", "class_body",
-           "closed_file", "importable_as", "is_notebook_module", "is_resource", "resolves_to", "type_name"]
+__all__ = [
+    "DYNAMIC_CALLS",
+    "EMPTY_CELL",
+    "NAMESPACE_HANDLES",
+    "bound_module_attribute",
+    "cell_contents",
+    "class_body",
+    "closed_file",
+    "importable_as",
+    "is_notebook_module",
+    "is_resource",
+    "resolves_to",
+    "type_name",
+]
 
 # -- code that hides what it reads --------------------------------------------------------
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval", "__import__"})
@@ -77,6 +89,19 @@ def importable_as(obj: Any) -> bool:
     """Can ``obj`` be found again by its module and qualified name, outside the notebook?"""
     module = getattr(obj, "__module__", None)
     return not is_notebook_module(module, None) and resolves_to(module, getattr(obj, "__qualname__", ""), obj)
+
+
+def bound_module_attribute(method: Any, namespace: Any = None) -> tuple[str, str] | None:
+    """``(module, name)`` when a bound method *is* an installed module's attribute of its
+    name: numpy.random's ``beta`` is ``np.random.mtrand._rand.beta``, exported as the module's
+    function. It is then that function of that module, like any other (its owner's state is
+    the module's: numpy.random's generator is followed by resumable_nb.rng)."""
+    module, name = getattr(method, "__module__", None), getattr(method, "__name__", None)
+    if not isinstance(module, str) or not isinstance(name, str) or is_notebook_module(module, namespace):
+        return None
+    if getattr(sys.modules.get(module), name, None) is not method:
+        return None
+    return module, name
 
 
 # -- values that are live handles, not content ----------------------------------------------

@@ -9,7 +9,10 @@ namespace on every step (a namespace may hold gigabytes), so:
 - arrays: a namespace array is a candidate when it has the same root buffer (following
   ``.base``) as an array reachable from the inputs: views of one array, or of one buffer;
 - other mutable objects (lists, dicts, sets, instances): a candidate when the object itself is
-  reachable from the inputs, found by a walk bounded to :data:`BUDGET` objects.
+  reachable from the inputs, found by a walk bounded to :data:`BUDGET` objects;
+- a module's own object bound under its name (``rcParams`` after ``from pylab import *``): a
+  candidate when the step reads that module (``matplotlib.rcParams.update(...)`` changes the
+  notebook's ``rcParams``). Modules are not walked: only the same-named attribute is looked up.
 
 Only candidates are fingerprinted, before and after the step (on a miss; a hit costs nothing).
 Not seen: a variable whose container holds an input (``holder = [arr]``, a step doing
@@ -31,6 +34,11 @@ BUDGET = 20_000  # objects visited from the inputs, at most
 
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, frozenset,
               types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type)
+
+
+# Stored by reference to the module: their owner's content is the module's state (numpy.random's
+# functions are methods of its global generator, which rng.py follows), not the notebook's.
+_REFERENCES = (types.MethodType, types.BuiltinMethodType)
 
 
 def candidates(namespace: Mapping[str, Any], inputs: Iterable[str], names: Iterable[str]) -> set[str]:
@@ -61,6 +69,7 @@ def candidates(namespace: Mapping[str, Any], inputs: Iterable[str], names: Itera
             attrs = getattr(obj, "__dict__", None)
             if type(attrs) is dict:
                 stack.extend(attrs.values())
+    modules = [namespace[n] for n in inputs if isinstance(namespace.get(n), types.ModuleType)]
     found = set()
     for name in names:
         if name in inputs:
@@ -69,6 +78,8 @@ def candidates(namespace: Mapping[str, Any], inputs: Iterable[str], names: Itera
         if isinstance(value, _IMMUTABLE) or isinstance(value, tuple):
             continue
         if id(value) in seen or (roots and isinstance(value, ndarray) and id(_root(value)) in roots):
+            found.add(name)
+        elif not isinstance(value, _REFERENCES) and any(getattr(m, name, None) is value for m in modules):
             found.add(name)
     return found
 

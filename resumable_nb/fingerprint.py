@@ -70,6 +70,7 @@ from . import _tags as tags
 from ._introspect import (
     EMPTY_CELL,
     NAMESPACE_HANDLES,
+    bound_module_attribute,
     cell_contents,
     class_body,
     closed_file,
@@ -263,6 +264,8 @@ class Fingerprinter:
             self._mapping(tags.MAPPINGPROXY, value)
         elif t is range:
             _range(self, value)
+        elif isinstance(value, types.MethodType) and (attr := bound_module_attribute(value, self.namespace)):
+            self._by_name(*attr)  # numpy.random.beta: a module's function, as the pickler stores it
         elif isinstance(value, types.MethodType):
             self.begin(tags.BOUND_METHOD, 2)
             self.value(value.__func__)

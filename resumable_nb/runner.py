@@ -24,6 +24,7 @@ import os
 import re
 import time
 import tokenize
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -376,7 +377,10 @@ class StepRunner:
         opts = opts if opts is not None else StepLine(name)
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
-        sharers = self._sharers(inputs, before)
+        # The modules it imports again count as read: `import matplotlib; matplotlib.use(...)`
+        # changes the notebook's `rcParams` (from pylab import *) as much as a bare read does.
+        reimported = [n for n in analysis.bound if isinstance(ns.get(n), types.ModuleType)]
+        sharers = self._sharers([*inputs, *reimported], before)
         rng_before = rng.states()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
@@ -502,7 +506,7 @@ class StepRunner:
             code = shell.compile(expression, filename, "eval")
         return run_code(shell, code, shell.user_global_ns, shell.user_ns)
 
-    def _sharers(self, inputs: dict[str, str], names: Iterable[str]) -> dict[str, str]:
+    def _sharers(self, inputs: Iterable[str], names: Iterable[str]) -> dict[str, str]:
         """Fingerprints of the variables the step could change through its inputs."""
         ns = self.shell.user_ns
         fper = Fingerprinter(ns, follow_globals=False)

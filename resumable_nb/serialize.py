@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from ._introspect import (
     EMPTY_CELL,
+    bound_module_attribute,
     cell_contents,
     class_body,
     closed_file,
@@ -113,6 +114,10 @@ class _Pickler(pickle.Pickler):
                                    obj.__covariant__, obj.__contravariant__)
         if t is types.ModuleType:
             return importlib.import_module, (obj.__name__,)
+        if t is types.MethodType or t is types.BuiltinMethodType:
+            by_reference = _bound_to_module_object(obj, self.namespace)
+            if by_reference is not None:
+                return by_reference
         if t is types.CodeType:
             return marshal.loads, (marshal.dumps(obj),)
         if t.__name__ == "MaskedArray" and t.__module__ in ("numpy.ma", "numpy.ma.core") and obj._hardmask:
@@ -529,18 +534,64 @@ def _module_attrs(value: Any, namespace: Mapping[str, Any]) -> dict[int, tuple[s
 
 def _module_attr(namespace: MutableMapping[str, Any], module: str, name: str, fingerprint: str,
                  copy: bytes) -> Any:
-    """``module.name`` itself when its content is still what was stored (identity, as in a
-    plain run); else the stored copy (the step had changed it, or the library did)."""
+    """``module.name`` itself, as in a plain run. When its content is no longer what was
+    stored (the step, or one before it, changed ``rcParams``): a mapping (``rcParams``) gets
+    the stored content put into it, in place, so it is still the object the library reads;
+    anything else comes back as the stored copy."""
     try:
         live = getattr(importlib.import_module(module), name)
         if fingerprint and Fingerprinter().hash(live) == fingerprint:
             return live
     except (ImportError, AttributeError, Unfingerprintable):
-        pass
-    return load(copy, [], namespace)  # part of the entry: authenticated with it
+        live = None
+    stored = load(copy, [], namespace)  # part of the entry: authenticated with it
+    if isinstance(live, dict) and type(stored) is type(live):
+        for key in [k for k in live if k not in stored]:
+            del live[key]
+        live.update({k: v for k, v in dict.items(stored) if k not in live or dict.get(live, k) != v})
+        return live
+    return stored
 
 
 _NEEDS_NAMESPACE["_module_attr"] = _module_attr
+
+
+def _bound_to_module_object(method: Any, namespace: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A bound method of an installed module's own object, by reference: ``beta`` after
+    ``from pylab import *`` is ``numpy.random.beta``, a method of numpy's global
+    ``RandomState``. Pickled by value it came back bound to a copy of the generator, which no
+    longer draws from ``numpy.random``'s state. Either the method is itself the module's
+    attribute (looked up by its own ``__module__``), or its owner is an attribute of the
+    module of the owner's type."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", None)
+    if owner is None or isinstance(owner, (types.ModuleType, type)) or not isinstance(name, str):
+        return None  # a module's function or a class's method: by name already
+    attribute = bound_module_attribute(method, namespace)
+    if attribute is not None:
+        return getattr, (sys.modules[attribute[0]], name)
+    owner_module = type(owner).__module__
+    found = sys.modules.get(owner_module)
+    if found is None or is_notebook_module(owner_module, namespace) or owner_module == "builtins":
+        return None
+    for attr, value in list(vars(found).items()):
+        if value is owner:
+            return getattr, (_Global(owner_module, attr), name)
+    return None
+
+
+class _Global:
+    """A module-level object, pickled as a reference to it."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_global, (self.module, self.name)
+
+
+def _load_global(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
 
 
 # -- plumbing -----------------------------------------------------------------------------

@@ -248,3 +248,31 @@ def test_a_pylab_star_import_step_hits_and_brings_back_its_names(shell: Shell) -
     assert names <= set(shell.ns)
     assert shell.ns["rcParams"] is matplotlib.rcParams
     assert shell.ns["rcParamsDefault"] is matplotlib.rcParamsDefault
+
+
+# PYLAB, the rest: numpy.random's functions came back bound to a copy of the global generator;
+# rcParams changed through the module by a later step came back unchanged on a hit.
+def test_pylab_names_after_a_hit_are_the_libraries_own(shell: Shell) -> None:
+    import matplotlib
+    import numpy as np
+
+    saved = dict(matplotlib.rcParams)
+    steps = ["%%step pylab\nmark('pylab')\nfrom pylab import *",
+             "%%step style\nmark('style')\nmatplotlib.rcParams.update({'font.size': 17.0})",
+             "%%step again\nmark('again')\nimport matplotlib\nmatplotlib.rcParams['lines.linewidth'] = 5.0"]
+    try:
+        shell.run("import matplotlib\nmatplotlib.use('agg')")
+        for step in steps:
+            shell.run(step)
+        shell.fresh()
+        matplotlib.rcdefaults()  # a new kernel
+        shell.run("import matplotlib\nmatplotlib.use('agg')")
+        for step in steps:
+            shell.run(step)
+            assert shell.last.status == "cached", shell.last.reason
+        assert shell.count("pylab") == 1 and shell.count("style") == 1
+        assert shell.ns["rcParams"] is matplotlib.rcParams and matplotlib.rcParams["font.size"] == 17.0
+        assert matplotlib.rcParams["lines.linewidth"] == 5.0, "changed through a module the step imports"
+        assert shell.ns["beta"] is np.random.beta and shell.ns["seed"] is np.random.seed
+    finally:
+        dict.update(matplotlib.rcParams, saved)

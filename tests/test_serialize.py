@@ -398,6 +398,52 @@ def test_a_module_owned_output_whose_content_changed_comes_back_as_the_stored_co
     assert out["DefaultContext"].prec == stored_prec, "what the step had, not what the module has now"
 
 
+def test_a_module_owned_mapping_whose_content_changed_is_still_the_module_object() -> None:
+    # A step (or one before it) set rcParams items: a plain run leaves matplotlib.rcParams
+    # itself with that content, and later plots read it.
+    import matplotlib
+
+    ns = notebook("from matplotlib import rcParams")
+    saved = dict(matplotlib.rcParams)
+    try:
+        matplotlib.rcParams["lines.linewidth"] = 7.0
+        data, buffers = dump({"rcParams": ns["rcParams"]}, ns)
+        matplotlib.rcdefaults()  # a new kernel
+        out = serialize.load(data, buffers, notebook())["outputs"]
+        assert out["rcParams"] is matplotlib.rcParams
+        assert matplotlib.rcParams["lines.linewidth"] == 7.0
+    finally:
+        dict.update(matplotlib.rcParams, saved)
+
+
+def test_methods_of_a_library_global_come_back_bound_to_it() -> None:
+    # 'from pylab import *' binds numpy.random's functions: methods of numpy's global
+    # RandomState. By value they came back bound to a copy of it, drawing numbers of their own.
+    import random
+
+    ns = notebook("from numpy.random import beta, rand, seed\nfrom random import random as draw")
+    out = round_trip({k: ns[k] for k in ("beta", "rand", "seed", "draw")}, ns)
+    assert out["beta"] is np.random.beta and out["rand"] is np.random.rand
+    assert out["draw"].__self__ is random.random.__self__
+    out["seed"](3)
+    first = out["rand"]()
+    np.random.seed(3)
+    assert np.random.rand() == first
+    assert fingerprint(out["beta"]) == fingerprint(ns["beta"])
+    # numpy.random.beta is a function of that module (its generator is followed by rng.py):
+    # drawing does not make it another function.
+    before = fingerprint(out["beta"])
+    np.random.rand()
+    assert fingerprint(out["beta"]) == before != fingerprint(np.random.gamma)
+
+
+def test_methods_of_a_notebook_object_stay_by_value() -> None:
+    ns = notebook("class Acc:\n    def __init__(self):\n        self.n = 0\n    def add(self):\n"
+                  "        self.n += 1\n        return self.n\nacc = Acc()\nadd = acc.add")
+    out = round_trip({"add": ns["add"], "acc": ns["acc"]}, ns, ns)
+    assert out["add"].__self__ is out["acc"] and out["add"]() == 1
+
+
 def test_an_output_named_like_a_module_attribute_but_another_object_is_stored_by_value() -> None:
     ns = notebook("from decimal import Context\nDefaultContext = Context(prec=3)")
     out = round_trip({"DefaultContext": ns["DefaultContext"]}, ns)
