@@ -392,7 +392,8 @@ class StepRunner:
             start = time.perf_counter()
             with capture.capture(self.shell) as events:
                 try:
-                    value = self._execute(body, header)
+                    with self.files.watch():  # which files it opens, and how (files.py)
+                        value = self._execute(body, header)
                     capture.flush_figures()
                 except BaseException as exc:
                     result.status = "failed"
@@ -419,6 +420,7 @@ class StepRunner:
             break
         result.duration = time.perf_counter() - start
         named, self._named_files = self._named_files, None
+        self.files.forget_recorded()
         if named is not None and named[0] == name:
             self.files.record_made(name, named[1])
         products: list[files.Product] = []
@@ -431,6 +433,9 @@ class StepRunner:
                 result.error = str(exc)[:300]
                 self._finish(result)
                 raise
+        if key is not None and store is not None:  # files it only wrote: written back on a hit
+            declared = {p.path for p in products}
+            products += [p for p in self.files.written_products(name, os.getcwd()) if p.path not in declared]
         after = self._user_names()
         outputs = {k for k in after if before.get(k) != id(ns[k])} | (analysis.bound & after)
         # Changed in place: the same object as before, with other content (lst.append(x),
