@@ -6,12 +6,15 @@ is hard. Not by its ``__dict__`` (what the generic path would hash): a masked ar
 trip; its mask is ``nomask`` until set and an all-False array after a round trip. Both are the
 same content, so they must give one fingerprint (a restored colorbar holding a pcolor's data
 made every step reading its axes miss).
+
+An ``NpzFile`` (``np.load("x.npz")``) by its members' names and arrays: it holds the archive
+open, but what a step reads from it is the arrays.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +29,8 @@ def handler_for(t: type) -> Handler | None:
         return array
     if t is np.ma.MaskedArray:
         return masked
+    if t.__name__ == "NpzFile":
+        return npz
     if issubclass(t, np.generic):
         return scalar
     if t is np.dtype or issubclass(t, np.dtype):
@@ -64,6 +69,15 @@ def masked(w: Writer, a: np.ma.MaskedArray) -> None:
     array(w, np.ma.getmaskarray(a))
     array(w, _fill_value(a))
     w.value(bool(a.hardmask))
+
+
+def npz(w: Writer, f: Any) -> None:
+    """What ``np.load("x.npz")`` gives: its members, by name and content (read from the
+    archive), not the file it reads them from."""
+    w.begin(tags.NP_NPZ, 2 * len(f.files))
+    for name in f.files:
+        w.text(tags.NAME, name)
+        w.value(f[name])
 
 
 def _fill_value(a: np.ma.MaskedArray) -> np.ndarray:

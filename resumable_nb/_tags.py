@@ -75,6 +75,7 @@ NP_ARRAY = b"A"
 NP_SCALAR = b"E"
 NP_DTYPE = b"Q"
 NP_MASKED = b"3"  # a MaskedArray: data, mask, resolved fill value, hardness, base class
+NP_NPZ = b"5"  # an NpzFile (np.load of a .npz): its member names and arrays
 
 # -- pandas ------------------------------------------------------------------------------
 PD_FRAME = b"P"

@@ -17,7 +17,8 @@ in a notebook:
 - open files, sockets, locks, DB connections and generators are refused: restoring a file
   handle opened for writing would truncate the user's file. A *closed* file (what
   ``with open(name) as f:`` leaves in ``f``) is data: it comes back as a closed file object
-  of the same kind, name and mode, made from the null device.
+  of the same kind, name and mode, made from the null device. An ``NpzFile`` (it holds its
+  archive open) is stored as its arrays and comes back over an in-memory archive.
 
 We do not use dill: it is 6x slower on a DataFrame, binds restored functions to a copy of
 their globals, and restores file handles.
@@ -125,6 +126,10 @@ class _Pickler(pickle.Pickler):
             # unmask what the step's array kept masked.
             func, args, state = obj.__reduce__()
             return func, args, (state, True), None, None, _set_hard_mask
+        if t.__name__ == "NpzFile" and t.__module__.startswith("numpy"):
+            # np.load("x.npz"): it holds the archive open; its content is the arrays.
+            return _npz, ({name: obj[name] for name in obj.files}, bool(obj.allow_pickle),
+                          str(getattr(obj.fid, "name", "object")))
         if is_resource(obj):
             closed = closed_file(obj)
             if closed is None:
@@ -315,6 +320,20 @@ def _closed_file(kind: str, name: Any, mode: str, encoding: str | None, errors: 
     if text:
         f.mode = mode
     return f
+
+
+def _npz(arrays: dict[str, Any], allow_pickle: bool, name: str) -> Any:
+    """An NpzFile over an in-memory archive of the stored arrays (never the file it was read
+    from: it may have changed since)."""
+    import numpy as np
+
+    archive = io.BytesIO()
+    np.savez(archive, **arrays)
+    archive.seek(0)
+    archive.name = name  # type: ignore[attr-defined]  # what its repr shows
+    loaded = np.load(archive, allow_pickle=allow_pickle)
+    loaded.fid = archive  # as np.load("x.npz") leaves it: closed with it
+    return loaded
 
 
 def _set_hard_mask(array: Any, state: tuple[Any, bool]) -> None:

@@ -44,13 +44,9 @@ KILL_MARKER = "@@corpus-kill-point@@"
 ALIAS = ("views not re-established: a view made in one step (a_slice = a[2:5]; a figure's axes) comes "
          "back from the cache as its own copy, so a later step writing through it no longer changes "
          "the base (docs/limitations.md); changes made through a view are outputs since aliases.py")
-NPZ = ("np.load('my_arrays.npz') returns an NpzFile holding the open file: refused as an output "
-       "(c178 never cached) and unfingerprintable as an input (c179, c180 run every time)")
-
 KNOWN: dict[tuple[str, str], str] = {
     ("amp_part4_limits_legends", "hits"): ALIAS,
     ("amp_part4_limits_legends", "resume"): ALIAS,
-    ("hml2_tools_numpy", "hits"): NPZ,
 }
 
 # Summarises every user variable: its fingerprint, else its type and repr (addresses removed).

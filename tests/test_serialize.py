@@ -303,9 +303,34 @@ ROUND_TRIPS: dict[str, Any] = {
     "pcolor-colorbar": _pcolor_axes,
     **{f"closed-file-{mode}": (lambda mode=mode: _closed(mode))
        for mode in ("r", "w", "a", "r+", "rb", "wb", "r+b")},
+    "npz": lambda: _npz(),
     "closed-file-unbuffered": lambda: _closed("rb", buffering=0),
     "closed-file-latin-1": lambda: _closed("w", encoding="latin-1"),
 }
+
+
+def _npz() -> Any:
+    """What np.load("x.npz") gives: an NpzFile holding the archive open."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"rnb-arrays-{os.getpid()}.npz"
+    np.savez(path, a=np.arange(5), b=np.eye(3))
+    return np.load(path)
+
+
+def test_an_npz_file_comes_back_as_its_arrays_and_never_reads_the_file_again(tmp_path: Path) -> None:
+    # np.load("my_arrays.npz") holds the archive open: it was refused, and the step that made
+    # it never cached (hml2_tools_numpy c178), the steps reading it ran every time.
+    np.savez(tmp_path / "m.npz", a=np.arange(5), b=np.eye(3))
+    with np.load(tmp_path / "m.npz") as arrays:
+        data, buffers = dump({"arrays": arrays}, notebook())
+        (tmp_path / "m.npz").unlink()
+        out = serialize.load(data, buffers, notebook())["outputs"]["arrays"]
+        assert out.files == ["a", "b"] and repr(out) == repr(arrays)
+        np.testing.assert_array_equal(out["b"], np.eye(3))
+        assert fingerprint(out) == fingerprint(arrays)
+    other = tmp_path / "o.npz"
+    np.savez(other, a=np.arange(5), b=np.eye(4))
+    with np.load(other) as changed:
+        assert fingerprint(changed) != fingerprint(out)
 
 
 def _closed(mode: str, **kw: Any) -> Any:
