@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, files, retry, rng, serialize, setup_magics, why
+from . import aliases, capture, files, mplstate, retry, rng, serialize, setup_magics, why
 from ._await import run_code
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
@@ -382,6 +382,7 @@ class StepRunner:
         reimported = [n for n in analysis.bound if isinstance(ns.get(n), types.ModuleType)]
         sharers = self._sharers([*inputs, *reimported], before)
         rng_before = rng.states()
+        mpl_before = mplstate.snapshot()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
@@ -454,8 +455,11 @@ class StepRunner:
         if value is not None:
             data, metadata = self.shell.display_formatter.format(value)
             shown = (capture._plain(data), capture._plain(metadata))
-        payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
+        payload: dict[str, Any] = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
+        styled = mplstate.changed(mpl_before)
+        if styled:  # first: unpickled before the figures, on a hit and by %resume (mplstate.py)
+            payload = {"mpl": mplstate.Changes(styled), **payload}
         rng_after = rng.states()
         drew = rng.moved(rng_before, rng_after)
         if drew:  # a hit must find them where they were, and leave them as the step did

@@ -168,8 +168,15 @@ def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
     # Each output is wrapped in a _Mark (unpickled as the bare value): the pickler tells us
     # when it reaches one, so what was written in between is the previous output's. "_end"
     # closes the last output; it loads as None and nothing reads it.
-    marked = {"outputs": {k: _Mark(k, v) for k, v in outputs.items()}, "_end": _Mark(None, None),
-              **{k: v for k, v in value.items() if k != "outputs"}}
+    # In the payload's own order: what comes before the outputs is unpickled before them
+    # (mplstate.Changes chooses the backend the step's figures are restored into).
+    marked: dict[str, Any] = {}
+    for k, v in value.items():
+        if k == "outputs":
+            marked["outputs"] = {name: _Mark(name, out) for name, out in outputs.items()}
+            marked["_end"] = _Mark(None, None)
+        else:
+            marked[k] = v
     pickler.dump(marked)
     sizes.update(meter.sizes(outputs, namespace))
 

@@ -41,12 +41,7 @@ MARKER = "@@corpus-snapshot@@"
 KILL_MARKER = "@@corpus-kill-point@@"
 
 # (notebook, check): why it fails today. docs/corpus.md explains each cause.
-ALIAS = ("views not re-established: a view made in one step (a_slice = a[2:5]; a figure's axes) comes "
-         "back from the cache as its own copy, so a later step writing through it no longer changes "
-         "the base (docs/limitations.md); changes made through a view are outputs since aliases.py")
 KNOWN: dict[tuple[str, str], str] = {
-    ("amp_part4_limits_legends", "hits"): ALIAS,
-    ("amp_part4_limits_legends", "resume"): ALIAS,
 }
 
 # Summarises every user variable: its fingerprint, else its type and repr (addresses removed).

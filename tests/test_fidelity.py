@@ -167,6 +167,34 @@ def test_a_step_that_reads_a_file_with_a_with_block_hits(shell: Shell, tmp_path:
     assert shell.count("read") == 2 and shell.ns["text"] == "two\n", "the file is still an input"
 
 
+# MPLSTATE (fixed by resumable_nb/mplstate.py): plt.style.use('classic') and matplotlib.use(...)
+# in a step changed matplotlib's global rcParams in a plain run, not on a hit or %resume: axes
+# autoscaled later (lazily, under the rcParams of the moment) got other limits (amp_part4).
+_STYLE = ("%%step style\nmark('style')\nimport matplotlib.pyplot as plt\nplt.style.use('classic')\n"
+          "fig, ax = plt.subplots()\nax.plot([1, 2, 3], [28.5, 61.5, 40])")
+
+
+@pytest.mark.parametrize("how", ["hit", "%resume"])
+def test_matplotlib_settings_a_step_changed_are_left_as_a_plain_run_leaves_them(shell: Shell,
+                                                                                how: str) -> None:
+    import matplotlib
+
+    saved = dict(matplotlib.rcParams)
+    try:
+        shell.run("import matplotlib\nmatplotlib.use('agg')")
+        shell.run(_STYLE)
+        plain = (matplotlib.rcParams["axes.autolimit_mode"], shell.ns["ax"].get_ylim())
+        assert plain[0] == "round_numbers"
+        shell.fresh()
+        matplotlib.rcdefaults()  # a new kernel
+        shell.run("import matplotlib\nmatplotlib.use('agg')")
+        shell.run(_STYLE if how == "hit" else "%resume")
+        assert shell.count("style") == 1
+        assert (matplotlib.rcParams["axes.autolimit_mode"], shell.ns["ax"].get_ylim()) == plain
+    finally:
+        dict.update(matplotlib.rcParams, saved)
+
+
 # BUNCH (fixed by resumable_nb/_fp_sklearn.py): sklearn's Bunch keeps _deprecated_key_to_warnings
 # in its live __dict__, which its no-op __setstate__ drops on a restore.
 def test_bunch_fingerprint_survives_a_round_trip() -> None:
