@@ -41,6 +41,7 @@ import typing
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
+from . import aliases
 from ._introspect import (
     EMPTY_CELL,
     bound_module_attribute,
@@ -67,12 +68,14 @@ class Writer(Protocol):
 class _Pickler(pickle.Pickler):
     def __init__(self, file: Writer, namespace: Mapping[str, Any], defined: set[int],
                  buffer_callback: Callable[[pickle.PickleBuffer], Any] | None,
-                 module_attrs: Mapping[int, tuple[str, str]] | None = None) -> None:
+                 module_attrs: Mapping[int, tuple[str, str]] | None = None,
+                 views: Mapping[int, aliases.InPayload | aliases.InName] | None = None) -> None:
         super().__init__(file, protocol=5,  # type: ignore[arg-type]
                          buffer_callback=buffer_callback)
         self.namespace = namespace
         self.defined = defined  # ids of classes this step defines: stored by value
         self.module_attrs = module_attrs or {}  # id -> (module, name): outputs a module owns
+        self.views = views or {}  # id -> where an output array is a view of (aliases.views)
         self.on_mark: Callable[[str | None], None] | None = None
 
     def reducer_override(self, obj: Any) -> Any:
@@ -81,6 +84,12 @@ class _Pickler(pickle.Pickler):
             if self.on_mark is not None:
                 self.on_mark(obj.name)
             return _unmark, (obj.value,)
+        if self.views and id(obj) in self.views:
+            spec = self.views[id(obj)]
+            if isinstance(spec, aliases.InPayload):
+                return _view_in, (spec.root, spec.offset, obj.shape, obj.strides, obj.dtype)
+            return _view_named, (spec.name, spec.offset, obj.shape, obj.strides, obj.dtype,
+                                 spec.base_shape, spec.base_dtype, spec.fortran, obj.copy(order="K"))
         if self.module_attrs and id(obj) in self.module_attrs:
             return self._by_module_attr(obj, *self.module_attrs[id(obj)])
         if t is types.FunctionType:
@@ -159,11 +168,12 @@ def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
     defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
     outputs = value.get("outputs") if isinstance(value, dict) else None
     module_attrs = _module_attrs(value, namespace)
+    views = aliases.views(outputs, namespace) if isinstance(outputs, dict) else {}
     if sizes is None or not isinstance(outputs, dict):
-        _Pickler(file, namespace, defined, buffer_callback, module_attrs).dump(value)
+        _Pickler(file, namespace, defined, buffer_callback, module_attrs, views).dump(value)
         return
     meter = _Meter(file, buffer_callback)
-    pickler = _Pickler(meter, namespace, defined, meter.buffer, module_attrs)
+    pickler = _Pickler(meter, namespace, defined, meter.buffer, module_attrs, views)
     pickler.on_mark = meter.mark
     # Each output is wrapped in a _Mark (unpickled as the bare value): the pickler tells us
     # when it reaches one, so what was written in between is the previous output's. "_end"
@@ -295,6 +305,8 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == __name__ and name == "_class_ref":
             return functools.partial(_class_ref, self.classes, self.namespace)
+        if module == __name__ and name == "_view_named":
+            return functools.partial(_view_named, self.classes)
         if module == __name__ and name in _NEEDS_NAMESPACE:
             return functools.partial(_NEEDS_NAMESPACE[name], self.namespace)
         return super().find_class(module, name)
@@ -341,6 +353,54 @@ def _npz(arrays: dict[str, Any], allow_pickle: bool, name: str) -> Any:
     loaded = np.load(archive, allow_pickle=allow_pickle)
     loaded.fid = archive  # as np.load("x.npz") leaves it: closed with it
     return loaded
+
+
+def _view_in(root: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
+             dtype: Any) -> Any:
+    """A view of ``root`` (restored from the same payload), as the stored output was."""
+    view = _view_at(root, offset, shape, strides, dtype)
+    if view is None:  # cannot happen for what aliases.views chose; never a wrong view
+        raise RestoreError("a stored view does not fit in its base array")
+    return view
+
+
+def _view_named(classes: Mapping[str, Any], name: str, offset: int, shape: tuple[int, ...],
+                strides: tuple[int, ...], dtype: Any, base_shape: tuple[int, ...], base_dtype: str,
+                fortran: bool, copy: Any) -> Any:
+    """A view of the array under ``name`` in the namespace being restored, when it is laid
+    out as the step's base was and the view shows exactly the stored bytes; else the copy."""
+    import numpy as np
+
+    base = classes.get(name)
+    if (type(base) is not np.ndarray or tuple(base.shape) != tuple(base_shape)
+            or base.dtype.str != base_dtype
+            or not (base.flags.f_contiguous if fortran else base.flags.c_contiguous)):
+        return copy
+    view = _view_at(base, offset, shape, strides, dtype)
+    if view is None or view.shape != copy.shape:
+        return copy
+    try:
+        same = bool(np.array_equal(view, copy, equal_nan=view.dtype.kind in "fc"))
+    except TypeError:
+        same = view.tobytes() == copy.tobytes()
+    return view if same else copy
+
+
+def _view_at(base: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
+             dtype: Any) -> Any:
+    """The array of ``shape``/``strides``/``dtype`` starting ``offset`` bytes into the
+    contiguous array ``base``, sharing its memory; None if it would reach outside it."""
+    import numpy as np
+
+    low = sum(s * (n - 1) for n, s in zip(shape, strides, strict=True) if s < 0)
+    high = sum(s * (n - 1) for n, s in zip(shape, strides, strict=True) if s > 0) + dtype.itemsize
+    if 0 in shape or offset + low < 0 or offset + high > base.nbytes:
+        return None
+    flat = base.reshape(-1, order="F" if base.flags.f_contiguous and not base.flags.c_contiguous
+                        else "C").view(np.uint8)
+    first = flat[offset:offset + dtype.itemsize].view(dtype)
+    return np.lib.stride_tricks.as_strided(first, shape=shape, strides=strides,
+                                           writeable=bool(base.flags.writeable))
 
 
 def _set_hard_mask(array: Any, state: tuple[Any, bool]) -> None:

@@ -195,6 +195,28 @@ def test_matplotlib_settings_a_step_changed_are_left_as_a_plain_run_leaves_them(
         dict.update(matplotlib.rcParams, saved)
 
 
+# VIEWS (fixed by aliases.views + serialize): a view made in a step (a_slice = a[2:5]) came back
+# as its own array, so writing through it after a hit or %resume left the base unchanged
+# (hml2_tools_numpy a_slice, g2 = g.reshape(...)).
+@pytest.mark.parametrize("how", ["one step", "two steps", "%resume"])
+def test_a_restored_view_still_writes_through_to_its_base(shell: Shell, how: str) -> None:
+    cells = (["%%step make\nimport numpy as np\na = np.arange(10)\na_slice = a[2:5]\ng2 = a.reshape(2, 5)"]
+             if how == "one step" else
+             ["%%step make\nimport numpy as np\na = np.arange(10)",
+              "%%step view\na_slice = a[2:5]\ng2 = a.reshape(2, 5)"])
+    for cell in cells:
+        shell.run(cell)
+    shell.fresh()
+    if how == "%resume":
+        shell.run("%resume")
+    else:
+        for cell in cells:
+            shell.run(cell)
+            assert shell.last.status == "cached"
+    shell.run("a_slice[0] = 99\ng2[1, 0] = 55")  # a plain cell, as in the notebook
+    assert shell.ns["a"].tolist() == [0, 1, 99, 3, 4, 55, 6, 7, 8, 9], "as in a plain run"
+
+
 # BUNCH (fixed by resumable_nb/_fp_sklearn.py): sklearn's Bunch keeps _deprecated_key_to_warnings
 # in its live __dict__, which its no-op __setstate__ drops on a restore.
 def test_bunch_fingerprint_survives_a_round_trip() -> None:

@@ -242,6 +242,41 @@ def test_objects_shared_between_outputs_stay_shared() -> None:
     assert out["b"]["rows"] == [1, 2, 3]
 
 
+def test_views_between_outputs_come_back_as_views() -> None:
+    base = np.arange(12.0)
+    out = round_trip({"base": base, "part": base[2:6], "back": base[::-3], "grid": base.reshape(3, 4).T,
+                      "alone": np.arange(10)[1:4]}, notebook())
+    out["part"][0] = -1.0
+    out["grid"][0, 1] = -2.0
+    assert out["base"][2] == -1.0 and out["base"][4] == -2.0
+    assert np.shares_memory(out["back"], out["base"])
+    assert out["back"].tolist() == base[::-3].tolist() and out["grid"].shape == (4, 3)
+    assert fingerprint(out["grid"]) == fingerprint(base.reshape(3, 4).T)
+
+
+def test_a_view_of_a_small_part_of_a_big_array_does_not_store_the_big_one() -> None:
+    big = np.arange(1_000_000.0)
+    data, buffers = dump({"x": big[:10], "y": big[5:15]}, notebook())
+    assert len(data) + sum(len(b) for b in buffers) < 10_000
+
+
+def test_a_view_of_a_namespace_array_comes_back_as_its_view_only_when_the_bytes_match() -> None:
+    a = np.arange(10.0)
+    ns = notebook()
+    ns["a"] = a
+    data, buffers = dump({"v": a[3:7:2]}, ns)
+    into = notebook()
+    into["a"] = a.copy()
+    v = serialize.load(data, buffers, into)["outputs"]["v"]
+    v[0] = -1.0
+    assert into["a"][3] == -1.0, "a view of the restored base"
+    other = notebook()
+    other["a"] = a.copy()
+    other["a"][5] = 99.0  # not the base the step had
+    v = serialize.load(data, buffers, other)["outputs"]["v"]
+    assert not np.shares_memory(v, other["a"]) and v.tolist() == [3.0, 5.0]
+
+
 def test_big_arrays_travel_out_of_band_and_come_back_equal_and_writable() -> None:
     ns = notebook()
     arrays = {"f8": np.linspace(0, 1, 50_000), "i2": np.ones((300, 40), dtype="<i2"),
