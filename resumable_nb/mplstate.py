@@ -32,11 +32,15 @@ def snapshot() -> dict[str, Any] | None:
 
 
 def changed(before: dict[str, Any] | None) -> dict[str, Any]:
-    """The rcParams that differ from ``before`` now (all of them when matplotlib was loaded by
-    the step: a new kernel's fresh import gives the same values but for what the step set)."""
+    """The rcParams that differ from ``before`` now; when the step loaded matplotlib itself,
+    those that differ from what importing it gives (``rcParamsOrig``: the matplotlibrc), so a
+    hit in a kernel whose plain cells set other rcParams leaves those alone."""
     after = snapshot()
     if after is None:
         return {}
+    if before is None:
+        orig = getattr(sys.modules["matplotlib"], "rcParamsOrig", None)
+        before = {k: v for k, v in dict.items(orig)} if isinstance(orig, dict) else None
     out = {}
     for key, value in after.items():
         try:
