@@ -42,6 +42,10 @@ ELEMENTS = b"o"  # an object array's elements, one by one
 NOTEBOOK_FUNCTION = b"N"  # defined in the notebook: by code, and the globals it reads
 LOCAL_FUNCTION = b"u"  # defined in a local module hashed by content: by code
 RUNTIME_FUNCTION = b"v"  # made at run time by library code: by code + its module
+MODULE_FUNCTION = b"3"  # of a local module or a foreign namespace (%run, exec): by code + globals read
+ENVIRON = b"4"  # the environment variables a function reads, by value
+METACLASS = b"5"  # a notebook or local class's metaclass
+TYPEVAR = b"6"  # a TypeVar, ParamSpec or TypeVarTuple: its kind, name, bound, constraints, variance
 BOUND_METHOD = b"B"
 BUILTIN = b"c"
 DESCRIPTOR = b"$"
@@ -68,14 +72,14 @@ NAME = b"n"  # a qualified name
 KEY = b"k"  # an attribute or global name
 TYPE_NAME = b"t"
 REDUCED = b"R"  # what __reduce_ex__(4) returns
-CLOSED_FILE = b"4"  # a closed file object: its kind, name, mode, encoding, errors
+CLOSED_FILE = b"7"  # a closed file object: its kind, name, mode, encoding, errors
 
 # -- numpy -------------------------------------------------------------------------------
 NP_ARRAY = b"A"
 NP_SCALAR = b"E"
 NP_DTYPE = b"Q"
-NP_MASKED = b"3"  # a MaskedArray: data, mask, resolved fill value, hardness, base class
-NP_NPZ = b"5"  # an NpzFile (np.load of a .npz): its member names and arrays
+NP_MASKED = b"8"  # a MaskedArray: data, mask, resolved fill value, hardness, base class
+NP_NPZ = b"9"  # an NpzFile (np.load of a .npz): its member names and arrays
 
 # -- pandas ------------------------------------------------------------------------------
 PD_FRAME = b"P"
