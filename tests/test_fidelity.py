@@ -269,9 +269,16 @@ def test_a_function_defined_in_a_step_fingerprints_as_in_a_plain_cell(shell: She
 
 def test_a_future_import_in_a_step_applies_to_the_statements_after_it(shell: Shell) -> None:
     # Compiled statement by statement, like a plain cell: the flag must carry on.
-    shell.run("%%step fut\nfrom __future__ import annotations\ndef g(x: undefined_name) -> None:\n    pass\n"
-              "ann = g.__annotations__")
-    assert shell.ns["ann"] == {"x": "undefined_name", "return": "None"}
+    import __future__
+
+    try:
+        shell.run("%%step fut\nfrom __future__ import annotations\n"
+                  "def g(x: undefined_name) -> None:\n    pass\nann = g.__annotations__")
+        assert shell.ns["ann"] == {"x": "undefined_name", "return": "None"}
+    finally:
+        # The shell is one instance for the whole session, and IPython keeps a cell's future
+        # flags for the cells after it: later tests would compile with postponed annotations.
+        shell.ip.compile.flags &= ~__future__.annotations.compiler_flag
 
 
 def test_a_function_from_a_step_still_changes_with_its_code(shell: Shell) -> None:
