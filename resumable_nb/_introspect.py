@@ -22,8 +22,10 @@ __all__ = [
     "FRAME_ATTRIBUTES",
     "FRAME_METHODS",
     "NAMESPACE_HANDLES",
+    "bound_module_attribute",
     "cell_contents",
     "class_body",
+    "closed_file",
     "frame_kind",
     "frame_names",
     "importable_as",
@@ -182,6 +184,19 @@ def importable_as(obj: Any) -> bool:
     return not is_notebook_module(module, None) and resolves_to(module, getattr(obj, "__qualname__", ""), obj)
 
 
+def bound_module_attribute(method: Any, namespace: Any = None) -> tuple[str, str] | None:
+    """``(module, name)`` when a bound method *is* an installed module's attribute of its
+    name: numpy.random's ``beta`` is ``np.random.mtrand._rand.beta``, exported as the module's
+    function. It is then that function of that module, like any other (its owner's state is
+    the module's: numpy.random's generator is followed by resumable_nb.rng)."""
+    module, name = getattr(method, "__module__", None), getattr(method, "__name__", None)
+    if not isinstance(module, str) or not isinstance(name, str) or is_notebook_module(module, namespace):
+        return None
+    if getattr(sys.modules.get(module), name, None) is not method:
+        return None
+    return module, name
+
+
 # -- values that are live handles, not content ----------------------------------------------
 _UNSAFE_TYPES: tuple[type, ...] = (io.IOBase, types.GeneratorType, types.CoroutineType,
                                    types.AsyncGeneratorType, types.FrameType)
@@ -195,6 +210,29 @@ def is_resource(value: Any) -> bool:
     if isinstance(value, (io.StringIO, io.BytesIO)):
         return False  # in-memory buffers: their content is their state
     return isinstance(value, _UNSAFE_TYPES) or type(value).__module__ in _RESOURCE_MODULES
+
+
+_FILE_TYPES = {t.__name__: t for t in (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter,
+                                       io.BufferedRandom, io.FileIO)}
+
+
+def closed_file(value: Any) -> tuple[str, Any, str, str | None, str | None] | None:
+    """A *closed* file object's kind, name, mode, encoding and errors; None for anything else
+    (an open file above all: it stays a live handle).
+
+    What ``with open(name) as f:`` leaves in ``f``: nothing can be read or written through it
+    any more, so it is data (what it was opened as), stored and fingerprinted as such.
+    """
+    t = type(value)
+    if _FILE_TYPES.get(t.__name__) is not t or not value.closed:
+        return None
+    try:
+        name, mode = value.name, value.mode
+    except (AttributeError, ValueError):  # a wrapper over an in-memory buffer: no name
+        return None
+    text = t is io.TextIOWrapper
+    return (t.__name__, name, str(mode), value.encoding if text else None,
+            value.errors if text else None)
 
 
 def type_name(value: Any) -> str:

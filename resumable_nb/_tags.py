@@ -72,11 +72,14 @@ NAME = b"n"  # a qualified name
 KEY = b"k"  # an attribute or global name
 TYPE_NAME = b"t"
 REDUCED = b"R"  # what __reduce_ex__(4) returns
+CLOSED_FILE = b"7"  # a closed file object: its kind, name, mode, encoding, errors
 
 # -- numpy -------------------------------------------------------------------------------
 NP_ARRAY = b"A"
 NP_SCALAR = b"E"
 NP_DTYPE = b"Q"
+NP_MASKED = b"8"  # a MaskedArray: data, mask, resolved fill value, hardness, base class
+NP_NPZ = b"9"  # an NpzFile (np.load of a .npz): its member names and arrays
 
 # -- pandas ------------------------------------------------------------------------------
 PD_FRAME = b"P"

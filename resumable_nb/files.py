@@ -19,6 +19,14 @@ clock tick), so it is hashed again next time.
 
 Products (``--writes``): the files matching the globs after the step ran are stored with the
 entry and written back on a hit, atomically, when absent or different.
+
+Files a step only writes: a named file the step created or changed, which it opened (through
+Python's ``open`` / ``os.open``, seen by an audit hook) for writing and never for reading, is
+a product too: a plain run overwrites it whatever it holds, so its content is not an input of
+the step's next run (a later step rewriting it, ``savetxt`` twice, made the first step re-run
+every time), and a hit writes back what the step wrote (the step after it reads that, as in a
+plain run). Up to :data:`WRITE_BACK_LIMIT` bytes; a bigger file stays an input. A step that
+reads the file in any way Python's ``open`` sees keeps it as an input.
 """
 
 from __future__ import annotations
@@ -28,10 +36,12 @@ import glob
 import mmap
 import os
 import stat
+import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +60,7 @@ _RACY_NS = 2_000_000_000
 _SMALL = 1 << 20
 _GLOB = frozenset("*?[")
 _PATH_CALLS = frozenset({"Path", "PurePath", "PosixPath", "WindowsPath", "join"})
+WRITE_BACK_LIMIT = 64 << 20  # a file a step only writes, stored to be written back on a hit
 
 
 # -- which paths a step's code names ---------------------------------------------------------
@@ -116,6 +127,9 @@ class FileHashes:
         # step -> {absolute path: digest}: files the step itself created or changed, as it left
         # them. They are its products, not its inputs (see file_inputs).
         self.made: dict[str, dict[str, str]] = {}
+        # step -> {absolute path: {the literal naming it: what it put in the key, or None}}: the
+        # made files the step only wrote. They keep the key they had (see file_inputs).
+        self.write_only: dict[str, dict[str, dict[str, str | None]]] = {}
         self.dirty = False
         self.hashed_bytes = 0  # bytes read since the last reset: said when big
 
@@ -143,7 +157,7 @@ class FileHashes:
 
     def to_json(self) -> dict[str, Any]:
         return {"v": 1, "files": {p: [list(sig), d] for p, (sig, d) in self._memo.items()},
-                "made": self.made}
+                "made": self.made, "write_only": self.write_only}
 
     def load(self, data: Mapping[str, Any]) -> None:
         """Take remembered hashes saved by :meth:`to_json` (a signed file: ours)."""
@@ -156,6 +170,13 @@ class FileHashes:
                 if isinstance(paths, dict):
                     self.made.setdefault(str(step), {}).update(
                         {str(p): str(d) for p, d in paths.items()})
+        write_only = data.get("write_only")
+        if isinstance(write_only, dict):
+            for step, paths in write_only.items():
+                if isinstance(paths, dict):
+                    self.write_only.setdefault(str(step), {}).update(
+                        {str(p): {str(t): (None if f is None else str(f)) for t, f in labels.items()}
+                         for p, labels in paths.items() if isinstance(labels, dict)})
         for path, value in files.items():
             try:
                 sig, digest = value
@@ -185,7 +206,8 @@ class FileInputs:
 
 def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterable[str],
                 hashes: FileHashes, cwd: str, exclude: Iterable[str] = (),
-                made: Mapping[str, str] | None = None) -> FileInputs:
+                made: Mapping[str, str] | None = None,
+                write_only: Mapping[str, Mapping[str, str | None]] | None = None) -> FileInputs:
     """The fingerprints of the files a step reads.
 
     ``candidates``: literal paths and input variables' paths; those naming nothing are
@@ -197,7 +219,10 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
     miss once more on every run that follows its first). A folder named in the code is not an
     input either: notebooks name output folders far more than they list input folders, and a
     folder several steps write into would make every one of them miss (`--reads 'd/*'`
-    declares a folder's files).
+    declares a folder's files). ``write_only``: the made files it only wrote (opened for
+    writing, never for reading): a plain run overwrites them whatever they hold, so they keep
+    what they put in the key when the step last ran, whoever changed them since (a hit writes
+    back the step's own version).
 
     :raises OSError: a file that exists cannot be read (the step then runs uncached).
     """
@@ -222,6 +247,12 @@ def file_inputs(candidates: Iterable[str], reads: Iterable[str], writes: Iterabl
             continue  # names nothing (most literals): not a file input
         real = os.path.realpath(full)
         if stat.S_ISDIR(st.st_mode):
+            continue
+        kept = (write_only or {}).get(real, {})
+        if text in kept:
+            if kept[text] is not None:
+                relative |= not os.path.isabs(text)
+                out.fingerprints[f"file:{text}"] = kept[text]  # type: ignore[assignment]
             continue
         if made and real in made and stat.S_ISREG(st.st_mode) and hashes.digest(real, st) == made[real]:
             continue  # this step's own product, untouched since
@@ -425,6 +456,10 @@ class StepFiles:
     def __init__(self) -> None:
         self.hashes = FileHashes()
         self._loaded: str | None = None
+        self.opened = Opened()  # what the step being run opened (watch)
+        self._keyed: tuple[str, dict[str, str]] = ("", {})  # the last step's file key entries
+        self._texts: dict[str, list[str]] = {}  # the literals naming each path of the last snapshot
+        self._recorded = ""  # the step record_made last ran for
 
     def open(self, root: Path, key: bytes) -> None:
         """Take the hashes a previous kernel saved under ``root`` (once per root)."""
@@ -456,8 +491,17 @@ class StepFiles:
 
         :raises OSError: an existing file cannot be read.
         """
-        return file_inputs(self.candidates(paths, values), reads, writes, self.hashes, os.getcwd(),
-                           exclude, self.hashes.made.get(step))
+        found = file_inputs(self.candidates(paths, values), reads, writes, self.hashes, os.getcwd(),
+                            exclude, self.hashes.made.get(step), self.hashes.write_only.get(step))
+        self._keyed = (step, dict(found.fingerprints))
+        return found
+
+    @contextmanager
+    def watch(self) -> Iterator[Opened]:
+        """Around one attempt of a step: which files it opens, and how (:func:`watch_opens`)."""
+        with watch_opens() as opened:
+            self.opened = opened
+            yield opened
 
     @staticmethod
     def candidates(paths: Iterable[str], values: Iterable[Any]) -> set[str]:
@@ -470,8 +514,21 @@ class StepFiles:
                     candidates.add(text)
         return candidates
 
+    @staticmethod
+    def texts(candidates: Iterable[str]) -> dict[str, list[str]]:
+        """The literals naming each real path."""
+        out: dict[str, list[str]] = {}
+        for text in candidates:
+            try:
+                out.setdefault(os.path.realpath(os.path.join(os.getcwd(), text)), []).append(text)
+            except ValueError:
+                continue
+        return out
+
     def snapshot(self, candidates: Iterable[str]) -> dict[str, tuple[int, ...] | None]:
         """Before a step runs: the stat signature of each named path (None: not a file)."""
+        candidates = set(candidates)
+        self._texts = self.texts(candidates)
         out: dict[str, tuple[int, ...] | None] = {}
         for text in candidates:
             full = os.path.realpath(os.path.join(os.getcwd(), text))
@@ -483,9 +540,16 @@ class StepFiles:
             out[full] = _signature(st) if stat.S_ISREG(st.st_mode) else None
         return out
 
-    def record_made(self, step: str, before: Mapping[str, tuple[int, ...] | None]) -> None:
-        """After a step ran: remember the named files it created or changed, as it left them."""
+    def record_made(self, step: str, before: Mapping[str, tuple[int, ...] | None],
+                    texts: Mapping[str, Iterable[str]] | None = None) -> None:
+        """After a step ran: remember the named files it created or changed, as it left them,
+        and which of them it only wrote (``texts``: the literals naming each path)."""
         made = self.hashes.made.setdefault(step, {})
+        write_only: dict[str, dict[str, str | None]] = {}
+        self.hashes.write_only[step] = write_only
+        self._recorded = step
+        keyed = self._keyed[1] if self._keyed[0] == step else {}
+        texts = self._texts if texts is None else texts
         for full, sig in before.items():
             try:
                 st = os.stat(full)
@@ -497,6 +561,89 @@ class StepFiles:
             if sig is None or sig != _signature(st):
                 made[full] = self.hashes.digest(full, st)
                 self.hashes.dirty = True
+            if (full in made and full in self.opened.written and full not in self.opened.read
+                    and st.st_size <= WRITE_BACK_LIMIT and texts):
+                write_only[full] = {t: keyed.get(f"file:{t}") for t in texts.get(full, ())}
+                self.hashes.dirty = True
+
+    def forget_recorded(self) -> None:
+        self._recorded = ""
+
+    def written_products(self, step: str, cwd: str) -> list[Product]:
+        """The files ``step`` only wrote, as it left them, to be written back on a hit."""
+        out: list[Product] = []
+        if self._recorded != step:  # it named no file this time: nothing it wrote is known
+            return out
+        for full in sorted(self.hashes.write_only.get(step, {})):
+            try:
+                st = os.stat(full)
+                if not stat.S_ISREG(st.st_mode) or st.st_size > WRITE_BACK_LIMIT:
+                    continue
+                digest = self.hashes.digest(full, st)
+                content = _read_mapped(full, st.st_size)
+            except OSError:
+                continue
+            rel = os.path.relpath(full, cwd)
+            out.append(Product(rel if not rel.startswith(os.pardir) else full, stat.S_IMODE(st.st_mode),
+                               digest, content))
+        return out
+
+
+# -- which files a step opens, and how ------------------------------------------------------------
+@dataclass(slots=True)
+class Opened:
+    """The files (real paths) opened while a step ran: to be replaced whole (``written``), or
+    in a way that depends on what they held (``read``: reading, appending, updating)."""
+
+    read: set[str] = field(default_factory=set)
+    written: set[str] = field(default_factory=set)
+
+
+# The audit hook is process-wide and cannot be removed: it is added once and does nothing
+# unless a step is being watched (the runner's StepFiles pushes a record while a step runs).
+_WATCHING: list[Opened] = []
+_HOOKED: list[bool] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "open" or not _WATCHING:
+        return
+    try:  # never the opener's error
+        path, mode, flags = args
+        if isinstance(path, int):
+            return  # a descriptor: already open
+        full = os.path.realpath(os.path.join(os.getcwd(), os.fsdecode(os.fspath(path))))
+        # "Written" is emptied or created by the open ('w', 'w+' as PIL saves, 'x', O_TRUNC,
+        # O_EXCL): what it held cannot matter. Anything else depends on what the file held, as
+        # much as reading it: 'r', 'r+', appending.
+        if isinstance(mode, str):
+            writes = "w" in mode or "x" in mode
+        else:
+            writes = bool((flags or 0) & (os.O_TRUNC | os.O_EXCL))
+        reads = not writes
+        for record in _WATCHING:
+            if reads:
+                record.read.add(full)
+            if writes:
+                record.written.add(full)
+    except Exception:  # noqa: BLE001, S110 - a path we cannot resolve: not recorded
+        pass
+
+
+@contextmanager
+def watch_opens() -> Iterator[Opened]:
+    """Record the files opened through Python's ``open`` / ``os.open`` inside the block (not
+    I/O done by C libraries on their own: such a file is never taken as written-only unless
+    Python also opened it for writing, and never if Python opened it for reading)."""
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    record = Opened()
+    _WATCHING.append(record)
+    try:
+        yield record
+    finally:
+        _WATCHING.remove(record)
 
 
 def describe(label: str) -> str:

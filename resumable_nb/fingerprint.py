@@ -74,8 +74,10 @@ from ._introspect import (
     FRAME_ATTRIBUTES,
     FRAME_METHODS,
     NAMESPACE_HANDLES,
+    bound_module_attribute,
     cell_contents,
     class_body,
+    closed_file,
     frame_kind,
     frame_names,
     importable_as,
@@ -253,7 +255,12 @@ class Fingerprinter:
         elif t is types.FunctionType:  # first: the commonest code input (never a resource)
             self._function(value)
         elif is_resource(value):
-            raise Unfingerprintable(f"{type_name(value)} has no stable content")
+            closed = closed_file(value)
+            if closed is None:
+                raise Unfingerprintable(f"{type_name(value)} has no stable content")
+            self.begin(tags.CLOSED_FILE, len(closed))
+            for part in closed:
+                self.value(part)
         elif isinstance(value, types.ModuleType):
             self._module(value)
         elif t is property:
@@ -267,6 +274,8 @@ class Fingerprinter:
             self._mapping(tags.MAPPINGPROXY, value)
         elif t is range:
             _range(self, value)
+        elif isinstance(value, types.MethodType) and (attr := bound_module_attribute(value, self.namespace)):
+            self._by_name(*attr)  # numpy.random.beta: a module's function, as the pickler stores it
         elif isinstance(value, types.MethodType):
             self.begin(tags.BOUND_METHOD, 2)
             self.value(value.__func__)

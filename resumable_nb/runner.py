@@ -24,12 +24,13 @@ import os
 import re
 import time
 import tokenize
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, files, retry, rng, serialize, why
+from . import aliases, capture, files, mplstate, retry, rng, serialize, setup_magics, why
 from ._await import run_code
 from ._introspect import frame_kind, frame_names, string_frame_names
 from .analysis import CellAnalysis, analyse, normalised_code
@@ -297,6 +298,10 @@ class StepRunner:
             if entry is None:
                 result.reason = self.why_missed(result)
                 return False, None
+            failed = self._replay_setup(result)
+            if failed:
+                result.reason = failed
+                return False, None
             payload = store.load(entry, self.shell.user_ns, lazy=self.lazy)
         except (StoreError, RestoreError) as exc:
             # Only a verified failure (size, MAC) forgets the entry: a transient read error
@@ -355,6 +360,19 @@ class StepRunner:
         shown = payload.get("result")
         return True, (_Replayed(*shown) if shown is not None else None)
 
+    def _replay_setup(self, result: StepResult) -> str | None:
+        """Run the step's session-setup magics (``%matplotlib nbagg``) as a plain run would,
+        before its outputs are loaded (a restored figure joins the backend they select);
+        why not, if one fails (the step then runs)."""
+        if "%" not in result.source:
+            return None
+        magics = setup_magics.setup_magics(self.shell.transform_cell(result.source))
+        try:
+            setup_magics.replay(self.shell, magics)
+        except Exception as exc:  # noqa: BLE001 - the step runs and shows the error itself
+            return f"its setup magics could not be replayed ({type(exc).__name__}: {exc})"
+        return None
+
     def why_missed(self, result: StepResult) -> str:
         """What differs from the step's latest entry, in one line (journal permitting)."""
         journal = self._journal()
@@ -375,8 +393,12 @@ class StepRunner:
         opts = opts if opts is not None else StepLine(name)
         ns = self.shell.user_ns
         before = {k: id(ns[k]) for k in self._user_names()}
-        sharers = self._sharers(inputs, before)
+        # The modules it imports again count as read: `import matplotlib; matplotlib.use(...)`
+        # changes the notebook's `rcParams` (from pylab import *) as much as a bare read does.
+        reimported = [n for n in analysis.bound if isinstance(ns.get(n), types.ModuleType)]
+        sharers = self._sharers([*inputs, *reimported], before)
         rng_before = rng.states()
+        mpl_before = mplstate.snapshot()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
@@ -387,7 +409,8 @@ class StepRunner:
             start = time.perf_counter()
             with capture.capture(self.shell) as events:
                 try:
-                    value = self._execute(body, header)
+                    with self.files.watch():  # which files it opens, and how (files.py)
+                        value = self._execute(body, header)
                     capture.flush_figures()
                 except BaseException as exc:
                     result.status = "failed"
@@ -414,6 +437,7 @@ class StepRunner:
             break
         result.duration = time.perf_counter() - start
         named, self._named_files = self._named_files, None
+        self.files.forget_recorded()
         if named is not None and named[0] == name:
             self.files.record_made(name, named[1])
         products: list[files.Product] = []
@@ -426,6 +450,9 @@ class StepRunner:
                 result.error = str(exc)[:300]
                 self._finish(result)
                 raise
+        if key is not None and store is not None:  # files it only wrote: written back on a hit
+            declared = {p.path for p in products}
+            products += [p for p in self.files.written_products(name, os.getcwd()) if p.path not in declared]
         after = self._user_names()
         outputs = {k for k in after if before.get(k) != id(ns[k])} | (analysis.bound & after)
         # Changed in place: the same object as before, with other content (lst.append(x),
@@ -444,8 +471,11 @@ class StepRunner:
         if value is not None:
             data, metadata = self.shell.display_formatter.format(value)
             shown = (capture._plain(data), capture._plain(metadata))
-        payload = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
+        payload: dict[str, Any] = {"outputs": {k: ns[k] for k in result.outputs}, "deleted": deleted,
                    "events": list(events), "result": shown, "mutated": sorted(mutated)}
+        styled = mplstate.changed(mpl_before)
+        if styled:  # first: unpickled before the figures, on a hit and by %resume (mplstate.py)
+            payload = {"mpl": mplstate.Changes(styled), **payload}
         rng_after = rng.states()
         drew = rng.moved(rng_before, rng_after)
         if drew:  # a hit must find them where they were, and leave them as the step did
@@ -501,7 +531,7 @@ class StepRunner:
             code = shell.compile(expression, filename, "eval")
         return run_code(shell, code, shell.user_global_ns, shell.user_ns)
 
-    def _sharers(self, inputs: dict[str, str], names: Iterable[str]) -> dict[str, str]:
+    def _sharers(self, inputs: Iterable[str], names: Iterable[str]) -> dict[str, str]:
         """Fingerprints of the variables the step could change through its inputs."""
         ns = self.shell.user_ns
         fper = Fingerprinter(ns, follow_globals=False)

@@ -15,7 +15,10 @@ in a notebook:
   stored by that name and restored as that very object when its content is still what was
   stored, else from a copy stored next to the name (see :func:`_module_attr`);
 - open files, sockets, locks, DB connections and generators are refused: restoring a file
-  handle opened for writing would truncate the user's file.
+  handle opened for writing would truncate the user's file. A *closed* file (what
+  ``with open(name) as f:`` leaves in ``f``) is data: it comes back as a closed file object
+  of the same kind, name and mode, made from the null device. An ``NpzFile`` (it holds its
+  archive open) is stored as its arrays and comes back over an in-memory archive.
 
 We do not use dill: it is 6x slower on a DataFrame, binds restored functions to a copy of
 their globals, and restores file handles.
@@ -38,10 +41,13 @@ import typing
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
+from . import aliases
 from ._introspect import (
     EMPTY_CELL,
+    bound_module_attribute,
     cell_contents,
     class_body,
+    closed_file,
     importable_as,
     is_notebook_module,
     is_resource,
@@ -62,12 +68,14 @@ class Writer(Protocol):
 class _Pickler(pickle.Pickler):
     def __init__(self, file: Writer, namespace: Mapping[str, Any], defined: set[int],
                  buffer_callback: Callable[[pickle.PickleBuffer], Any] | None,
-                 module_attrs: Mapping[int, tuple[str, str]] | None = None) -> None:
+                 module_attrs: Mapping[int, tuple[str, str]] | None = None,
+                 views: Mapping[int, aliases.InPayload | aliases.InName] | None = None) -> None:
         super().__init__(file, protocol=5,  # type: ignore[arg-type]
                          buffer_callback=buffer_callback)
         self.namespace = namespace
         self.defined = defined  # ids of classes this step defines: stored by value
         self.module_attrs = module_attrs or {}  # id -> (module, name): outputs a module owns
+        self.views = views or {}  # id -> where an output array is a view of (aliases.views)
         self.on_mark: Callable[[str | None], None] | None = None
 
     def reducer_override(self, obj: Any) -> Any:
@@ -76,6 +84,12 @@ class _Pickler(pickle.Pickler):
             if self.on_mark is not None:
                 self.on_mark(obj.name)
             return _unmark, (obj.value,)
+        if self.views and id(obj) in self.views:
+            spec = self.views[id(obj)]
+            if isinstance(spec, aliases.InPayload):
+                return _view_in, (spec.root, spec.offset, obj.shape, obj.strides, obj.dtype)
+            return _view_named, (spec.name, spec.offset, obj.shape, obj.strides, obj.dtype,
+                                 spec.base_shape, spec.base_dtype, spec.fortran, obj.copy(order="K"))
         if self.module_attrs and id(obj) in self.module_attrs:
             return self._by_module_attr(obj, *self.module_attrs[id(obj)])
         if t is types.FunctionType:
@@ -110,10 +124,26 @@ class _Pickler(pickle.Pickler):
                                    obj.__covariant__, obj.__contravariant__)
         if t is types.ModuleType:
             return importlib.import_module, (obj.__name__,)
+        if t is types.MethodType or t is types.BuiltinMethodType:
+            by_reference = _bound_to_module_object(obj, self.namespace)
+            if by_reference is not None:
+                return by_reference
         if t is types.CodeType:
             return marshal.loads, (marshal.dumps(obj),)
+        if t.__name__ == "MaskedArray" and t.__module__ in ("numpy.ma", "numpy.ma.core") and obj._hardmask:
+            # numpy's own reduction drops the hard mask: a restored array would let a write
+            # unmask what the step's array kept masked.
+            func, args, state = obj.__reduce__()
+            return func, args, (state, True), None, None, _set_hard_mask
+        if t.__name__ == "NpzFile" and t.__module__.startswith("numpy"):
+            # np.load("x.npz"): it holds the archive open; its content is the arrays.
+            return _npz, ({name: obj[name] for name in obj.files}, bool(obj.allow_pickle),
+                          str(getattr(obj.fid, "name", "object")))
         if is_resource(obj):
-            raise pickle.PicklingError(_resource_reason(obj))
+            closed = closed_file(obj)
+            if closed is None:
+                raise pickle.PicklingError(_resource_reason(obj))
+            return _closed_file, closed
         return NotImplemented
 
     def _by_module_attr(self, obj: Any, module: str, name: str) -> Any:
@@ -138,17 +168,25 @@ def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
     defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
     outputs = value.get("outputs") if isinstance(value, dict) else None
     module_attrs = _module_attrs(value, namespace)
+    views = aliases.views(outputs, namespace) if isinstance(outputs, dict) else {}
     if sizes is None or not isinstance(outputs, dict):
-        _Pickler(file, namespace, defined, buffer_callback, module_attrs).dump(value)
+        _Pickler(file, namespace, defined, buffer_callback, module_attrs, views).dump(value)
         return
     meter = _Meter(file, buffer_callback)
-    pickler = _Pickler(meter, namespace, defined, meter.buffer, module_attrs)
+    pickler = _Pickler(meter, namespace, defined, meter.buffer, module_attrs, views)
     pickler.on_mark = meter.mark
     # Each output is wrapped in a _Mark (unpickled as the bare value): the pickler tells us
     # when it reaches one, so what was written in between is the previous output's. "_end"
     # closes the last output; it loads as None and nothing reads it.
-    marked = {"outputs": {k: _Mark(k, v) for k, v in outputs.items()}, "_end": _Mark(None, None),
-              **{k: v for k, v in value.items() if k != "outputs"}}
+    # In the payload's own order: what comes before the outputs is unpickled before them
+    # (mplstate.Changes chooses the backend the step's figures are restored into).
+    marked: dict[str, Any] = {}
+    for k, v in value.items():
+        if k == "outputs":
+            marked["outputs"] = {name: _Mark(name, out) for name, out in outputs.items()}
+            marked["_end"] = _Mark(None, None)
+        else:
+            marked[k] = v
     pickler.dump(marked)
     sizes.update(meter.sizes(outputs, namespace))
 
@@ -267,6 +305,8 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == __name__ and name == "_class_ref":
             return functools.partial(_class_ref, self.classes, self.namespace)
+        if module == __name__ and name == "_view_named":
+            return functools.partial(_view_named, self.classes)
         if module == __name__ and name in _NEEDS_NAMESPACE:
             return functools.partial(_NEEDS_NAMESPACE[name], self.namespace)
         return super().find_class(module, name)
@@ -281,6 +321,91 @@ def _resource_reason(obj: Any) -> str:
 
 def _mappingproxy(d: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
     return types.MappingProxyType(d)
+
+
+def _closed_file(kind: str, name: Any, mode: str, encoding: str | None, errors: str | None) -> Any:
+    """A closed file object like the one stored: same kind, name, mode and encoding. Made by
+    opening the null device (never the named file: a restore must not touch it) and closing
+    it; a mode that would create the file ('x') opens it for writing instead."""
+    text = kind == "TextIOWrapper"
+    opened = mode.replace("x", "w").replace("t", "")
+    if not text and "b" not in opened:
+        opened += "b"
+    f: Any = open(os.devnull, opened, buffering=0 if kind == "FileIO" else -1,
+                  encoding=encoding, errors=errors)
+    f.close()
+    raw = f if kind == "FileIO" else f.buffer.raw if text else f.raw
+    raw.name = name
+    if text:
+        f.mode = mode
+    return f
+
+
+def _npz(arrays: dict[str, Any], allow_pickle: bool, name: str) -> Any:
+    """An NpzFile over an in-memory archive of the stored arrays (never the file it was read
+    from: it may have changed since)."""
+    import numpy as np
+
+    archive = io.BytesIO()
+    np.savez(archive, **arrays)
+    archive.seek(0)
+    archive.name = name  # type: ignore[attr-defined]  # what its repr shows
+    loaded = np.load(archive, allow_pickle=allow_pickle)
+    loaded.fid = archive  # as np.load("x.npz") leaves it: closed with it
+    return loaded
+
+
+def _view_in(root: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
+             dtype: Any) -> Any:
+    """A view of ``root`` (restored from the same payload), as the stored output was."""
+    view = _view_at(root, offset, shape, strides, dtype)
+    if view is None:  # cannot happen for what aliases.views chose; never a wrong view
+        raise RestoreError("a stored view does not fit in its base array")
+    return view
+
+
+def _view_named(classes: Mapping[str, Any], name: str, offset: int, shape: tuple[int, ...],
+                strides: tuple[int, ...], dtype: Any, base_shape: tuple[int, ...], base_dtype: str,
+                fortran: bool, copy: Any) -> Any:
+    """A view of the array under ``name`` in the namespace being restored, when it is laid
+    out as the step's base was and the view shows exactly the stored bytes; else the copy."""
+    import numpy as np
+
+    base = classes.get(name)
+    if (type(base) is not np.ndarray or tuple(base.shape) != tuple(base_shape)
+            or base.dtype.str != base_dtype
+            or not (base.flags.f_contiguous if fortran else base.flags.c_contiguous)):
+        return copy
+    view = _view_at(base, offset, shape, strides, dtype)
+    if view is None or view.shape != copy.shape:
+        return copy
+    try:
+        same = bool(np.array_equal(view, copy, equal_nan=view.dtype.kind in "fc"))
+    except TypeError:
+        same = view.tobytes() == copy.tobytes()
+    return view if same else copy
+
+
+def _view_at(base: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
+             dtype: Any) -> Any:
+    """The array of ``shape``/``strides``/``dtype`` starting ``offset`` bytes into the
+    contiguous array ``base``, sharing its memory; None if it would reach outside it."""
+    import numpy as np
+
+    low = sum(s * (n - 1) for n, s in zip(shape, strides, strict=True) if s < 0)
+    high = sum(s * (n - 1) for n, s in zip(shape, strides, strict=True) if s > 0) + dtype.itemsize
+    if 0 in shape or offset + low < 0 or offset + high > base.nbytes:
+        return None
+    flat = base.reshape(-1, order="F" if base.flags.f_contiguous and not base.flags.c_contiguous
+                        else "C").view(np.uint8)
+    first = flat[offset:offset + dtype.itemsize].view(dtype)
+    return np.lib.stride_tricks.as_strided(first, shape=shape, strides=strides,
+                                           writeable=bool(base.flags.writeable))
+
+
+def _set_hard_mask(array: Any, state: tuple[Any, bool]) -> None:
+    array.__setstate__(state[0])
+    array._hardmask = state[1]
 
 
 # -- functions ----------------------------------------------------------------------------
@@ -495,18 +620,64 @@ def _module_attrs(value: Any, namespace: Mapping[str, Any]) -> dict[int, tuple[s
 
 def _module_attr(namespace: MutableMapping[str, Any], module: str, name: str, fingerprint: str,
                  copy: bytes) -> Any:
-    """``module.name`` itself when its content is still what was stored (identity, as in a
-    plain run); else the stored copy (the step had changed it, or the library did)."""
+    """``module.name`` itself, as in a plain run. When its content is no longer what was
+    stored (the step, or one before it, changed ``rcParams``): a mapping (``rcParams``) gets
+    the stored content put into it, in place, so it is still the object the library reads;
+    anything else comes back as the stored copy."""
     try:
         live = getattr(importlib.import_module(module), name)
         if fingerprint and Fingerprinter().hash(live) == fingerprint:
             return live
     except (ImportError, AttributeError, Unfingerprintable):
-        pass
-    return load(copy, [], namespace)  # part of the entry: authenticated with it
+        live = None
+    stored = load(copy, [], namespace)  # part of the entry: authenticated with it
+    if isinstance(live, dict) and type(stored) is type(live):
+        for key in [k for k in live if k not in stored]:
+            del live[key]
+        live.update({k: v for k, v in dict.items(stored) if k not in live or dict.get(live, k) != v})
+        return live
+    return stored
 
 
 _NEEDS_NAMESPACE["_module_attr"] = _module_attr
+
+
+def _bound_to_module_object(method: Any, namespace: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A bound method of an installed module's own object, by reference: ``beta`` after
+    ``from pylab import *`` is ``numpy.random.beta``, a method of numpy's global
+    ``RandomState``. Pickled by value it came back bound to a copy of the generator, which no
+    longer draws from ``numpy.random``'s state. Either the method is itself the module's
+    attribute (looked up by its own ``__module__``), or its owner is an attribute of the
+    module of the owner's type."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", None)
+    if owner is None or isinstance(owner, (types.ModuleType, type)) or not isinstance(name, str):
+        return None  # a module's function or a class's method: by name already
+    attribute = bound_module_attribute(method, namespace)
+    if attribute is not None:
+        return getattr, (sys.modules[attribute[0]], name)
+    owner_module = type(owner).__module__
+    found = sys.modules.get(owner_module)
+    if found is None or is_notebook_module(owner_module, namespace) or owner_module == "builtins":
+        return None
+    for attr, value in list(vars(found).items()):
+        if value is owner:
+            return getattr, (_Global(owner_module, attr), name)
+    return None
+
+
+class _Global:
+    """A module-level object, pickled as a reference to it."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_global, (self.module, self.name)
+
+
+def _load_global(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
 
 
 # -- plumbing -----------------------------------------------------------------------------

@@ -41,32 +41,7 @@ MARKER = "@@corpus-snapshot@@"
 KILL_MARKER = "@@corpus-kill-point@@"
 
 # (notebook, check): why it fails today. docs/corpus.md explains each cause.
-MASKED = ("a numpy MaskedArray (pcolor's data, in the colorbar) has _fill_value None until pickled, "
-          "a 0-d array after: the generic path hashes that, so axes holding a pcolor fingerprint "
-          "differently after a restore and the steps reading them (animate's) miss")
-ALIAS = ("views not re-established: a view made in one step (a_slice = a[2:5]; a figure's axes) comes "
-         "back from the cache as its own copy, so a later step writing through it no longer changes "
-         "the base (docs/limitations.md); changes made through a view are outputs since aliases.py")
-PYLAB = ("'from pylab import *' in a step: it hits and its names come back now, but numpy.random's "
-         "functions (bound methods of the global RandomState) come back bound to a copy of it, and "
-         "rcParams differs from the plain run's")
-CLOSED_FILE = ("'with open(name) as f:' in a step leaves f bound to a closed file, which is refused as an "
-               "output (docs/limitations.md): the step is never cached")
-
-REWRITTEN = ("a file one step writes and a later step rewrites (savetxt('random-matrix.csv') in c28, "
-             "again with another format in c30) is, on the next run, an input of the first step that "
-             "some other step changed: c28 re-runs (needlessly, never stale: a step that reads and "
-             "rewrites a file must count it)")
-
 KNOWN: dict[tuple[str, str], str] = {
-    ("spl_lecture2_numpy", "hits"): REWRITTEN,
-    ("amp_part4_limits_legends", "hits"): ALIAS,
-    ("amp_part4_limits_legends", "resume"): ALIAS,
-    ("hml2_extra_gradient_descent_comparison", "hits"): MASKED,
-    ("hml2_tools_numpy", "hits"): ALIAS,
-    ("hml2_tools_pandas", "hits"): CLOSED_FILE,
-    ("spl_lecture4_matplotlib", "hits"): PYLAB,
-    ("spl_lecture4_matplotlib", "resume"): PYLAB,
 }
 
 # Summarises every user variable: its fingerprint, else its type and repr (addresses removed).

@@ -95,9 +95,49 @@ def test_a_file_the_step_writes_is_its_product_not_its_input(shell: Shell, cwd: 
     shell.fresh()
     shell.run(cell)
     assert shell.count("save") == 1
+    # It only writes the file: a plain run overwrites whatever is there, and so does a hit.
     (cwd / "made.txt").write_text("edited by hand")
     shell.run(cell)
-    assert shell.count("save") == 2
+    assert shell.count("save") == 1 and (cwd / "made.txt").read_text() == "42"
+
+
+@pytest.mark.parametrize("use", [
+    "text = open('made.txt').read() if os.path.exists('made.txt') else ''\n"
+    "open('made.txt', 'w').write(text + '1')",
+    "open('made.txt', 'a').write('1')",
+    "with open('made.txt', 'r+') as f:\n    f.write('1')",
+    "fd = os.open('made.txt', os.O_WRONLY | os.O_CREAT)\nos.write(fd, b'1')\nos.close(fd)",
+], ids=["read-then-write", "append", "update", "os.open-no-truncate"])
+def test_a_file_the_step_reads_or_appends_to_stays_its_input(shell: Shell, cwd: Path, use: str) -> None:
+    """REWRITTEN's fix must never make a step that reads a file hit stale: reading, appending,
+    updating in place all depend on what the file held."""
+    cell = f"%%step upd\nimport os\nmark('upd')\n{use}"
+    (cwd / "made.txt").write_text("0")
+    for _ in range(3):
+        shell.run(cell)
+    ran = shell.count("upd")
+    shell.run(cell)
+    assert shell.count("upd") == ran, "as the step left it: its own product"
+    (cwd / "made.txt").write_text("edited by hand")
+    shell.run(cell)
+    assert shell.count("upd") == ran + 1, "changed by someone else: it counts again"
+
+
+def test_a_file_one_step_writes_and_a_later_one_rewrites(shell: Shell, cwd: Path) -> None:
+    """REWRITTEN (corpus: spl_lecture2 c28/c30, hml2_tools_numpy c171/c173): each step only
+    writes the file; on the next run all hit, and the step reading it between them reads what
+    the first one wrote, as in a plain run."""
+    first = "%%step first\nmark('first')\nimport numpy as np\nnp.savetxt('m.csv', np.eye(2))"
+    read = "%%step read\nmark('read')\nimport numpy as np\nm = np.loadtxt('m.csv')"
+    again = "%%step again\nmark('again')\nimport numpy as np\nnp.savetxt('m.csv', np.eye(2), delimiter=',')"
+    for _ in range(2):
+        for cell in (first, read, again):
+            shell.run(cell)
+        shell.fresh()
+    assert [shell.count(s) for s in ("first", "read", "again")] == [1, 1, 1]
+    assert "," in (cwd / "m.csv").read_text()
+    shell.run(first)
+    assert "," not in (cwd / "m.csv").read_text(), "a hit writes back what the step wrote"
 
 
 def test_the_working_folder_and_its_parents_are_not_hashed(shell: Shell, cwd: Path) -> None:
