@@ -289,7 +289,8 @@ class StepRunner:
             what = ("cache entry is corrupt" if corrupt else "cache entry could not be read"
                     if isinstance(exc, StoreError) else "cache entry cannot be restored")
             result.reason = f"{what} ({exc})"
-            result.notices.append(f"step '{name}': {what} ({exc}); re-running it")
+            if not self.verbose:  # verbose: the miss line already says it, once
+                result.notices.append(f"step '{name}': {what} ({exc}); re-running it")
             if corrupt:
                 _forget(store, key)
             return False, None

@@ -338,7 +338,7 @@ def test_corrupted_or_truncated_payload_is_detected_and_rerun(
     shell.run("import numpy as np")
     shell.run(cell)
     assert shell.count("c") == 2
-    assert "corrupt" in capsys.readouterr().err
+    assert "cache entry is corrupt" in capsys.readouterr().out  # the miss line says why
     assert (shell.ns["arr"] == np.arange(100_000) * 2).all()
     # truncated: the rewritten entry is cut short
     [payload] = [p for p in shell.cache.glob("objects/*.rnb") if p != payload] or [payload]
@@ -350,6 +350,28 @@ def test_corrupted_or_truncated_payload_is_detected_and_rerun(
     assert (shell.ns["arr"] == np.arange(100_000) * 2).all()
     shell.run(cell)
     assert shell.count("c") == 3, "the re-run overwrote the bad entry"
+
+
+def test_a_corrupt_entry_is_reported_once(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """One corrupt entry, one line about it: the miss line says why the step runs, and a
+    notice on stderr saying it again was a second copy (issue 9). Without verbose, the notice
+    is the one line."""
+    for verbose in (True, False):
+        cell = f"%%step c{verbose}\nmark('c')\nrows = list(range({100 + verbose}))"
+        before = set(shell.cache.glob("objects/*.rnb"))
+        shell.run(cell)
+        [payload] = set(shell.cache.glob("objects/*.rnb")) - before
+        data = bytearray(payload.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        payload.write_bytes(bytes(data))
+        shell.fresh()
+        shell.run(f"%config ResumableNB.verbose = {verbose}")
+        capsys.readouterr()
+        shell.run(cell)
+        captured = capsys.readouterr()
+        lines = [ln for ln in (captured.out + captured.err).splitlines() if "corrupt" in ln]
+        assert len(lines) == 1, lines
+        assert shell.ns["rows"] == list(range(100 + verbose))
 
 
 def test_restore_never_half_writes_the_namespace(shell: Shell) -> None:

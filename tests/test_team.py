@@ -224,7 +224,7 @@ def test_damaged_object_in_the_bucket_is_detected_and_rerun(team: Team, damage: 
     remote.put_blob(obj.name, bad, if_absent=False)
     out = team.machine("b").run(LOAD, "assert raw.sum() == sum(range(200_000))")
     assert team.count("load") == 2  # B re-ran it
-    assert "corrupt" in out.stderr, out.stderr
+    assert "corrupt" in out.stdout + out.stderr, out.stderr
     # B's re-run replaced the damaged payload: a third machine hits it.
     team.machine("c").run(LOAD, "assert raw.sum() == sum(range(200_000))")
     assert team.count("load") == 2
