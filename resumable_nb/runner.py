@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -463,10 +464,19 @@ class StepRunner:
         __tracebackhide__ = True
         shell = self.shell
         raw = f"{header}\n{body}" if header else body
-        filename = shell.compile.cache(raw, shell.execution_count)
+        filename = shell.compile.cache(raw, _cell_number(shell))
         tree = ast.parse(shell.transform_cell(body))
         if header:
             ast.increment_lineno(tree, header.count("\n") + 1)
+        try:
+            return self._execute_tree(tree, filename)
+        except BaseException as exc:
+            _show_from(shell, exc, filename)
+            raise
+
+    def _execute_tree(self, tree: ast.Module, filename: str) -> Any:
+        __tracebackhide__ = True
+        shell = self.shell
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         stmts = tree.body[:-1] if last is not None else tree.body
         # One statement at a time, through the shell's compiler, as IPython runs a cell: the
@@ -615,6 +625,36 @@ def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> U
         except Unstorable as exc:
             return exc
     return None
+
+
+def _cell_number(shell: Any) -> int:
+    """The execution count of the cell running now, as IPython names it (``Cell In[n]``): with
+    ``store_history`` IPython has already counted it, so ``shell.execution_count`` is the next
+    cell's number by then; the result it fills in for this cell holds the right one."""
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    number = getattr(result, "execution_count", None)
+    return number if isinstance(number, int) else int(shell.execution_count)
+
+
+def _show_from(shell: Any, exc: BaseException, filename: str) -> None:
+    """Make IPython show ``exc`` from the step's own code down, as it shows an error in a plain
+    cell: not from the ``run_cell_magic`` line of the cell above it, with a note of hidden
+    frames between them. Through IPython's protocol for an exception that renders its own
+    traceback (``_render_traceback_``), used once: the same object raised again elsewhere
+    later shows in full."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    if tb is None or hasattr(exc, "_render_traceback_") or not hasattr(shell, "InteractiveTB"):
+        return
+
+    def render() -> list[str]:
+        with contextlib.suppress(AttributeError):
+            del exc._render_traceback_  # type: ignore[attr-defined]
+        return list(shell.InteractiveTB.structured_traceback(type(exc), exc, tb, tb_offset=0))
+
+    with contextlib.suppress(AttributeError, TypeError):
+        exc._render_traceback_ = render  # type: ignore[attr-defined]
 
 
 def _why(exc: BaseException) -> str:

@@ -369,6 +369,7 @@ def test_a_corrupt_entry_is_reported_once(shell: Shell, capsys: pytest.CaptureFi
         capsys.readouterr()
         shell.run(cell)
         captured = capsys.readouterr()
+        shell.run("%config ResumableNB.verbose = True")  # the shell's config outlives the test
         lines = [ln for ln in (captured.out + captured.err).splitlines() if "corrupt" in ln]
         assert len(lines) == 1, lines
         assert shell.ns["rows"] == list(range(100 + verbose))
@@ -514,3 +515,29 @@ def test_two_cells_with_one_step_name_are_told_once(shell: Shell, tmp_path: Path
     shell.run("%%step other\ny = 1")
     err = capsys.readouterr().err
     assert err.count("2 cells of two.ipynb are named 'load'") == 1 and "'other'" not in err
+
+
+# -- tracebacks ------------------------------------------------------------------------------
+def _traceback(text: str) -> list[str]:
+    """The traceback block of a cell's output, from the dashed header to the error line."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("-----"))
+    return lines[start:]
+
+
+def test_an_error_in_a_step_shows_like_one_in_a_plain_cell(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """`Cell In[n], line k` with the cell's own execution count and line, the cell's lines
+    around it, and no frame of the magic (`run_cell_magic`, hidden runner frames): what the
+    same lines show in a plain cell (issue 9)."""
+    shell.run("def helper():\n    return {}['missing']")
+    for body in ("b = 2\n1 / 0", "b = 2\nhelper()"):
+        n = shell.ip.execution_count
+        shell.ip.run_cell(f"pass\n{body}", store_history=True)
+        plain = _traceback(capsys.readouterr().out)
+        shell.ip.run_cell(f"%%step s\n{body}", store_history=True)
+        step = _traceback(capsys.readouterr().out)
+        assert shell.ip.execution_count == n + 2
+        expected = [line.replace(f"Cell In[{n}]", f"Cell In[{n + 1}]").replace("1 pass", "1 %%step s")
+                    for line in plain]
+        assert step == expected, "\n".join(step)
