@@ -17,7 +17,8 @@ damaged, unverified or malformed record elsewhere is skipped, and the reader say
 Appending after a torn tail starts a new line first, so the torn piece never swallows the next
 record. Every state a user sees is derived from the events (:func:`runs`).
 
-Events: ``run_started`` (notebook, pid, host, python, resumed_from), ``step_started`` (step,
+Events: ``run_started`` (notebook, pid, host, python, resumed_from; ``left``: the steps a
+partial resume could not restore, and why), ``step_started`` (step,
 key, attempt, source), ``step_finished`` (step, status ran/cached/failed, duration, error,
 outputs {name: bytes}, deleted, saved), ``run_ended`` (status; ``waiting`` when it stopped at a
 gate), ``gate_waiting`` (gate, question, position: a headless run stopped at a ``%gate``) and
@@ -340,6 +341,9 @@ class RunView:
     steps: list[StepView] = field(default_factory=list)
     live: bool = False
     timeline: list[StepView | PlainCell] = field(default_factory=list)  # steps and plain cells
+    # Steps of the runs it resumed that its resume could not restore (a corrupt or missing
+    # entry, and the steps after it): name -> why. They are left to run, not restored.
+    left: dict[str, str] = field(default_factory=dict)
     gates: list[GateView] = field(default_factory=list)  # in the order the run reached them
 
     @property
@@ -376,6 +380,9 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             out[run_id] = RunView(run=run_id, notebook=e.get("notebook"), pid=int(e.get("pid", 0)),
                                   host=str(e.get("host", "")), started=float(e.get("time", 0)),
                                   resumed_from=e.get("resumed_from"), python=str(e.get("python", "")))
+            left = e.get("left")  # optional: older records have none
+            if isinstance(left, dict):
+                out[run_id].left = {str(k): str(v) for k, v in left.items()}
             continue
         run = out.get(run_id)
         if run is None:
@@ -571,8 +578,9 @@ class Journal:
         if data:
             self._append_raw(b"".join(data), durable=True)
 
-    def start_run(self, resumed_from: str | None = None) -> str:
-        """Begin a new run (ending the current one, if any, as completed)."""
+    def start_run(self, resumed_from: str | None = None, left: Mapping[str, str] | None = None) -> str:
+        """Begin a new run (ending the current one, if any, as completed). ``left``: the steps
+        of ``resumed_from``'s runs that the resume could not restore, and why."""
         if self.run_id is not None:
             self.end_run("completed")
         self.run_id = new_run_id()
@@ -582,6 +590,7 @@ class Journal:
             "kind": "run_started", "run": self.run_id, "time": time.time(), "v": JOURNAL_VERSION,
             "notebook": self.notebook, "pid": os.getpid(), "host": socket.gethostname(),
             "python": sys.version.split()[0], "resumed_from": resumed_from,
+            **({"left": dict(left)} if left else {}),
         }], durable=True)
         return self.run_id
 

@@ -200,10 +200,11 @@ class Session:
             rebuilt = self._rebuild(items, store)
             plan = plan_resume(runs, run, store, self.shell.user_ns, cells, restored=rebuilt)
         mine = runs.get(journal.run_id or "")
-        if mine is None or mine.timeline or mine.resumed_from != run.run:
+        if mine is None or mine.timeline or mine.resumed_from != run.run or mine.left != plan.left:
             # `%resume` then `%resume --run` continue one run: a second, empty run would
-            # only clutter the journal (and `runs`).
-            journal.start_run(resumed_from=run.run)
+            # only clutter the journal (and `runs`). What could not be restored is recorded,
+            # so that no view labels it restored.
+            journal.start_run(resumed_from=run.run, left=plan.left)
         print(render_resume(plan, journal.run_id or "", run_rest))
         if show_panel and self.widgets_available:
             self.show_panel()
@@ -526,9 +527,8 @@ def render_resume(plan: ResumePlan, new_run: str, running: bool = False) -> str:
                         else "."))
     else:
         lines.append("Restored nothing: no completed step could be restored.")
-    if r.stopped_at is not None:
-        lines.append(f"Step '{r.stopped_at.name}' could not be restored ({r.why}): it and the "
-                     "steps after it are left to run.")
+    for name, why in plan.left.items():  # one line each: which, and why
+        lines.append(f"Step '{name}' not restored: {why}.")
     restored_names = {s.name for s in r.steps}
     for s in plan.interrupted:
         why = "the kernel died while it ran" if s.status == "interrupted" else s.error or s.status

@@ -190,3 +190,56 @@ def test_resume_steps_only_restores_the_steps_alone(shell: Shell) -> None:
     shell.fresh()
     shell.run("%resume --steps-only")
     assert shell.ns["v"] == 20 and "w" not in shell.ns and "base" not in shell.ns
+
+
+@pytest.mark.parametrize("resume", ["%resume", "%resume --steps-only"])
+def test_a_partial_resume_labels_only_what_it_restored(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], resume: str) -> None:
+    """Issue 9: when an entry cannot be restored (corrupt here), that step and the ones after
+    it are not "restored by resume" in %steps, the panel's rows or `resumable-nb status`: they
+    are left to run, and %resume says which and why, one line each."""
+    from resumable_nb.cli import status_data
+    from resumable_nb.journal import journal_path
+    from resumable_nb.resume import notebook_cells
+    from resumable_nb.view import step_rows
+
+    cells = ["base = 1", "%%step a\nmark('a')\nx = base", "%%step b\nmark('b')\ny = x + 1",
+             "%%step c\nmark('c')\nz = y + 1"]
+    nb = _notebook(tmp_path, cells)
+    monkeypatch.setenv("RESUMABLE_NB_NOTEBOOK", str(nb))
+    shell.fresh()
+    for cell in cells:
+        assert shell.ip.run_cell(cell, store_history=True).success
+    store = shell.magics.session.store()
+    [entry] = [e for e in store.entries() if e.step == "b"]
+    payload = shell.cache / "objects" / entry.file
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    payload.write_bytes(bytes(data))
+    shell.fresh()
+    capsys.readouterr()
+    shell.run(resume)
+    out = capsys.readouterr().out
+    assert "Restored 1 step (a)" in out, out
+    lines = [ln for ln in out.splitlines() if "not restored" in ln]
+    assert len(lines) == 2, out
+    assert lines[0].startswith("Step 'b' not restored: ") and "integrity check" in lines[0]
+    assert lines[1] == "Step 'c' not restored: it ran after step 'b', which could not be restored."
+    assert "Left to run: b, c" in out
+    assert shell.ns["x"] == 1 and "y" not in shell.ns and "z" not in shell.ns
+
+    expected = {"a": "restored by resume", "b": "not yet run", "c": "not yet run"}
+    shell.run("%steps")
+    table = capsys.readouterr().out.splitlines()[2:]
+    assert {ln.split()[0]: " ".join(ln.split()[1:4]) for ln in table} \
+        == expected, table
+    assert all(" not restored: " in ln for ln in table[1:]), table
+    panel = shell.magics.session.panel_state()
+    rows = step_rows(panel["runs"], panel["run"], panel["cells"])
+    assert {r.name: r.label for r in rows} == expected
+    shell.magics.session.close()  # as the kernel's end would: the CLI reads the journal
+    status = status_data(nb, notebook_cells(nb), shell.cache, journal_path(shell.cache, str(nb)))
+    assert {s["name"]: s["state"] for s in status["run"]["steps"]} == expected
+    assert [s["reason"] for s in status["run"]["steps"]][1:] == [
+        "not restored: " + line.split(": ", 1)[1].rstrip(".") for line in lines]
