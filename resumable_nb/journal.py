@@ -18,11 +18,12 @@ Appending after a torn tail starts a new line first, so the torn piece never swa
 record. Every state a user sees is derived from the events (:func:`runs`).
 
 Events: ``run_started`` (notebook, pid, host, python, resumed_from; ``left``: the steps a
-partial resume could not restore, and why), ``step_started`` (step,
-key, attempt, source), ``step_finished`` (step, status ran/cached/failed, duration, error,
-outputs {name: bytes}, deleted, saved), ``run_ended`` (status; ``waiting`` when it stopped at a
-gate), ``gate_waiting`` (gate, question, position: a headless run stopped at a ``%gate``) and
-``gate_decided`` (gate, decision approved/rejected, question, position, user, host, note).
+partial resume could not restore, and why), ``step_started`` (step, key, attempt, source,
+line: the ``%%step`` line's arguments), ``step_finished`` (step, status ran/cached/failed,
+duration, error, outputs {name: bytes}, deleted, saved), ``run_ended`` (status; ``waiting``
+when it stopped at a gate), ``gate_waiting`` (gate, question, position: a headless run
+stopped at a ``%gate``) and ``gate_decided`` (gate, decision approved/rejected, question,
+position, user, host, note).
 
 One kernel at a time holds a notebook's journal (``fcntl.flock`` on ``<name>.lock``, released
 by the kernel's death); a second kernel is told who holds it and journals nothing.
@@ -291,6 +292,7 @@ class StepView:
     outputs: dict[str, int] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)  # name -> short fingerprint
+    line: str = ""  # its %%step line's arguments, canonical ("" in records before they had it)
 
     @property
     def complete(self) -> bool:
@@ -391,7 +393,8 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             name = str(e["step"])
             attempts[(run_id, name)] = attempts.get((run_id, name), 0) + 1
             step = StepView(name=name, run=run_id, key=e.get("key"), attempt=attempts[(run_id, name)],
-                            source=str(e.get("source", "")), started=float(e.get("time", 0)))
+                            source=str(e.get("source", "")), started=float(e.get("time", 0)),
+                            line=e["line"] if isinstance(e.get("line"), str) else "")
             run.steps.append(step)
             run.timeline.append(step)
             open_steps[(run_id, name)] = step
@@ -597,23 +600,26 @@ class Journal:
     def ensure_run(self) -> str:
         return self.run_id if self.run_id is not None else self.start_run()
 
-    def step_started(self, step: str, key: str | None, source: str) -> None:
-        self._append([self._started(step, key, source)], durable=False)
+    def step_started(self, step: str, key: str | None, source: str, line: str = "") -> None:
+        """``line``: the ``%%step`` line's arguments, so that a cell rebuilt from the journal
+        (no notebook file) runs with the same options (``--ignore`` is in the key)."""
+        self._append([self._started(step, key, source, line)], durable=False)
 
-    def _started(self, step: str, key: str | None, source: str) -> dict[str, Any]:
+    def _started(self, step: str, key: str | None, source: str, line: str = "") -> dict[str, Any]:
         return {"kind": "step_started", "run": self.ensure_run(), "time": time.time(),
-                "step": step, "key": key, "source": source}
+                "step": step, "key": key, "source": source, **({"line": line} if line else {})}
 
     def step_finished(self, step: str, status: JournalStatus, *, key: str | None, duration: float,
                       outputs: Mapping[str, int] | None = None, deleted: Iterable[str] = (),
                       error: str = "", saved: float = 0.0, reason: str = "",
                       inputs: Mapping[str, str] | None = None,
-                      started: tuple[str | None, str] | None = None) -> None:
+                      started: tuple[str | None, str] | None = None, line: str = "") -> None:
         """Record the end of a step; a computed step's record is fsynced (it is then complete).
 
-        ``started`` = (key, source) writes the step_started record in the same append (a hit).
+        ``started`` = (key, source) writes the step_started record (with ``line``) in the same
+        append (a hit).
         """
-        records = [self._started(step, *started)] if started is not None else []
+        records = [self._started(step, *started, line)] if started is not None else []
         records.append({
             "kind": "step_finished", "run": self.ensure_run(), "time": time.time(), "step": step,
             "status": status, "key": key, "duration": round(duration, 6), "saved": round(saved, 6),

@@ -34,6 +34,7 @@ __all__ = [
     "plan_rebuild",
     "plan_replay",
     "plan_resume",
+    "recorded_cell",
     "restore_state",
     "step_cell",
 ]
@@ -103,6 +104,15 @@ def step_cell(line: str, body: str) -> Cell:
     :raises StepUsageError: ``line`` does not parse.
     """
     return Cell(-1, f"%%step {line}\n{body}", parse_step_line(line), line, body)
+
+
+def recorded_cell(step: StepView) -> Cell:
+    """The ``%%step`` cell of a journal record, for when the notebook file is unknown: its
+    whole line (``--ignore``... are in the key), or its name alone in older records."""
+    try:
+        return step_cell(step.line or step.name, step.source)
+    except StepUsageError:
+        return step_cell(step.name, step.source)
 
 
 @dataclass(slots=True)
@@ -356,8 +366,8 @@ def plan_replay(steps: list[StepView], cells: list[Cell] | None, start: str, sto
         seq = [c for c in cells[first:] if c.spec is not None]
         recorded = False
     else:  # the notebook file is unknown, or does not have the step any more
-        last_source = {s.name: s.source for s in steps}
-        seq = [step_cell(n, last_source[n]) for n in dict.fromkeys(s.name for s in steps[at:])]
+        last = {s.name: s for s in steps}
+        seq = [recorded_cell(last[n]) for n in dict.fromkeys(s.name for s in steps[at:])]
         recorded = True
     if stop is not None:
         stops = [i for i, c in enumerate(seq) if c.step == stop]

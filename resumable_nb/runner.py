@@ -74,6 +74,7 @@ class StepResult:
     output_sizes: dict[str, int] = field(default_factory=dict)
     error: str = ""
     source: str = ""
+    line: str = ""  # the %%step line's arguments, canonical (journaled with the source)
 
 
 class _Replayed:
@@ -134,8 +135,9 @@ class StepRunner:
         if not body.strip():
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
-        opts = line if line is not None else StepLine(name)
+        opts = line if line is not None else StepLine(name, force=force, ignore=ignore)
         analysis, result, inputs, uncacheable = self._prepare(name, body, ignore, opts)
+        result.line = str(opts)
         store = self._store()
         key = result.key
         if key is not None and store is not None and not force:
@@ -546,7 +548,7 @@ class StepRunner:
         journal = self._journal()
         if journal is not None:
             try:
-                journal.step_started(result.name, result.key, result.source)
+                journal.step_started(result.name, result.key, result.source, result.line)
             except (OSError, StoreError) as exc:  # a full disk, or a planted link: never the step's error
                 result.notices.append(f"the run journal could not be written ({_why(exc)})")
 
@@ -562,7 +564,8 @@ class StepRunner:
                     duration=result.duration, outputs=result.output_sizes, deleted=result.deleted,
                     error=result.error, saved=result.saved, reason=result.reason,
                     inputs=result.inputs,
-                    started=(result.key, result.source) if status == "cached" else None)
+                    started=(result.key, result.source) if status == "cached" else None,
+                    line=result.line)
             except (OSError, StoreError) as exc:
                 result.notices.append(f"the run journal could not be written ({_why(exc)})")
         store = self._store() if self.files.hashes.dirty else None

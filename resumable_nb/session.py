@@ -23,12 +23,13 @@ from .resume import (
     bind,
     cells_to_run,
     choose_run,
+    last_attempts,
     notebook_cells,
     plan_rebuild,
     plan_replay,
     plan_resume,
+    recorded_cell,
     restore_state,
-    step_cell,
 )
 from .runner import StepRunner
 from .store import Store
@@ -209,7 +210,7 @@ class Session:
         if show_panel and self.widgets_available:
             self.show_panel()
         if run_rest:
-            self._run_rest(plan)
+            self._run_rest(plan, runs)
         return plan
 
     def _rebuild(self, items: list[StepView | PlainCell], store: Store) -> Restored:
@@ -270,15 +271,16 @@ class Session:
             except (OSError, StoreError):
                 pass  # journaling a plain cell is best effort: it never breaks the cell
 
-    def _run_rest(self, plan: ResumePlan) -> None:
+    def _run_rest(self, plan: ResumePlan, runs: dict[str, RunView]) -> None:
         """Run what is left: first the plain cells above the resume point (imports, helper
         definitions, settings: the journal does not hold their effects), keeping the restored
         values; then every cell from the first step left, in notebook order."""
         __tracebackhide__ = True
         done = plan.done
         if plan.cells is None:
-            sources = {s.name: s.source for s in plan.run.steps}
-            todo = [step_cell(name, sources[name]) for name in plan.remaining if sources.get(name)]
+            latest = last_attempts(runs, plan.run.run)
+            todo = [recorded_cell(latest[name]) for name in plan.remaining
+                    if name in latest and latest[name].source]
             setup: list[Cell] = []
             _show_journal_sources(todo)
         else:
@@ -354,7 +356,7 @@ class Session:
             last = [s for r in runs.values() for s in r.steps if s.name == name]
             if not last:
                 raise StepUsageError(f"no step {name!r} in the notebook or the journal")
-            cell = step_cell(name, last[-1].source)
+            cell = recorded_cell(last[-1])
             _show_journal_sources([cell])
         self._run_cell(cell, force=True)
 

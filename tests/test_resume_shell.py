@@ -243,3 +243,46 @@ def test_a_partial_resume_labels_only_what_it_restored(
     assert {s["name"]: s["state"] for s in status["run"]["steps"]} == expected
     assert [s["reason"] for s in status["run"]["steps"]][1:] == [
         "not restored: " + line.split(": ", 1)[1].rstrip(".") for line in lines]
+
+
+# -- step options survive a rebuild from the journal (no notebook file) -----------------------
+_LOCKED = "%%step {name} --ignore lock\nmark('{name}')\nwith lock:\n    {code}"
+
+
+def test_replay_from_the_journal_keeps_the_step_line_options(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 9: without a notebook file, %replay rebuilds the cells from the journal; they keep
+    the whole %%step line (`--ignore lock` here: without it the lock makes the step uncacheable)."""
+    shell.run("import threading\nlock = threading.Lock()")
+    shell.run(_LOCKED.format(name="a", code="x = 1"))
+    key = shell.last.key
+    assert key is not None and shell.last.stored
+    shell.run("%%step b\nmark('b')\ny = x + 1")
+    capsys.readouterr()
+    shell.run("%replay --from a")
+    out = capsys.readouterr()
+    assert "--- %%step a --ignore lock" in out.out, out.out
+    assert shell.count("a") == 2 and shell.count("b") == 1
+    [replayed] = [r for r in shell.magics.runner.history[-2:] if r.name == "a"]
+    assert replayed.key == key and replayed.stored, "the same key as the cell's own run"
+    assert "--ignore lock" not in out.err  # no "pass --ignore lock to leave it out" hint
+
+
+def test_resume_run_from_the_journal_keeps_the_step_line_options(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("import threading\nlock = threading.Lock()\nok = False")
+    shell.run(_LOCKED.format(name="a", code="x = 1"))
+    failing = _LOCKED.format(name="b", code="y = x + 1\nassert ok")
+    shell.run(failing, ok=False)
+    shell.run("ok = True")
+    shell.run(failing)
+    key = shell.last.key
+    shell.magics.session.store().delete_step("b")
+    _new_kernel(shell)
+    shell.run("import threading\nlock = threading.Lock()\nok = True")
+    capsys.readouterr()
+    shell.run("%resume --run")
+    out = capsys.readouterr()
+    assert "--- %%step b --ignore lock" in out.out, out.out
+    assert shell.ns["y"] == 2 and shell.count("b") == 3
+    assert shell.last.name == "b" and shell.last.key == key and shell.last.stored
