@@ -447,9 +447,12 @@ def _store(root: Path) -> Any:
     from .store import Store
 
     try:
-        return Store(root)
+        store = Store(root)
     except StoreError as exc:
         raise RunError(str(exc)) from None
+    if store.repaired:
+        print(f"{PROG}: {printable(store.repaired)}", file=sys.stderr)
+    return store
 
 
 def _journal_keys(path: Path) -> set[str]:

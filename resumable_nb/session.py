@@ -80,6 +80,8 @@ class Session:
             except StoreError as exc:
                 self._notice(f"caching is off: {exc}. Steps still run.")
             else:
+                if self._store.repaired:
+                    self._notice(self._store.repaired)
                 from .team import attach
 
                 self.team = attach(self._store, *self.settings(), notice=self._notice)

@@ -407,6 +407,64 @@ def test_cache_dir_writable_by_others_is_refused(shell: Shell, tmp_path: Path,
     assert "others can write" in err and err.count("caching is off") == 1
 
 
+def _damage_index(db: Path, how: str) -> None:
+    if how == "garbage":
+        db.write_bytes(b"not a database " * 500)
+    else:  # pages past the header overwritten: sqlite says "database disk image is malformed"
+        data = bytearray(db.read_bytes())
+        data[4096:] = b"\xab" * (len(data) - 4096)
+        db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["garbage", "malformed"])
+def test_a_damaged_index_is_moved_aside_and_caching_stays_on(
+        shell: Shell, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    """Issue 9: a damaged index (not a database, or malformed) no longer turns caching off with a
+    hint about read-only folders: it is renamed aside inside the cache, a new one starts, one
+    line says what happened and what was kept, and steps are cached again."""
+    cell = "%%step r\nmark('r')\nq = list(range(50))"
+    shell.run(cell)
+    shell.run("%%step s\nmark('s')\nw = 2")
+    shell.ip.run_cell("%unload_ext resumable_nb")  # closes the index, as the kernel's end does
+    db = shell.cache / "index" / "cache.db"
+    _damage_index(db, how)
+    damaged = db.read_bytes()
+    shell.fresh()
+    capsys.readouterr()
+    shell.run(cell)
+    err = capsys.readouterr().err
+    assert shell.count("r") == 2 and shell.ns["q"] == list(range(50))
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert "cache index" in lines[0] and "moved aside" in lines[0] and "re-run" in lines[0], lines
+    assert "caching is off" not in err and "read-only" not in err
+    [aside] = (shell.cache / "index").glob("cache.db.corrupt-*")
+    assert aside.read_bytes() == damaged and aside.name in lines[0]
+    shell.run(cell)
+    assert shell.count("r") == 2 and shell.last.status == "cached", "caching is on again"
+    shell.run("%steps")  # the journal was kept: the earlier run's steps are still known
+    assert "s " in capsys.readouterr().out
+
+
+def test_a_damaged_index_next_to_a_planted_link_moves_nothing(tmp_path: Path) -> None:
+    """The repair renames only the index's own files, by descriptor: a planted link beside a
+    damaged index is refused as before (caching off, the link named), nothing is renamed, and
+    the file it points at is untouched."""
+    from resumable_nb.errors import StoreError
+    from resumable_nb.store import Store
+
+    cache = tmp_path / "cache"
+    Store(cache).close()
+    _damage_index(cache / "index" / "cache.db", "garbage")
+    outside = tmp_path / "thesis.tex"
+    outside.write_text("precious")
+    (cache / "index" / "cache.db-wal").symlink_to(outside)
+    with pytest.raises(StoreError, match="symbolic link"):
+        Store(cache)
+    assert sorted(p.name for p in (cache / "index").iterdir()) == ["cache.db", "cache.db-wal"]
+    assert outside.read_text() == "precious" and (cache / "index" / "cache.db-wal").is_symlink()
+
+
 def test_reload_ext_leaves_one_magic_and_one_configurable(shell: Shell) -> None:
     shell.run("%reload_ext resumable_nb")
     shell.run("%reload_ext resumable_nb")
