@@ -249,6 +249,20 @@ def test_gc_dry_run_is_honoured_with_max_size(tmp_path: Path, _key_file: Path) -
     assert len(list((cache / "objects").iterdir())) == len(objects) - 1
 
 
+def test_the_cli_sets_a_damaged_index_aside_and_says_so(tmp_path: Path, _key_file: Path) -> None:
+    cache = tmp_path / "cache"
+    store = Store(cache, _key_file)
+    _entry(store, "step-x", "load", 1)
+    store.close()
+    (cache / "index" / "cache.db").write_bytes(b"not a database " * 100)
+    result = cli("gc", cache=cache, key=_key_file)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("resumable-nb: the cache index in ") and "moved aside" in line
+    assert len(list((cache / "index").glob("cache.db.corrupt-*"))) == 1
+    assert result.stdout.startswith("removed 0 cache entries")  # a new, empty index
+
+
 # -- pure parts -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "value"), [
     ("10", 10), ("-2.5", -2.5), ("1e-3", 0.001), ("True", True), ("None", None), ("[1, 2]", [1, 2]),
