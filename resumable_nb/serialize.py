@@ -269,7 +269,28 @@ class _Unpickler(pickle.Unpickler):
             return functools.partial(_class_ref, self.classes, self.namespace)
         if module == __name__ and name in _NEEDS_NAMESPACE:
             return functools.partial(_NEEDS_NAMESPACE[name], self.namespace)
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if name == "_frombuffer" and module in ("numpy._core.numeric", "numpy.core.numeric"):
+            return functools.partial(_owning_array, found)
+        return found
+
+
+OWN_BELOW = 1 << 20
+"""Arrays smaller than this come back owning their data; bigger ones are views of their buffer,
+which the store maps copy-on-write from the cache file at this size (``store._MAP_MIN``)."""
+
+
+def _owning_array(frombuffer: Any, buf: Any, *args: Any) -> Any:
+    """numpy's rebuild of an array from an out-of-band buffer makes a view of that buffer. An
+    array a plain run made owns its data (``a.resize(...)`` works on it), so one under
+    :data:`OWN_BELOW` is copied: cheap at that size. A bigger one stays a view of the mapped
+    payload, so that restoring 1 GiB costs no copy (the trade-off in docs/performance.md)."""
+    array = frombuffer(buf, *args)
+    if array.nbytes >= OWN_BELOW or array.flags.owndata:
+        return array
+    owned = array.copy(order="K")
+    owned.flags.writeable = array.flags.writeable
+    return owned
 
 
 def _resource_reason(obj: Any) -> str:

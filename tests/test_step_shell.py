@@ -599,3 +599,39 @@ def test_an_error_in_a_step_shows_like_one_in_a_plain_cell(
         expected = [line.replace(f"Cell In[{n}]", f"Cell In[{n + 1}]").replace("1 pass", "1 %%step s")
                     for line in plain]
         assert step == expected, "\n".join(step)
+
+
+# -- restored arrays own their data (below the mapping threshold) -----------------------------
+@pytest.mark.parametrize("restore", ["hit", "%resume"])
+def test_restored_small_arrays_own_their_data_as_after_a_plain_run(shell: Shell, restore: str) -> None:
+    """Issue 9: an array under 1 MiB comes back owning its data (`a.resize(...)` works, as on
+    the array a plain run leaves); one of 1 MiB or more is a private copy-on-write mapping of
+    the cache file (docs/performance.md): writable, its writes never reach the file, but it does
+    not own its data."""
+    from resumable_nb.serialize import OWN_BELOW
+    from resumable_nb.store import _MAP_MIN
+
+    assert OWN_BELOW == _MAP_MIN  # owning below the size the store starts mapping at
+    sizes = {"tiny": 10, "small": 100_000, "under": _MAP_MIN // 8 - 1, "big": _MAP_MIN // 8 * 2}
+    cell = "%%step arrays\nmark('arrays')\nimport numpy as np\n" + "".join(
+        f"{name} = np.arange({n}, dtype=np.float64)\n" for name, n in sizes.items()) + \
+        "ft = np.asfortranarray(np.arange(12.0).reshape(3, 4))"
+    shell.run(cell)
+    plain = {name: shell.ns[name] for name in [*sizes, "ft"]}
+    assert all(a.flags.owndata for a in plain.values())
+    shell.fresh()
+    shell.run(cell if restore == "hit" else "%resume")
+    assert shell.count("arrays") == 1
+    payloads = {p: p.read_bytes() for p in shell.cache.glob("objects/*.rnb")}
+    for name, before in plain.items():
+        after = shell.ns[name]
+        assert np.array_equal(after, before) and after.dtype == before.dtype
+        assert after.flags.f_contiguous == before.flags.f_contiguous
+        assert after.flags.writeable
+        if name == "big":
+            assert not after.flags.owndata  # the documented trade-off
+            after[0] = -1.0  # private: the cache file is not changed
+        else:
+            assert after.flags.owndata, name
+            after.resize((after.size + 1,), refcheck=False)
+    assert {p: p.read_bytes() for p in payloads} == payloads
