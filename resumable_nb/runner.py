@@ -18,6 +18,7 @@ import ast
 import builtins
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -91,12 +92,14 @@ class _Replayed:
         return str(self._data.get("text/plain", ""))
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), one encoder
+
+
 def step_key(code: str, inputs: dict[str, str], imports: Iterable[str], ignore: Iterable[str]) -> str:
     """The cache key: versions + normalised code + input fingerprints + imported modules."""
-    material = json.dumps(
+    material = _KEY_JSON.encode(
         {"v": KEY_VERSION, "fp": FINGERPRINT_VERSION, "code": code,
          "inputs": sorted(inputs.items()), "imports": sorted(imports), "ignore": sorted(ignore)},
-        sort_keys=True,
     ).encode()
     return "step-" + hashlib.sha256(material).hexdigest()
 
@@ -137,7 +140,7 @@ class StepRunner:
                                  "the %%step line")
         opts = line if line is not None else StepLine(name, force=force, ignore=ignore)
         analysis, result, inputs, uncacheable = self._prepare(name, body, ignore, opts)
-        result.line = str(opts)
+        result.line = _canonical(opts)
         store = self._store()
         key = result.key
         if key is not None and store is not None and not force:
@@ -628,6 +631,10 @@ def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> U
         except Unstorable as exc:
             return exc
     return None
+
+
+_canonical = functools.lru_cache(maxsize=256)(StepLine.__str__)
+"""A step line's canonical text (journaled with every execution, hits included), computed once."""
 
 
 def _cell_number(shell: Any) -> int:

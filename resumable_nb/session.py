@@ -4,6 +4,7 @@ that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin 
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class Session:
         self._size_cache: tuple[float, str] = (0.0, "")
         self._told_duplicate: set[str] = set()
         self._step_counts: tuple[tuple[str, int] | None, Counter[str]] = (None, Counter())
+        self._counted_at = float("-inf")
         # (team store URL, max_size): the magics' settings; "" means the environment's.
         self.settings: Callable[[], tuple[str, str]] = lambda: ("", "")
         self.team: Team | None = None
@@ -161,22 +163,33 @@ class Session:
 
     def check_duplicate(self, name: str) -> None:
         """Say once per step name when more than one cell of the notebook uses it: %replay,
-        %resume --run and the panel would pick the first, silently."""
+        %resume --run and the panel would pick the first, silently. The saved notebook is
+        looked at (a stat, and a parse when it changed) at most once a second: a hit on a
+        one-line cell costs tens of microseconds, and this was several of them."""
+        if name in self._told_duplicate:
+            return
+        now = time.monotonic()
+        if now - self._counted_at >= 1.0:
+            self._counted_at = now
+            self._count_steps()
+        stamp, counts = self._step_counts
+        count = counts.get(name, 0)
+        if count > 1 and stamp is not None:
+            self._told_duplicate.add(name)
+            self._notice(f"{count} cells of {Path(stamp[0]).name} are named '{name}': %replay, "
+                         "%resume --run and the panel use the first; give each cell its own step name")
+
+    def _count_steps(self) -> None:
         nb = self.notebook
-        if name in self._told_duplicate or nb is None:
-            return
         try:
-            stamp = (str(nb), nb.stat().st_mtime_ns)
+            stamp = (str(nb), nb.stat().st_mtime_ns) if nb is not None else None
         except OSError:
-            return
-        if self._step_counts[0] != stamp:
+            stamp = None
+        if stamp is None:
+            self._step_counts = (None, Counter())
+        elif self._step_counts[0] != stamp:
             cells = self._cells() or []
             self._step_counts = (stamp, Counter(c.step for c in cells if c.step))
-        count = self._step_counts[1].get(name, 0)
-        if count > 1:
-            self._told_duplicate.add(name)
-            self._notice(f"{count} cells of {nb.name} are named '{name}': %replay, %resume --run "
-                         "and the panel use the first; give each cell its own step name")
 
     # -- %resume ----------------------------------------------------------------------------
     def resume(self, run_id: str | None, run_rest: bool, show_panel: bool = True,
