@@ -97,9 +97,15 @@ _KEY_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True),
 
 def step_key(code: str, inputs: dict[str, str], imports: Iterable[str], ignore: Iterable[str]) -> str:
     """The cache key: versions + normalised code + input fingerprints + imported modules."""
+    return _step_key(code, tuple(sorted(inputs.items())), tuple(sorted(imports)), tuple(sorted(ignore)))
+
+
+@functools.lru_cache(maxsize=512)  # a repeated hit computes the same key: a tuple lookup, not JSON
+def _step_key(code: str, inputs: tuple[tuple[str, str], ...], imports: tuple[str, ...],
+              ignore: tuple[str, ...]) -> str:
     material = _KEY_JSON.encode(
         {"v": KEY_VERSION, "fp": FINGERPRINT_VERSION, "code": code,
-         "inputs": sorted(inputs.items()), "imports": sorted(imports), "ignore": sorted(ignore)},
+         "inputs": [list(i) for i in inputs], "imports": list(imports), "ignore": list(ignore)},
     ).encode()
     return "step-" + hashlib.sha256(material).hexdigest()
 
