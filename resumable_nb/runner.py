@@ -656,17 +656,21 @@ def _show_from(shell: Any, exc: BaseException, filename: str) -> None:
     """Make IPython show ``exc`` from the step's own code down, as it shows an error in a plain
     cell: not from the ``run_cell_magic`` line of the cell above it, with a note of hidden
     frames between them. Through IPython's protocol for an exception that renders its own
-    traceback (``_render_traceback_``), used once: the same object raised again elsewhere
-    later shows in full."""
+    traceback (``_render_traceback_``: IPython calls it to show the error, then to store it
+    in the history), for this cell only: the same object raised again in a later cell shows
+    in full."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != filename:
         tb = tb.tb_next
     if tb is None or hasattr(exc, "_render_traceback_") or not hasattr(shell, "InteractiveTB"):
         return
+    cell = shell.execution_count
 
     def render() -> list[str]:
-        with contextlib.suppress(AttributeError):
-            del exc._render_traceback_  # type: ignore[attr-defined]
+        if shell.execution_count != cell:  # a later cell: this object's traceback is another
+            with contextlib.suppress(AttributeError):
+                del exc._render_traceback_  # type: ignore[attr-defined]
+            return list(shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__))
         return list(shell.InteractiveTB.structured_traceback(type(exc), exc, tb, tb_offset=0))
 
     with contextlib.suppress(AttributeError, TypeError):

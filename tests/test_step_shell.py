@@ -599,6 +599,12 @@ def test_an_error_in_a_step_shows_like_one_in_a_plain_cell(
         expected = [line.replace(f"Cell In[{n}]", f"Cell In[{n + 1}]").replace("1 pass", "1 %%step s")
                     for line in plain]
         assert step == expected, "\n".join(step)
+        stored = "\n".join(shell.ip.history_manager.exceptions[n + 1]["traceback"])
+        assert "run_cell_magic" not in stored and f"Cell In[{n + 1}], line 3" in stored
+    # The same exception object raised again in a later cell shows where, in full.
+    shell.ip.run_cell("import sys\nraise sys.last_value", store_history=True)
+    again = "\n".join(_traceback(capsys.readouterr().out))
+    assert "raise sys.last_value" in again, again
 
 
 # -- restored arrays own their data (below the mapping threshold) -----------------------------
