@@ -286,3 +286,28 @@ def test_resume_run_from_the_journal_keeps_the_step_line_options(
     assert "--- %%step b --ignore lock" in out.out, out.out
     assert shell.ns["y"] == 2 and shell.count("b") == 3
     assert shell.last.name == "b" and shell.last.key == key and shell.last.stored
+
+
+def test_a_step_whose_latest_entry_is_lost_is_left_to_run_even_if_an_earlier_one_restored(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """A, B, then A again with another input; A's second entry is gone: the state restored is
+    the one before that second A ran (A's first values, B's), and A is left to run — not
+    counted done because its first execution restored."""
+    shell.run("v = 1")
+    cell_a = "%%step a\nmark('a')\nw = v * 10"
+    shell.run(cell_a)
+    shell.run("%%step b\nmark('b')\nz = w + 1")
+    shell.run("v = 2")
+    shell.run(cell_a)
+    store = shell.magics.session.store()
+    store.delete(shell.last.key)
+    _new_kernel(shell)
+    capsys.readouterr()
+    shell.run("%resume")
+    out = capsys.readouterr().out
+    assert (shell.ns["w"], shell.ns["z"]) == (10, 11)
+    assert "Step 'a' not restored: its cache entry is gone (cleared?)." in out
+    assert "Left to run: a" in out, out
+    shell.run("%steps")
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[2:]}
+    assert "not yet run" in rows["a"] and "restored by resume" in rows["b"]
