@@ -288,7 +288,16 @@ def _owning_array(frombuffer: Any, buf: Any, *args: Any) -> Any:
     array = frombuffer(buf, *args)
     if array.nbytes >= OWN_BELOW or array.flags.owndata:
         return array
-    owned = array.copy(order="K")
+    import ctypes
+
+    import numpy
+
+    fortran = array.flags.f_contiguous and not array.flags.c_contiguous
+    owned = numpy.empty(array.shape, array.dtype, order="F" if fortran else "C")
+    # Byte for byte, not ``array.copy()``: that copies a structured dtype field by field and
+    # leaves its padding bytes to chance, and they are part of the array's fingerprint (an
+    # sklearn tree's nodes).
+    ctypes.memmove(owned.ctypes.data, array.ctypes.data, array.nbytes)
     owned.flags.writeable = array.flags.writeable
     return owned
 

@@ -641,3 +641,25 @@ def test_restored_small_arrays_own_their_data_as_after_a_plain_run(shell: Shell,
             assert after.flags.owndata, name
             after.resize((after.size + 1,), refcheck=False)
     assert {p: p.read_bytes() for p in payloads} == payloads
+
+
+def test_a_restored_structured_array_keeps_its_padding_bytes(shell: Shell) -> None:
+    """The owning copy is byte for byte: `array.copy()` of an sklearn tree's nodes (a structured
+    dtype with bytes no field covers, in a buffer numpy may find unaligned) copies field by
+    field and loses those bytes, which the fingerprint sees: after a hit the tree fingerprinted
+    differently from the plain run's (the corpus's hml2_06_decision_trees)."""
+    pytest.importorskip("sklearn")
+    from resumable_nb.fingerprint import Fingerprinter
+
+    shell.run("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)")
+    cell = ("%%step tree\nmark('tree')\nfrom sklearn.tree import DecisionTreeClassifier\n"
+            "clf = DecisionTreeClassifier(max_depth=2, random_state=42).fit(X, y)")
+    shell.run(cell)
+    plain = Fingerprinter(shell.ns).hash(shell.ns["clf"])
+    nodes = shell.ns["clf"].tree_.__getstate__()["nodes"].view(np.uint8).tobytes()
+    shell.fresh()
+    shell.run("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)")
+    shell.run(cell)
+    assert shell.count("tree") == 1
+    assert shell.ns["clf"].tree_.__getstate__()["nodes"].view(np.uint8).tobytes() == nodes
+    assert Fingerprinter(shell.ns).hash(shell.ns["clf"]) == plain
