@@ -8,19 +8,122 @@ a key and a payload start to disagree). Pure: no IPython, no third-party imports
 from __future__ import annotations
 
 import io
+import keyword
+import re
 import sys
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["DYNAMIC_CALLS", "EMPTY_CELL", "NAMESPACE_HANDLES", "cell_contents", "class_body",
-           "importable_as", "is_notebook_module", "is_resource", "resolves_to", "type_name"]
+__all__ = [
+    "DYNAMIC_CALLS",
+    "EMPTY_CELL",
+    "ENV_WHOLE",
+    "FRAME_ATTRIBUTES",
+    "FRAME_METHODS",
+    "NAMESPACE_HANDLES",
+    "cell_contents",
+    "class_body",
+    "frame_kind",
+    "frame_names",
+    "importable_as",
+    "is_notebook_module",
+    "is_resource",
+    "resolves_to",
+    "string_frame_names",
+    "type_name",
+]
 
 # -- code that hides what it reads --------------------------------------------------------
 DYNAMIC_CALLS = frozenset({"globals", "locals", "vars", "exec", "eval", "__import__"})
 """Builtins that read or bind names the source does not show."""
 NAMESPACE_HANDLES = DYNAMIC_CALLS | {"get_ipython"}
 """Names that hand out the namespace itself (``get_ipython().user_ns``...)."""
+FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "f_globals", "f_locals", "f_back",
+                              "__globals__"})
+"""Attributes that lead to a frame's or a function's namespace (``sys._getframe().f_globals``,
+``inspect.currentframe()``, ``f.__globals__``): the code may read any variable through them."""
+
+# -- names a library reads from its caller's frame ------------------------------------------
+FRAME_METHODS = frozenset({"query", "eval", "sql", "execute", "evaluate"})
+"""Methods whose string argument names variables of the calling frame: ``df.query('a > @thr')``
+and ``df.eval`` (``@name``), ``pd.eval('x + z')`` and numexpr's ``ne.evaluate('a * b')``
+(bare names), polars' ``pl.sql`` and ``SQLContext(register_globals=True).execute`` (table
+names: frames found in the caller's scope). The static analysis (for a step's code) and
+the fingerprint (for a function's code) both read these strings with :func:`frame_names`."""
+
+FrameKind = Literal["pandas", "pandas-eval", "sql"]
+ENV_WHOLE = "*"
+"""Stands for "the whole environment" where code reads a variable whose name is computed."""
+
+_SQL_START = re.compile(r"^\s*(\(\s*)*(select|with|from|table|values)\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+_AT_NAME = re.compile(r"@\s*([^\W\d]\w*)")
+_BARE_NAME = re.compile(r"(?<![\w.@])([^\W\d]\w*)(?!\s*=[^=])")
+_SQL_NAME = re.compile(r"(?<![\w.])([^\W\d]\w*)")
+_SQL_DOUBLE_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def frame_kind(method: str, receiver: str | None, text: str) -> FrameKind | None:
+    """How ``receiver.method(text)`` reads names from its caller, if it does."""
+    if method == "sql" or (method in {"query", "execute"} and _SQL_START.match(text)):
+        return "sql"
+    if method == "query":
+        return "pandas"
+    if method == "eval":
+        return "pandas-eval" if receiver in {"pd", "pandas"} else "pandas"
+    if method == "evaluate":
+        return "pandas-eval"
+    return None
+
+
+def frame_names(text: str, kind: FrameKind) -> dict[str, str]:
+    """The names ``text`` may look up in the caller's frame, each with how it is written
+    there (``{"thr": "@thr"}``). Errs on the side of more names: a name that is really a
+    column costs a fingerprint (and, if it exists as a variable, a miss when it changes)."""
+    found: dict[str, str] = {}
+    if kind == "sql":
+        for quoted in _SQL_DOUBLE_QUOTED.findall(text):  # "Frame": a quoted identifier
+            if quoted.isidentifier():
+                found.setdefault(quoted, quoted)
+        for m in _SQL_NAME.finditer(_QUOTED.sub(" ", text)):
+            if m.group(1).upper() not in _SQL_KEYWORDS:
+                found.setdefault(m.group(1), m.group(1))
+        return found
+    plain = _QUOTED.sub(" ", text)  # string literals and `column names` read nothing
+    for m in _AT_NAME.finditer(plain):
+        found[m.group(1)] = f"@{m.group(1)}"
+    if kind == "pandas-eval":
+        for m in _BARE_NAME.finditer(_AT_NAME.sub(" ", plain)):
+            if not keyword.iskeyword(m.group(1)):
+                found.setdefault(m.group(1), m.group(1))
+    return found
+
+
+def string_frame_names(text: str) -> dict[str, str]:
+    """For a string met anywhere (a literal passed to a helper that calls ``df.query``, a
+    ``str`` input): the ``@names`` of a pandas expression, or the identifiers of an SQL
+    query, that some library may look up in the frame it is called from."""
+    if "@" in text and len(text) < 10_000:
+        return frame_names(text, "pandas")
+    if _SQL_START.match(text) and len(text) < 10_000:
+        return frame_names(text, "sql")
+    if "~" in text and _FORMULA.match(text) and len(text) < 10_000:
+        # A model formula (patsy, formulaic: smf.ols('y ~ center(x)', df)): names that are
+        # not columns are looked up in the frame that calls the model.
+        return frame_names(text, "pandas-eval")
+    return {}
+
+
+_FORMULA = re.compile(r"^[\w\s.()\[\]:+*,-]*~(?!/)[\w\s.()\[\]:+*/,^-]*$")
+
+
+_SQL_KEYWORDS = frozenset("""
+SELECT FROM WHERE AND OR NOT IN IS NULL AS ON JOIN INNER LEFT RIGHT FULL OUTER CROSS NATURAL
+USING GROUP BY ORDER HAVING LIMIT OFFSET UNION ALL DISTINCT INTERSECT EXCEPT WITH CASE WHEN
+THEN ELSE END ASC DESC BETWEEN LIKE ILIKE CAST TRUE FALSE OVER PARTITION SEMI ANTI VALUES
+TABLE EXISTS ANY SOME INTERVAL DATE TIMESTAMP RECURSIVE QUALIFY WINDOW FILTER LATERAL
+""".split())
 
 
 # -- closures -----------------------------------------------------------------------------

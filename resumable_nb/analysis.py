@@ -15,16 +15,27 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from ._introspect import DYNAMIC_CALLS, NAMESPACE_HANDLES
+from ._introspect import (
+    DYNAMIC_CALLS,
+    ENV_WHOLE,
+    FRAME_ATTRIBUTES,
+    FRAME_METHODS,
+    NAMESPACE_HANDLES,
+    frame_kind,
+    frame_names,
+    string_frame_names,
+)
 from .files import literal_paths
 
-__all__ = ["CellAnalysis", "analyse", "normalised_code"]
+__all__ = ["CellAnalysis", "analyse", "environ_reads", "normalised_code"]
 
 # Line/cell magics whose argument is Python code that runs in the user namespace.
 _CODE_MAGICS = {"time", "timeit", "prun"}
 # Magics known to neither read nor bind user variables (display/config only).
 _INERT_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "precision", "xmode", "pdb"}
 _IPYTHON_METHODS = {"system", "getoutput", "run_line_magic", "run_cell_magic"}
+_SHELL_MAGICS = {"bash", "sh", "script", "zsh"}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)|\$([A-Za-z_][A-Za-z0-9_]*)")
 _SHELL_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)|\{([^{}]+)\}")
 
 
@@ -47,6 +58,15 @@ class CellAnalysis:
     has_await: bool = False
     paths: frozenset[str] = frozenset()
     """String literals and literal-built paths that may name files (:mod:`resumable_nb.files`)."""
+    env: frozenset[str] = frozenset()
+    """Environment variables the code reads (``os.environ['X']``, ``os.getenv('X')``...);
+    ``"*"`` when a name is computed or the mapping is passed on: the whole environment."""
+    frames: tuple[tuple[str, str], ...] = ()
+    """Names a library looks up in the step's frame, from literal strings: ``(name, label)``,
+    the label saying where (``("thr", "df.query:@thr")``); not in :attr:`inputs`."""
+    frame_strings: tuple[tuple[str, str, str], ...] = ()
+    """``df.query(q)`` with ``q`` an input: ``(variable, method, receiver)``, so that the
+    names in ``q``'s value are read when the step is keyed."""
 
 
 def normalised_code(tree: ast.AST) -> str:
@@ -70,6 +90,9 @@ def analyse(source: str) -> tuple[ast.Module, CellAnalysis]:
         dynamic=tuple(dict.fromkeys(walker.dynamic)),
         has_await=walker.has_await,
         paths=literal_paths(tree),
+        env=frozenset(walker.env | environ_reads(tree)),
+        frames=tuple({**_string_frames(tree, walker.bound), **walker.frames}.items()),
+        frame_strings=tuple(dict.fromkeys(walker.frame_strings)),
     )
 
 
@@ -88,6 +111,9 @@ class _Walker:
         self.imports: set[str] = set()
         self.dynamic: list[str] = []
         self.has_await = False
+        self.env: set[str] = set()
+        self.frames: dict[str, str] = {}
+        self.frame_strings: list[tuple[str, str, str]] = []
 
     # -- statements -------------------------------------------------------------------
     def block(self, stmts: list[ast.stmt]) -> None:
@@ -318,6 +344,9 @@ class _Walker:
         elif _is_builtins_handle(node):
             self.dynamic.append(f"builtins.{node.attr}")  # type: ignore[attr-defined]
             self.expr(node.value)  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Attribute) and node.attr in FRAME_ATTRIBUTES:
+            self.dynamic.append(f"a use of .{node.attr}")
+            self.expr(node.value)
         else:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.expr):
@@ -343,10 +372,36 @@ class _Walker:
             self.reads.add(func.id)
         else:
             self.expr(func)
+        if isinstance(func, ast.Attribute) and func.attr in FRAME_METHODS:
+            self.frame_call(func, node)
         for arg in node.args:
             self.expr(arg)
         for kw in node.keywords:
             self.expr(kw.value)
+
+    def frame_call(self, func: ast.Attribute, node: ast.Call) -> None:
+        """``df.query('a > @thr')``, ``pd.eval('x + z')``, ``pl.sql('... FROM tbl')``: the
+        library reads these names from the step's frame, where the AST does not show them."""
+        arg = node.args[0] if node.args else next(
+            (k.value for k in node.keywords if k.arg in {"expr", "query"}), None)
+        if arg is None:
+            return
+        owner = func.value.func if isinstance(func.value, ast.Call) else func.value
+        receiver = ast.unparse(owner) + ("()" if owner is not func.value else "")
+        where = f"{receiver if len(receiver) <= 30 else '...'}.{func.attr}"
+        text = _const_str([arg])
+        if text is not None:
+            kind = frame_kind(func.attr, receiver, text)
+            for name, shown in (frame_names(text, kind) if kind else {}).items():
+                if name not in self.defined:
+                    self.frames.setdefault(name, f"{where}:{shown}")
+        elif isinstance(arg, ast.Name) and arg.id not in self.defined:
+            self.frame_strings.append((arg.id, func.attr, receiver))  # read when keyed
+        elif func.attr not in {"execute", "evaluate"} and _may_be_str(arg):
+            # (.execute/.evaluate: ORM statements and model.evaluate(x, y) are not strings)
+            # Built in the step (f-string, concatenation, a call): which names it will hold
+            # is known only when it runs.
+            self.dynamic.append(f"a {where}() string computed in the step")
 
     def ipython_call(self, method: str, node: ast.Call) -> None:
         """``get_ipython().system/getoutput/run_line_magic/run_cell_magic(...)``: what the
@@ -364,6 +419,10 @@ class _Walker:
     def magic(self, name: str, line: str, cell: str | None) -> None:
         if name in _INERT_MAGICS:
             return
+        if name == "env":  # %env reads (or sets) a variable, or lists them all
+            var = re.split(r"[\s=]", line.strip(), maxsplit=1)[0]
+            self.env.add(var if var.isidentifier() else ENV_WHOLE)
+            return
         if name in _CODE_MAGICS:
             rest = _strip_magic_options(name, line)
             if cell is None:
@@ -379,13 +438,17 @@ class _Walker:
             if target.isidentifier():
                 self.bind(target)
             return
+        if name in _SHELL_MAGICS and cell is not None:  # %%bash: $NAME reads the environment
+            self.env.update(m.group(1) or m.group(2) for m in _ENV_REF.finditer(cell))
         self.dynamic.append(f"the magic %{name}")
 
     def shell_command(self, command: str) -> None:
-        # IPython expands $name, ${name} and {expression} from the user namespace.
+        # IPython expands $name, ${name} and {expression} from the user namespace; a $name
+        # that is no variable reaches the shell, which reads the environment variable.
         for match in _SHELL_VAR.finditer(command):
             if match.group(1):
                 self.load(match.group(1))
+                self.env.add(match.group(1))
             else:
                 self.embedded_code(match.group(2), "a shell command", mode="eval")
 
@@ -395,6 +458,7 @@ class _Walker:
         except SyntaxError:
             self.dynamic.append(f"code in {where} that does not parse")
             return
+        self.env |= environ_reads(tree)
         if isinstance(tree, ast.Expression):
             self.expr(tree.body)
         elif isinstance(tree, ast.Module):
@@ -561,6 +625,17 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
             outer.dynamic.extend(probe.dynamic)
         elif _is_builtins_handle(node):
             outer.dynamic.append("builtins' namespace functions in a function")
+        elif isinstance(node, ast.Attribute) and node.attr in FRAME_ATTRIBUTES:
+            outer.dynamic.append(f"a use of .{node.attr} in a function")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in FRAME_METHODS):
+            # d.query('a > @thr') in a function reads thr from the function's frame: its
+            # locals, else the globals (conservatively global, as for !cmd above).
+            probe = _Walker()
+            probe.frame_call(node.func, node)
+            loads.update(probe.frames)
+            outer.dynamic.extend(probe.dynamic)
+            outer.dynamic.extend(f"a {m}() string computed in a function" for _, m, _ in probe.frame_strings)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -584,6 +659,76 @@ def _free_names(body: list[ast.stmt], params: set[str], outer: _Walker) -> set[s
         inner_params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
         free |= _free_names(inner_body, inner_params, outer) - (local - declared_global)
     return free
+
+
+def _string_frames(tree: ast.AST, bound: set[str]) -> dict[str, str]:
+    """``@names`` and SQL identifiers in any string literal of the step, which may reach
+    ``df.query`` through a helper (``pick(df, 'a > @thr')``): names the step binds are left
+    out (the direct calls, read flow by flow, keep those it reads before binding them)."""
+    found: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for name, shown in string_frame_names(node.value).items():
+                if name not in bound:
+                    found.setdefault(name, f"a query string:{shown}")
+    return found
+
+
+def _may_be_str(node: ast.expr) -> bool:
+    """Could this argument evaluate to a string? (Not a lambda, a literal container, a
+    number...: ``session.query(User.id)`` is an ORM query, not a string.)"""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return not isinstance(node, (ast.Lambda, ast.Dict, ast.List, ast.Set, ast.Tuple, ast.ListComp,
+                                 ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Compare))
+
+
+_ENV_MAPPINGS = frozenset({"environ", "environb"})
+_ENV_FUNCTIONS = frozenset({"getenv", "getenvb"})
+_ENV_METHODS = frozenset({"get", "setdefault", "pop", "__getitem__", "__contains__"})
+
+
+def _is_environ(node: ast.AST) -> bool:
+    """``os.environ``, ``environ`` (``from os import environ``); any ``x.environ`` (``import
+    os as o``: which module ``o`` is, the AST does not know; a false one costs misses)."""
+    if isinstance(node, ast.Attribute):
+        return node.attr in _ENV_MAPPINGS
+    return isinstance(node, ast.Name) and node.id in _ENV_MAPPINGS
+
+
+def _is_getenv(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute):
+        return node.attr in _ENV_FUNCTIONS
+    return isinstance(node, ast.Name) and node.id in _ENV_FUNCTIONS
+
+
+def environ_reads(tree: ast.AST) -> set[str]:
+    """Environment variables the code reads anywhere (its functions too): by name when the
+    name is a literal, else :data:`ENV_WHOLE` (a computed name, ``dict(os.environ)``,
+    ``os.environ.items()``, the mapping passed on)."""
+    found: set[str] = set()
+    seen: set[int] = set()  # the os.environ / os.getenv nodes accounted for by name
+    for node in ast.walk(tree):
+        target: ast.expr | None = None
+        name: ast.expr | None = None
+        if isinstance(node, ast.Subscript) and _is_environ(node.value):
+            target, name = node.value, node.slice
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in _ENV_METHODS and _is_environ(node.func.value):
+            target, name = node.func.value, (node.args[0] if node.args else None)
+        elif isinstance(node, ast.Call) and _is_getenv(node.func):
+            target, name = node.func, (node.args[0] if node.args else None)
+        elif (isinstance(node, ast.Compare) and len(node.ops) == 1
+              and isinstance(node.ops[0], (ast.In, ast.NotIn)) and _is_environ(node.comparators[0])):
+            target, name = node.comparators[0], node.left
+        if target is not None:
+            seen.add(id(target))
+            literal = _const_str([name]) if name is not None else None
+            found.add(literal if literal is not None else ENV_WHOLE)
+    for node in ast.walk(tree):
+        if (_is_environ(node) or _is_getenv(node)) and id(node) not in seen:
+            found.add(ENV_WHOLE)
+    return found
 
 
 def _is_builtins_handle(node: ast.AST) -> bool:

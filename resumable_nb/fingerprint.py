@@ -60,7 +60,8 @@ import struct
 import sys
 import sysconfig
 import types
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -69,21 +70,27 @@ import xxhash
 from . import _tags as tags
 from ._introspect import (
     EMPTY_CELL,
+    ENV_WHOLE,
+    FRAME_ATTRIBUTES,
+    FRAME_METHODS,
     NAMESPACE_HANDLES,
     cell_contents,
     class_body,
+    frame_kind,
+    frame_names,
     importable_as,
     is_notebook_module,
     is_resource,
     resolves_to,
+    string_frame_names,
     type_name,
 )
 from .errors import Unfingerprintable
 
-__all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "fingerprint",
-           "import_identity", "module_identity"]
+__all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "environ_digest",
+           "fingerprint", "import_identity", "module_identity"]
 
-FINGERPRINT_VERSION = 7
+FINGERPRINT_VERSION = 8
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400
@@ -135,6 +142,9 @@ class Fingerprinter:
         self.namespace = namespace
         self.follow_globals = follow_globals
         self.globals_read: set[str] = set()
+        self.env_read: set[str] = set()
+        """Environment variables read by the code met (``"*"``: a computed name); with
+        ``follow_globals=False`` their values are left to the caller, like globals'."""
         self.dynamic: str | None = None  # why a notebook function hides what it reads
         self._h = xxhash.xxh3_128()
         self._memo: dict[int, int] = {}
@@ -240,12 +250,12 @@ class Fingerprinter:
             self.begin(tags.MEMORYVIEW, 2)
             self.value((value.format, value.shape))
             self.raw(tags.BUFFER, value.tobytes())
+        elif t is types.FunctionType:  # first: the commonest code input (never a resource)
+            self._function(value)
         elif is_resource(value):
             raise Unfingerprintable(f"{type_name(value)} has no stable content")
         elif isinstance(value, types.ModuleType):
             self._module(value)
-        elif isinstance(value, types.FunctionType):
-            self._function(value)
         elif t is property:
             self.begin(tags.PROPERTY, 4)
             for part in (value.fget, value.fset, value.fdel, value.__doc__):
@@ -277,6 +287,15 @@ class Fingerprinter:
             self.value(value.__self__)
         elif isinstance(value, types.CodeType):
             self._code(value)
+        elif t in _TYPE_VARIABLES:
+            # Known to pickle only by name, which a notebook's own (T = TypeVar('T') in a
+            # cell) cannot be; annotations hold them (def f(x: T) -> T).
+            self.begin(tags.TYPEVAR, 5)
+            self.text(tags.TYPE_NAME, t.__name__)
+            self.text(tags.NAME, value.__name__)
+            self.value(getattr(value, "__bound__", None))
+            self.value(getattr(value, "__constraints__", ()))
+            self.value((getattr(value, "__covariant__", False), getattr(value, "__contravariant__", False)))
         elif isinstance(value, functools.partial):
             self.begin(tags.PARTIAL, 3)
             self.value(value.func)
@@ -354,6 +373,10 @@ class Fingerprinter:
             self._code_and_state(fn)
             return
         if not self._is_notebook(fn):
+            home = _home_module(fn.__globals__)
+            if home is None or _is_local_module(home):
+                self._module_function(fn, home)
+                return
             if importable_as(fn):
                 self._by_name(fn.__module__, fn.__qualname__)
                 return
@@ -365,14 +388,15 @@ class Fingerprinter:
             return
         self.begin(tags.NOTEBOOK_FUNCTION, 7)
         self.text(tags.NAME, fn.__qualname__)
-        self._code_and_state(fn)
-        self.value(dict(fn.__dict__))
-        reads = global_names(fn.__code__)
-        if self.dynamic is None and reads & NAMESPACE_HANDLES:
-            self.dynamic = (f"function {fn.__qualname__} calls "
-                            f"{sorted(reads & NAMESPACE_HANDLES)[0]}()")
+        facts = self._code_and_state(fn)
+        if fn.__dict__:
+            self.value(dict(fn.__dict__))
+        else:  # the usual case; a fresh empty copy is never shared: no memo entry needed
+            self.begin(tags.DICT, 0)
+        if self.dynamic is None and facts.handles:
+            self.dynamic = f"function {fn.__qualname__} uses {facts.handles[0]}"
         g = fn.__globals__
-        present = [n for n in sorted(reads) if n in g]
+        present = [n for n in facts.sorted_reads if n in g]
         self.begin(tags.GLOBALS, len(present))
         for name in present:
             self.globals_read.add(name)
@@ -383,16 +407,62 @@ class Fingerprinter:
             self.value(g[name])
             self._path.pop()
 
-    def _code_and_state(self, fn: types.FunctionType) -> None:
-        """What every kind of function is keyed by: code, defaults, closure values."""
-        self._code(fn.__code__)
+    def _module_function(self, fn: types.FunctionType, home: types.ModuleType | None) -> None:
+        """A function of a local module reached without its module (``from helper import f``),
+        or one whose globals are no module's (``exec(src, g)``, ``%run script.py``): its code
+        and, transitively, the globals it reads there — by value, as the module's own content
+        would count them. Reaching it through its module instead met the function itself
+        again inside the module (a cycle) and never hashed its code."""
+        g = fn.__globals__
+        self.begin(tags.MODULE_FUNCTION, 6)
+        self.text(tags.NAME, fn.__qualname__)
+        self._code_and_state(fn)
+        self.value(dict(fn.__dict__))
+        facts = _code_facts(fn.__code__)
+        reads = facts.reads
+        if facts.handles:
+            # globals(), eval...: it may read anything there, so all of it counts.
+            if home is not None:
+                self.value(home)
+            else:
+                self._members(tags.LOCAL_MODULE, "?", {k: v for k, v in g.items() if k != "__builtins__"})
+            return
+        self.value(None)
+        present = [n for n in sorted(reads) if n in g]
+        self.begin(tags.GLOBALS, len(present))
+        for name in present:
+            self.text(tags.KEY, name)
+            try:
+                self.raw(tags.MEMBER_DIGEST, self._sub(g[name]))
+            except Unfingerprintable:
+                # A lock or a connection at module level: as in a local module's content,
+                # its type counts (docs/limitations.md), not its state.
+                self.text(tags.MEMBER_OPAQUE, type_name(g[name]))
+
+    def _code_and_state(self, fn: types.FunctionType) -> _CodeFacts:
+        """What every kind of function is keyed by: code, defaults, closure values,
+        annotations (``typing.get_type_hints`` and dispatchers read them), and the
+        environment variables its code reads."""
+        facts = _code_facts(fn.__code__)
+        self.raw(tags.CODE, facts.digest)
         self.value(fn.__defaults__)
         self.value(fn.__kwdefaults__)
-        self.value(tuple(cell_contents(c) for c in fn.__closure__ or ()))
+        closure = fn.__closure__
+        self.value(() if closure is None else tuple(cell_contents(c) for c in closure))
+        self.value(fn.__annotations__ or None)
+        if facts.env:
+            self.env_read |= facts.env
+            if self.follow_globals:
+                self.raw(tags.ENVIRON, environ_digest(facts.env).encode())
+        return facts
 
     def _code(self, code: types.CodeType) -> None:
         # Filenames and line numbers are left out: IPython names every execution's file
         # differently, and moving a function down a cell does not change what it does.
+        # A code object is immutable: its digest is computed once (benchmarks/many_inputs.py).
+        self.raw(tags.CODE, _code_facts(code).digest)
+
+    def _code_parts(self, code: types.CodeType) -> None:
         self.begin(tags.CODE, 7)
         self.raw(tags.BYTECODE, code.co_code)
         self.value(code.co_consts)
@@ -403,20 +473,31 @@ class Fingerprinter:
         self.value((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags))
 
     def _class(self, cls: type) -> None:
-        in_local = id(getattr(sys.modules.get(cls.__module__), "__dict__", None)) in self._local_module_dicts
+        home = sys.modules.get(cls.__module__)
+        # A class of a local module counts by its body, as a notebook class does (by name, its
+        # module's content met the class itself again: a cycle, and its methods went unhashed).
+        in_local = home is not None and _is_local_module(home)
         if not in_local and not is_notebook_module(cls.__module__, self.namespace) and importable_as(cls):
             self._by_name(cls.__module__, cls.__qualname__)
             return
         attrs = class_body(cls)
         # Where the class was defined is not what it does (the pickler keeps it; we do not).
         attrs.pop("__module__", None)
-        self.begin(tags.CLASS, 3)
+        self.begin(tags.CLASS, 4)
         self.text(tags.NAME, cls.__qualname__)
         self.value(cls.__bases__)
+        self.text(tags.METACLASS, "")
+        self.value(type(cls))  # class A(metaclass=Meta): Meta's methods run on A
         self.begin(tags.CLASS_ATTRS, len(attrs))
         for k in sorted(attrs):
             self.text(tags.KEY, k)
-            self.value(attrs[k])
+            if not in_local:
+                self.value(attrs[k])
+                continue
+            try:  # as a local module's own members: a lock held by the class, by its type
+                self.raw(tags.MEMBER_DIGEST, self._sub(attrs[k]))
+            except Unfingerprintable:
+                self.text(tags.MEMBER_OPAQUE, type_name(attrs[k]))
 
     def _module(self, module: types.ModuleType) -> None:
         """Installed: ``name==version`` (its options, e.g. ``pd.set_option``, do not count).
@@ -427,11 +508,14 @@ class Fingerprinter:
         if source is None or not _is_local(source):
             self.text(tags.MODULE, f"{module.__name__}=={_version(module.__name__.split('.')[0])}")
             return
-        content = {k: v for k, v in vars(module).items()
-                   if not k.startswith("__") and not is_resource(v)}
         self._local_module_dicts.add(id(vars(module)))
-        self.begin(tags.LOCAL_MODULE, len(content))
-        self.text(tags.NAME, module.__name__)
+        self._members(tags.LOCAL_MODULE, module.__name__, vars(module))
+
+    def _members(self, tag: bytes, name: str, namespace: Mapping[str, Any]) -> None:
+        """A namespace's content, member by member (a local module, an ``exec`` dict)."""
+        content = {k: v for k, v in namespace.items() if not k.startswith("__") and not is_resource(v)}
+        self.begin(tag, len(content))
+        self.text(tags.NAME, name)
         for k in sorted(content):
             self.text(tags.KEY, k)
             try:
@@ -544,6 +628,8 @@ def _lazy_handler(t: type) -> Handler | None:
 
 
 # -- helpers ------------------------------------------------------------------------------
+_TYPE_VARIABLES: tuple[type, ...] = tuple(
+    getattr(typing, n) for n in ("TypeVar", "ParamSpec", "TypeVarTuple") if hasattr(typing, n))
 _DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,
                 types.WrapperDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL", "STORE_NAME",
@@ -563,6 +649,137 @@ def global_names(code: types.CodeType) -> frozenset[str]:
         if isinstance(const, types.CodeType):
             names |= global_names(const)
     return frozenset(names)
+
+
+class _CodeFacts:
+    """What the fingerprint needs of one code object, computed once: it is immutable."""
+
+    __slots__ = ("code", "digest", "env", "handles", "reads", "sorted_reads")
+
+    def __init__(self, code: types.CodeType) -> None:
+        self.code = code  # kept alive, so that its id is not reused while cached
+        fp = Fingerprinter()
+        fp._h.reset()
+        fp._code_parts(code)
+        self.digest = fp._h.digest()
+        self.reads = global_names(code) | frame_reads(code)
+        self.sorted_reads = tuple(sorted(self.reads))
+        # What hands out a namespace: globals(), eval... or a frame (sys._getframe(1).f_globals).
+        attributes = {n for c in _all_codes(code) for n in c.co_names} & FRAME_ATTRIBUTES
+        self.handles = tuple(sorted([f"{n}()" for n in self.reads & NAMESPACE_HANDLES]
+                                    + [f".{n}" for n in attributes]))
+        self.env = environ_reads(code)
+
+
+_CODE_FACTS: dict[int, _CodeFacts] = {}
+_MAX_CODE_FACTS = 16384
+
+
+def _code_facts(code: types.CodeType) -> _CodeFacts:
+    facts = _CODE_FACTS.get(id(code))
+    if facts is None or facts.code is not code:
+        if len(_CODE_FACTS) >= _MAX_CODE_FACTS:
+            _CODE_FACTS.clear()
+        facts = _CODE_FACTS[id(code)] = _CodeFacts(code)
+    return facts
+
+
+def _all_codes(code: types.CodeType) -> list[types.CodeType]:
+    codes = [code]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            codes += _all_codes(const)
+    return codes
+
+
+def frame_reads(code: types.CodeType) -> frozenset[str]:
+    """Names the string constants of ``code`` may make a library look up in its frame
+    (``d.query('a > @thr')`` in a function reads the global ``thr``)."""
+    codes = _all_codes(code)
+    methods = {n for c in codes for n in c.co_names} & FRAME_METHODS
+    found: set[str] = set()
+    for c in codes:
+        for const in c.co_consts:
+            if isinstance(const, str) and len(const) < 10_000:
+                found |= string_frame_names(const).keys()  # passed on to a helper
+                for method in methods:  # which call a constant goes to is not known: all
+                    kind = frame_kind(method, "pd" if method == "eval" else None, const)
+                    if kind is not None:
+                        found |= frame_names(const, kind).keys()
+    return frozenset(found)
+
+
+_ENV_NAMES = frozenset({"environ", "getenv", "environb", "getenvb"})
+_ENV_SKIP = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "KW_NAMES", "NOP", "EXTENDED_ARG",
+                       "COPY_FREE_VARS", "RESUME"})
+_ENV_METHODS = frozenset({"get", "__getitem__", "__contains__", "setdefault", "pop"})
+
+
+@functools.lru_cache(maxsize=4096)
+def environ_reads(code: types.CodeType) -> frozenset[str]:
+    """Environment variables ``code`` reads: ``os.environ['X']``, ``os.environ.get('X')``,
+    ``os.getenv('X')``, ``'X' in os.environ`` (also ``environ`` imported from ``os``); a
+    name it cannot read off the bytecode (computed, or the mapping passed on) is
+    :data:`~resumable_nb._introspect.ENV_WHOLE`."""
+    found: set[str] = set()
+    for c in _all_codes(code):
+        if not (_ENV_NAMES & {*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars}):
+            continue
+        ins = [i for i in dis.get_instructions(c) if i.opname not in _ENV_SKIP]
+        for n, i in enumerate(ins):
+            if i.argval not in _ENV_NAMES or not i.opname.startswith("LOAD_"):
+                continue
+            j = n + 1
+            if (j < len(ins) and ins[j].opname in {"LOAD_ATTR", "LOAD_METHOD"}
+                    and ins[j].argval in _ENV_METHODS):
+                j += 1
+            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str):
+                found.add(ins[j].argval)
+                continue
+            if j < len(ins) and ins[j].opname == "CONTAINS_OP":
+                k = n - 1  # 'X' in os.environ: the constant came before `os`
+                while k >= 0 and ins[k].opname in {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST", "LOAD_DEREF"}:
+                    k -= 1
+                if k >= 0 and ins[k].opname == "LOAD_CONST" and isinstance(ins[k].argval, str):
+                    found.add(ins[k].argval)
+                    continue
+            found.add(ENV_WHOLE)
+    return frozenset(found)
+
+
+# Set per process by Jupyter and its tools: part of no result, and different in every kernel.
+_PER_KERNEL_ENV = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "JPY_INTERRUPT_EVENT",
+                             "IPY_INTERRUPT_EVENT", "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING", "_"})
+
+
+def environ_value(name: str) -> str:
+    """One entry of the key for environment variable ``name``: its value, or its absence;
+    for :data:`~resumable_nb._introspect.ENV_WHOLE`, every variable but those Jupyter sets
+    per kernel."""
+    if name == ENV_WHOLE:
+        items = sorted((k, v) for k, v in os.environ.items() if k not in _PER_KERNEL_ENV)
+        return "environ:" + xxhash.xxh3_128_hexdigest(repr(items).encode("utf-8", "surrogatepass"))
+    value = os.environ.get(name)
+    if value is None:
+        return "absent"
+    return "=" + xxhash.xxh3_128_hexdigest(value.encode("utf-8", "surrogatepass"))
+
+
+def environ_digest(names: Iterable[str]) -> str:
+    """The values of environment variables ``names``, as one digest."""
+    return xxhash.xxh3_128_hexdigest(repr(sorted((n, environ_value(n)) for n in names)).encode())
+
+
+def _home_module(g: Mapping[str, Any]) -> types.ModuleType | None:
+    """The loaded module whose namespace ``g`` is, if any (``exec``'s dict and ``%run``'s
+    namespace are no module's)."""
+    module = sys.modules.get(str(g.get("__name__")))
+    return module if module is not None and getattr(module, "__dict__", None) is g else None
+
+
+def _is_local_module(module: types.ModuleType) -> bool:
+    source = getattr(module, "__file__", None)
+    return isinstance(source, str) and _is_local(source)
 
 
 @functools.cache
@@ -616,6 +833,7 @@ def import_identity(name: str) -> str:
     return f"{name}@file:{_local_identity(Path(origin))}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_local(path: str) -> bool:
     return not os.path.realpath(path).startswith(_installed_prefixes())
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from . import aliases, capture, files, retry, rng, serialize, why
 from ._await import run_code
+from ._introspect import frame_kind, frame_names, string_frame_names
 from .analysis import CellAnalysis, analyse, normalised_code
 from .errors import (
     CorruptEntry,
@@ -42,7 +43,7 @@ from .errors import (
     Unfingerprintable,
     Unstorable,
 )
-from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, import_identity
+from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, environ_value, import_identity
 from .journal import Journal
 from .states import JournalStatus
 from .stepline import StepLine, check_ignore, check_step_name
@@ -176,6 +177,8 @@ class StepRunner:
         if uncacheable is None:
             uncacheable = self._file_inputs(name, analysis, opts, inputs, self._store(), result)
         result.inputs = {k: v[:16] for k, v in inputs.items()}
+        # What the journal keeps of the imported modules, so that a miss can name one.
+        result.inputs.update(_module_entries(imports))
         if uncacheable is None:
             result.key = step_key(code, inputs, imports, ignore)
         return analysis, result, inputs, uncacheable
@@ -220,7 +223,8 @@ class StepRunner:
         hidden = self.shell.user_ns_hidden
         skip = set(ignore)
         dynamic = analysis.dynamic[0] if analysis.dynamic else None
-        wanted = set(analysis.inputs) | (self._user_names() if dynamic else set())
+        frames = _frame_reads(analysis, ns)
+        wanted = set(analysis.inputs) | frames.keys() | (self._user_names() if dynamic else set())
         queue = sorted(wanted - skip, reverse=True)
         fps: dict[str, str] = {}
         fper = Fingerprinter(ns, follow_globals=False)
@@ -245,9 +249,21 @@ class StepRunner:
                                       f"(pass --ignore {var} to leave it out of the key)")
                 return fps, [], reason
             queue.extend(sorted(fper.globals_read - fps.keys() - skip, reverse=True))
+            if isinstance(value, str):  # q = 'a > @thr' handed to a helper calling df.query
+                for read, shown in string_frame_names(value).items():
+                    frames.setdefault(read, f"the string in {var}:{shown}")
+                    if read not in fps and read not in skip:
+                        queue.append(read)
             if dynamic is None and fper.dynamic is not None:
                 dynamic = fper.dynamic  # a helper from an earlier cell reads globals() & co.
                 queue.extend(sorted(self._user_names() - fps.keys() - skip, reverse=True))
+        for var, label in frames.items():
+            # Read only through a library's string: said as such when it changes (the name
+            # stays too, for the pipeline graph and %resume's plan).
+            if var in fps and var not in analysis.inputs:
+                fps[f"frame:{label}"] = fps[var]
+        for var in sorted(analysis.env | fper.env_read):
+            fps[f"env:{var}"] = environ_value(var)
         if dynamic is not None and (name, dynamic) not in self._told_dynamic:
             self._told_dynamic.add((name, dynamic))  # said once per step and cause per kernel
             result.notices.append(f"step '{name}': {dynamic} hides what it reads and writes; "
@@ -590,6 +606,25 @@ class _Nothing:
 
 
 _NOTHING = _Nothing()
+
+
+def _module_entries(imports: Iterable[str]) -> dict[str, str]:
+    """``{"module:helper2": short digest}`` for the identities of the modules a step imports
+    (``helper2@...``, ``numpy==2.4.6``): shown by a miss reason, not part of the key twice."""
+    return {f"module:{re.split('==|@', identity, maxsplit=1)[0]}":
+            hashlib.sha256(identity.encode()).hexdigest()[:16] for identity in imports}
+
+
+def _frame_reads(analysis: CellAnalysis, ns: Any) -> dict[str, str]:
+    """Names a library will look up in the step's frame (``df.query('a > @thr')``), with
+    their labels; for a string held in an input (``df.query(q)``), from its value now."""
+    frames = dict(analysis.frames)
+    for var, method, receiver in analysis.frame_strings:
+        text = ns.get(var)
+        kind = frame_kind(method, receiver, text) if isinstance(text, str) else None
+        for name, shown in (frame_names(text, kind) if kind and isinstance(text, str) else {}).items():
+            frames.setdefault(name, f"{receiver}.{method}:{shown}")
+    return frames
 
 
 def _quiet(body: str) -> bool:

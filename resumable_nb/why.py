@@ -41,14 +41,17 @@ class Comparison:
         parts = []
         if self.code_diff:
             parts.append("its code changed")
-        variables = [n for n, _, _ in self.changed if ":" not in n]  # "file:x.csv": a file
+        # "file:x.csv", "env:X", "frame:df.query:@thr": not variables; a variable read through
+        # a library's string is said once, as such.
+        framed = {n.rpartition(":")[2].lstrip("@") for n, _, _ in self.changed if n.startswith("frame:")}
+        variables = [n for n, _, _ in self.changed if ":" not in n and n not in framed]
         if variables:
             parts.append(_listed("input", variables) + " changed")
-        parts += [f"{describe(n)} changed" for n, _, _ in self.changed if ":" in n]
+        parts += [f"{_label(n)} changed" for n, _, _ in self.changed if ":" in n]
         if self.new:
-            parts.append(_listed("new input", self.new))
+            parts.append(_listed("new input", map(_label, self.new)))
         if self.gone:
-            parts.append(_listed("input", self.gone) + " no longer read")
+            parts.append(_listed("input", map(_label, self.gone)) + " no longer read")
         if not parts:
             return ("same code and inputs as its latest entry: an imported module, a read file "
                     "or resumable_nb's key format changed, or the entry was removed")
@@ -68,6 +71,22 @@ class Comparison:
             lines.append("inputs:")
             lines.extend(f"  {n:<{width}}  {old:<16} -> {new}" for n, old, new in rows)
         return "\n".join(lines)
+
+
+def _label(entry: str) -> str:
+    """How a miss reason names an entry of the key that is not a variable: ``environment
+    variable `THR```, ``the environment``, ```@thr` read by df.query``, ``file data.csv``."""
+    kind, _, what = entry.partition(":")
+    if kind == "env":
+        return "the environment" if what == "*" else f"environment variable `{what}`"
+    if kind == "module":
+        return f"module `{what}`"
+    if kind == "frame":
+        where, _, name = what.rpartition(":")
+        return f"`{name}` read by {where}"
+    if kind in {"file", "reads", "cwd", "writes"}:
+        return describe(entry)
+    return entry
 
 
 def _listed(noun: str, names: Iterable[str]) -> str:

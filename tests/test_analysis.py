@@ -246,6 +246,10 @@ def test_imports(source: str, imports: str) -> None:
         pytest.param("get_ipython().run_line_magic(name, 'y = 1')", "name", id="magic-name-not-constant"),
         pytest.param("get_ipython().ev('x')", "", id="other-ipython-call"),
         pytest.param("get_ipython().system('echo {x!r}')", "", id="shell-expression-does-not-parse"),
+        pytest.param("w = sys._getframe().f_globals['p']", "sys", id="getframe"),
+        pytest.param("w = inspect.currentframe().f_locals", "inspect", id="currentframe"),
+        pytest.param("w = f.__globals__['p']", "f", id="function-globals"),
+        pytest.param("def f():\n    return sys._getframe(1).f_globals['p']", "", id="getframe-in-def"),
     ],
 )
 def test_dynamic(source: str, must_read: str) -> None:
@@ -394,3 +398,93 @@ MISSED_READS = [
 def test_reads_that_were_missed_once(source: str, must_read: str) -> None:
     analysis = _analyse(source)
     assert _names(must_read) <= analysis.inputs or analysis.dynamic
+
+
+# -- names a library reads from the step's frame (issue 9) -------------------------------------
+# (source, {name: label}): literal strings, read statically; none of these is dynamic.
+FRAME_READS = [
+    pytest.param("r = df.query('a > @thr and b < @ lo')", {"thr": "df.query:@thr", "lo": "df.query:@lo"},
+                 id="query-at-names"),
+    pytest.param("r = df.query('`a b` > 1 and c == \"@x\"')", {}, id="backticks-and-strings-read-nothing"),
+    pytest.param("r = df.query('a > 1')", {}, id="query-bare-names-are-columns"),
+    pytest.param("r = df.eval('c = @k + a')", {"k": "df.eval:@k"}, id="df-eval"),
+    pytest.param("r = pd.eval('x + z * 2')", {"x": "pd.eval:x", "z": "pd.eval:z"}, id="pd-eval-bare"),
+    pytest.param("r = pl.sql('SELECT a FROM tbl JOIN \"Other\" USING (a)')",
+                 {"a": "pl.sql:a", "tbl": "pl.sql:tbl", "Other": "pl.sql:Other"}, id="sql-tables"),
+    pytest.param("r = duckdb.query('select * from frame')", {"frame": "duckdb.query:frame"},
+                 id="sql-looking-query"),
+    pytest.param("r = pl.SQLContext(register_globals=True).execute('SELECT * FROM t')",
+                 {"t": "pl.SQLContext().execute:t"}, id="sqlcontext-execute"),
+    pytest.param("thr = 2\nr = df.query('a > @thr')", {}, id="bound-in-the-step-first"),
+    pytest.param("session.query(User)\nmodel.eval()\ncur.execute(sql_text(q))", {}, id="not-strings"),
+    pytest.param("r = ne.evaluate('a * b + 1')", {"a": "ne.evaluate:a", "b": "ne.evaluate:b"},
+                 id="numexpr"),
+    pytest.param("m = smf.ols('y ~ center(x) + np.log(z)', data=df)",
+                 {"y": "a query string:y", "center": "a query string:center", "x": "a query string:x",
+                  "np": "a query string:np", "z": "a query string:z"}, id="formula"),
+    pytest.param("p = '~/data/x.csv'\nq = 'a ~ b ~ c'", {}, id="home-paths-are-not-formulas"),
+    pytest.param("model.evaluate(ds.test, batch_size=32)", {}, id="keras-evaluate"),
+]
+
+
+@pytest.mark.parametrize(("source", "frames"), FRAME_READS)
+def test_frame_reads(source: str, frames: dict[str, str]) -> None:
+    a = _analyse(source)
+    assert dict(a.frames) == frames
+    assert not a.dynamic
+    assert not set(frames) & a.inputs  # said as frame reads, keyed by the runner
+
+
+@pytest.mark.parametrize(
+    ("source", "frame_strings", "dynamic"),
+    [
+        ("r = df.query(q)", (("q", "query", "df"),), False),
+        ("q = 'a > @t'\nr = df.query(q)", (), True),
+        ("r = df.query(f'a > @{name}')", (), True),
+        ("r = df.query('a > ' + cond)", (), True),
+        ("r = pl.sql(build())", (), True),
+    ],
+    ids=["input-variable", "bound-in-step", "f-string", "concatenation", "call"],
+)
+def test_computed_frame_strings(source: str, frame_strings: tuple[tuple[str, str, str], ...],
+                                dynamic: bool) -> None:
+    a = _analyse(source)
+    assert a.frame_strings == frame_strings
+    assert bool(a.dynamic) is dynamic
+
+
+def test_frame_reads_in_a_function_are_its_globals() -> None:
+    a = _analyse("def pick(d):\n    return d.query('a > @thr')\nr = pick(df)")
+    assert "thr" in a.inputs
+
+
+# -- environment variables (issue 9) ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("source", "env"),
+    [
+        ("import os\nr = os.environ['A']", "A"),
+        ("import os\nr = os.environ.get('A', 'x')", "A"),
+        ("import os\nr = os.getenv('A')", "A"),
+        ("from os import environ, getenv\nr = environ['A'] + getenv('B')", "A B"),
+        ("import os\nr = 'A' in os.environ", "A"),
+        ("import os\nos.environ['A'] = '1'", "A"),
+        ("import os\ndef f():\n    return os.environ['A']", "A"),
+        ("import os\nr = os.environ[name]", "*"),
+        ("import os\nr = dict(os.environ)", "*"),
+        ("import os\nr = sorted(os.environ.items())", "*"),
+        ("import os\nr = os.getenv(prefix + '_X')", "*"),
+        ("get_ipython().run_line_magic('env', 'A')", "A"),
+        ("get_ipython().run_line_magic('env', 'A=1')", "A"),
+        ("get_ipython().run_line_magic('env', '')", "*"),
+        ("get_ipython().run_line_magic('time', \"os.environ['A']\")", "A"),
+        ("import os as o\nr = o.environ['A'] + o.getenv('B')", "A B"),
+        ("r = env['A']\nr = environment", ""),
+        ("get_ipython().system('echo $A ${B}')", "A B"),
+        ("get_ipython().run_cell_magic('bash', '', 'echo $A\\nls ${B}/x\\n')", "A B"),
+    ],
+    ids=["subscript", "get", "getenv", "from-os-import", "in", "set", "in-a-function",
+         "computed", "dict", "items", "getenv-computed", "%env", "%env-set", "%env-all",
+         "%time", "import-os-as", "other-mappings", "!cmd", "%%bash"],
+)
+def test_environment_reads(source: str, env: str) -> None:
+    assert _analyse(source).env == _names(env)

@@ -266,26 +266,26 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("value", "expected"), GOLDEN)
 def test_golden_fingerprints(value: Any, expected: str) -> None:
-    assert FINGERPRINT_VERSION == 7, "new version: paste the new golden values"
+    assert FINGERPRINT_VERSION == 8, "new version: paste the new golden values"
     assert fingerprint(value) == expected
 
 
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION, and paste the new values.
 GOLDEN_KEYS = [
     pytest.param(("x = 1", {}, [], []),
-                 "step-c533572cc5cb6bea8e5cfdf023855b6b0302a264cb20e240052e3d5a38df159b", id="no-inputs"),
+                 "step-78c21f99e79527acdbf7dbb15410c2d8e59263a1598449a4032b07b4c4e28691", id="no-inputs"),
     pytest.param(("y = x + 1", {"x": "a1e91c5d6860d32b80e47451797bd70d"}, ["numpy==2.4.6"], []),
-                 "step-0ae3e26c1c60797d32626b0736fa064fc9f848c20556c7218e2f93e1f339af0a", id="one-input"),
+                 "step-c9f304e10a876c9804ce4e44fe82e51efb53faf493ddb8ee74f90766b979f648", id="one-input"),
     pytest.param(("z = f(a, b)", {"b": "471d2b85742b9643143cd27e33b1eefd", "a": "absent",
                                   "f": "4f8efa5a87d044c602b6f74afa7ad0c6"},
                   ["pandas==3.1.1", "json==py3.11.7"], ["tmp", "log"]),
-                 "step-a39913e99bcb93846ca9481ed074ef5eb1e0169f12ac711c2824bc31fbbdf8ff", id="full"),
+                 "step-afaef91b49cdd72b6c34a791d8134a11999f29063f595ac4ff4119ca49282b59", id="full"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), GOLDEN_KEYS)
 def test_golden_step_keys(args: tuple[str, dict[str, str], list[str], list[str]], expected: str) -> None:
-    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 7), "new version: paste the new golden keys"
+    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 8), "new version: paste the new golden keys"
     assert step_key(*args) == expected
 
 

@@ -266,3 +266,391 @@ def test_a_step_that_draws_nothing_ignores_the_generators(shell: Shell) -> None:
     shell.run("np.random.seed(5)")
     shell.run("%%step plain\nx = 1")
     assert shell.last.status == "cached"
+
+
+# -- issue 9: names that libraries read from the caller's frame --------------------------------
+_FRAME = "import pandas as pd\nimport polars as pl\ndf = pd.DataFrame({'a': [1, 2, 3, 4]})\n"
+
+
+@pytest.mark.parametrize(
+    ("setup", "body", "change", "said"),
+    [
+        ("thr = 1", "r = len(df.query('a > @thr'))", "thr = 2", "`@thr` read by df.query"),
+        ("k = 1", "r = df.eval('@k + a').tolist()", "k = 5", "`@k` read by df.eval"),
+        ("x = 1\nz = 2", "r = int(pd.eval('x + z'))", "z = 3", "`z` read by pd.eval"),
+        ("tbl = pl.DataFrame({'a': [1, 2]})",
+         "r = pl.sql('SELECT sum(a) AS s FROM tbl').collect()['s'][0]",
+         "tbl = pl.DataFrame({'a': [5, 6]})", "`tbl` read by pl.sql"),
+        ("tbl = pl.DataFrame({'a': [1, 2]})",
+         "ctx = pl.SQLContext(register_globals=True)\n"
+         "r = ctx.execute('SELECT sum(a) AS s FROM tbl', eager=True)['s'][0]\ndel ctx",
+         "tbl = pl.DataFrame({'a': [5, 6]})", "`tbl` read by ctx.execute"),
+        ("thr = 1\ndef pick(d):\n    return d.query('a > @thr')", "r = len(pick(df))", "thr = 2",
+         "input thr changed"),
+        ("thr = 1\nq = 'a > @thr'", "r = len(df.query(q))", "thr = 2", "`@thr` read by df.query"),
+        ("thr = 1", "q = 'a > ' + '@thr'\nr = len(df.query(q))", "thr = 2",
+         "`@thr` read by a query string"),
+        ("thr = 1", "r = len(df.query(f'a > @{\"thr\"}'))", "thr = 2", "input thr changed"),
+        ("thr = 1\ndef pick(d, q):\n    return d.query(q)", "r = len(pick(df, 'a > @thr'))", "thr = 2",
+         "`@thr` read by a query string"),
+        ("thr = 1\nq = 'a > @thr'\ndef pick(d, q):\n    return d.query(q)", "r = len(pick(df, q))",
+         "thr = 2", "`@thr` read by the string in q"),
+        ("thr = 1\ndef pick(d, q):\n    return d.query(q)\ndef use(d):\n    return pick(d, 'a > @thr')",
+         "r = len(use(df))", "thr = 2", "input thr changed"),
+    ],
+    ids=["query", "df.eval", "pd.eval", "polars-sql", "SQLContext", "query-in-a-function",
+         "query-string-input", "query-string-computed", "query-f-string", "literal-to-a-helper",
+         "string-input-to-a-helper", "helper-passing-a-literal"],
+)
+def test_names_a_library_reads_from_the_callers_frame_are_inputs(
+        shell: Shell, setup: str, body: str, change: str, said: str) -> None:
+    pytest.importorskip("polars")
+    shell.run(_FRAME + setup)
+    cell = f"%%step frame\nmark('frame')\n{body}"
+    shell.run(cell)
+    first = shell.ns["r"]
+    shell.run(cell)
+    if shell.last.status != "cached":  # a computed string: every variable is an input, the
+        shell.run(cell)                 # step's own outputs too, so it misses once more
+    assert shell.last.status == "cached"  # still a hit when nothing changed
+    runs = shell.count("frame")
+    shell.run(change)
+    shell.run(cell)
+    assert shell.count("frame") == runs + 1, "stale hit: the step did not re-run"
+    assert shell.ns["r"] != first
+    assert said in shell.last.reason, shell.last.reason
+
+
+# -- issue 9: environment variables --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("import os\nr = os.environ['RNB_THR']", "environment variable `RNB_THR` changed"),
+        ("import os\nr = os.environ.get('RNB_THR', '0')", "environment variable `RNB_THR` changed"),
+        ("import os\nr = os.getenv('RNB_THR')", "environment variable `RNB_THR` changed"),
+        ("from os import environ\nr = environ['RNB_THR']", "environment variable `RNB_THR` changed"),
+        ("import os\nr = 'RNB_THR' in os.environ and os.environ['RNB_THR']",
+         "environment variable `RNB_THR` changed"),
+        ("r = read_thr()", "environment variable `RNB_THR` changed"),
+        ("import os\nname = 'RNB_' + 'THR'\nr = os.environ[name]", "the environment changed"),
+        ("import os\nr = dict(os.environ)['RNB_THR']", "the environment changed"),
+    ],
+    ids=["subscript", "get", "getenv", "from-os-import-environ", "in", "in-a-function",
+         "computed-name", "whole-environ"],
+)
+def test_environment_variables_read_are_part_of_the_key(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, body: str, said: str) -> None:
+    monkeypatch.setenv("RNB_THR", "1")
+    shell.run("import os\ndef read_thr():\n    return os.environ.get('RNB_THR')")
+    cell = f"%%step env\nmark('env')\n{body}"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("env") == 1
+    monkeypatch.setenv("RNB_THR", "2")
+    shell.run(cell)
+    assert shell.count("env") == 2, "stale hit: the step did not re-run"
+    assert shell.ns["r"] in ("2", True) or shell.ns["r"] == "2"
+    assert said in shell.last.reason, shell.last.reason
+
+
+def test_an_environment_variable_appearing_reruns(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RNB_MAYBE", raising=False)
+    cell = "%%step maybe\nmark('maybe')\nimport os\nr = os.getenv('RNB_MAYBE', 'unset')"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_MAYBE", "set")
+    shell.run(cell)
+    assert shell.count("maybe") == 2 and shell.ns["r"] == "set"
+    assert "environment variable `RNB_MAYBE` changed" in shell.last.reason
+
+
+def test_a_local_module_reading_the_environment_follows_it(
+        shell: Shell, local_modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (local_modules / "envmod.py").write_text("import os\ndef thr():\n    return os.environ['RNB_THR']\n")
+    monkeypatch.setenv("RNB_THR", "1")
+    shell.run("import envmod")
+    cell = "%%step envmod\nmark('envmod')\nfrom envmod import thr\nr = thr()"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.last.status == "cached"
+    monkeypatch.setenv("RNB_THR", "2")
+    shell.run(cell)
+    assert shell.count("envmod") == 2 and shell.ns["r"] == "2"
+
+
+# -- issue 9: code reached through local modules ---------------------------------------------------
+def _helper_pair(folder: Path, value: int) -> None:
+    (folder / "helper.py").write_text("from helper2 import g\ndef f():\n    return g()\n")
+    (folder / "helper2.py").write_text(f"def g():\n    return {value}\n")
+
+
+@pytest.mark.parametrize("how", ["new-kernel", "reload"])
+@pytest.mark.parametrize(
+    ("plain", "body"),
+    [("", "from helper import f\ny = f()"), ("import helper", "y = helper.f()"),
+     ("from helper import f", "y = f()")],
+    ids=["from-import-in-step", "module-attribute", "imported-earlier"],
+)
+def test_a_function_calling_into_another_local_module_follows_its_code(
+        shell: Shell, local_modules: Path, how: str, plain: str, body: str) -> None:
+    _helper_pair(local_modules, 1)
+    shell.run(plain or "pass")
+    cell = f"%%step chain\nmark('chain')\n{body}"
+    shell.run(cell)
+    assert shell.ns["y"] == 1
+    _helper_pair(local_modules, 2)
+    if how == "new-kernel":
+        _forget_modules("helper", "helper2")
+        shell.fresh()
+    else:
+        shell.run("import importlib, helper2, helper\nimportlib.reload(helper2)\nimportlib.reload(helper)")
+    shell.run(plain or "pass")
+    shell.run(cell)
+    assert shell.count("chain") == 2, "stale hit: the step did not re-run"
+    assert shell.ns["y"] == 2
+
+
+# -- issue 9: other code paths ------------------------------------------------------------------------
+def test_a_function_from_a_run_script_follows_the_script(shell: Shell, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text("K = 1\ndef f():\n    return K\n")
+    shell.run(f"%run {script}")
+    cell = "%%step ran\nmark('ran')\ny = f()"
+    shell.run(cell)
+    script.write_text("K = 2\ndef f():\n    return K\n")
+    shell.run(f"%run {script}")
+    shell.run(cell)
+    assert shell.count("ran") == 2 and shell.ns["y"] == 2
+
+
+def test_a_function_made_by_exec_in_its_own_globals_follows_them(shell: Shell) -> None:
+    shell.run("g = {'K': 1}\nexec('def f():\\n    return K', g)\nf = g['f']")
+    cell = "%%step ex\nmark('ex')\ny = f()"
+    shell.run(cell)
+    shell.run("g['K'] = 2")
+    shell.run(cell)
+    assert shell.count("ex") == 2 and shell.ns["y"] == 2
+
+
+@pytest.mark.parametrize("use", ["plug.f()", "f()"], ids=["module", "function-taken-out"])
+def test_a_module_loaded_from_a_file_path_follows_the_file(shell: Shell, tmp_path: Path, use: str) -> None:
+    path = tmp_path / "elsewhere" / "plug.py"
+    path.parent.mkdir()
+    path.write_text("K = 1\ndef f():\n    return K\n")
+    load = ("import importlib.util\n"
+            f"spec = importlib.util.spec_from_file_location('plug', {str(path)!r})\n"
+            "plug = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(plug)\nf = plug.f")
+    shell.run(load)
+    cell = f"%%step plug\nmark('plug')\ny = {use}"
+    shell.run(cell)
+    path.write_text("K = 2\ndef f():\n    return K\n")
+    shell.run(load)
+    shell.run(cell)
+    assert shell.count("plug") == 2 and shell.ns["y"] == 2
+
+
+@pytest.mark.parametrize(
+    ("define", "redefine", "use"),
+    [
+        ("class Meta(type):\n    def __new__(m, n, b, d):\n        d['v'] = 1\n"
+         "        return super().__new__(m, n, b, d)\nclass A(metaclass=Meta):\n    pass",
+         "class Meta(type):\n    def __new__(m, n, b, d):\n        d['v'] = 2\n"
+         "        return super().__new__(m, n, b, d)\nclass A(metaclass=Meta):\n    pass",
+         "y = A.v"),
+        ("class Meta(type):\n    def kind(cls):\n        return 1\nclass A(metaclass=Meta):\n    pass",
+         "class Meta(type):\n    def kind(cls):\n        return 2\nclass A(metaclass=Meta):\n    pass",
+         "y = A.kind()"),
+        ("import typing\ndef f(x: int):\n    return 1",
+         "def f(x: str):\n    return 1",
+         "y = typing.get_type_hints(f)['x'].__name__"),
+        ("import functools\ndef base(a, b):\n    return a * b\np = functools.partial(base, 2)",
+         "p = functools.partial(base, 3)", "y = p(10)"),
+        ("import functools\n@functools.lru_cache\ndef c(x):\n    return x + K\nK = 1",
+         "K = 2\nc.cache_clear()", "y = c(1)"),
+        ("import functools\n@functools.singledispatch\ndef show(x):\n    return 'any'",
+         "@show.register\ndef _(x: int):\n    return 'int'", "y = show(1)"),
+        ("def deco(fn):\n    def inner():\n        return fn() + 1\n    return inner\n"
+         "@deco\ndef f():\n    return 1",
+         "def deco(fn):\n    def inner():\n        return fn() + 2\n    return inner\n"
+         "@deco\ndef f():\n    return 1", "y = f()"),
+    ],
+    ids=["metaclass-new", "metaclass-method", "annotations", "partial", "lru_cache-global",
+         "singledispatch-register", "decorator"],
+)
+def test_code_reached_indirectly_is_keyed_by_what_runs(shell: Shell, define: str, redefine: str,
+                                                       use: str) -> None:
+    shell.run(define)
+    cell = f"%%step ind\nmark('ind')\n{use}"
+    shell.run(cell)
+    first = shell.ns["y"]
+    shell.run(redefine)
+    shell.run(cell)
+    assert shell.count("ind") == 2, "stale hit: the step did not re-run"
+    assert shell.ns["y"] != first
+
+
+def test_a_package_upgraded_and_reloaded_in_the_kernel_reruns(shell: Shell, tmp_path: Path) -> None:
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    (site / "tinypkg").mkdir(parents=True)
+    init = site / "tinypkg" / "__init__.py"
+    init.write_text("__version__ = '1.0'\ndef f():\n    return 1\n")
+    sys.path.insert(0, str(site))
+    try:
+        shell.run("import tinypkg")
+        cell = "%%step up\nmark('up')\ny = tinypkg.f()"
+        shell.run(cell)
+        init.write_text("__version__ = '2.0'\ndef f():\n    return 2\n")
+        shell.run(cell)
+        assert shell.count("up") == 1 and shell.ns["y"] == 1  # the old code still runs: a hit
+        shell.run("import importlib\nimportlib.reload(tinypkg)")
+        shell.run(cell)
+        assert shell.count("up") == 2 and shell.ns["y"] == 2
+    finally:
+        sys.path.remove(str(site))
+        _forget_modules("tinypkg")
+
+
+def test_a_miss_names_the_imported_module_that_changed(shell: Shell, local_modules: Path) -> None:
+    _helper_pair(local_modules, 1)
+    cell = "%%step mod\nmark('mod')\nimport helper2\ny = helper2.g()"
+    shell.run("import helper2")
+    shell.run(cell)
+    _helper_pair(local_modules, 2)
+    shell.run("import importlib\nimportlib.reload(helper2)")
+    shell.run(cell)
+    assert shell.count("mod") == 2 and shell.ns["y"] == 2
+    assert "module `helper2` changed" in shell.last.reason, shell.last.reason
+
+
+def test_a_local_function_using_a_module_lock_is_still_cached(shell: Shell, local_modules: Path) -> None:
+    (local_modules / "locked.py").write_text(
+        "import threading\n_lock = threading.Lock()\nK = 1\ndef f():\n    with _lock:\n        return K\n")
+    shell.run("from locked import f")
+    cell = "%%step lk\nmark('lk')\ny = f()"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("lk") == 1 and shell.last.status == "cached"
+    shell.run("import locked\nlocked.K = 2")
+    shell.run(cell)
+    assert shell.count("lk") == 2 and shell.ns["y"] == 2
+
+
+@pytest.mark.parametrize(
+    "reader",
+    ["sys._getframe().f_globals['p']", "inspect.currentframe().f_globals['p']",
+     "getp.__globals__['p']", "viaframe()"],
+    ids=["getframe", "currentframe", "function-globals", "helper-reading-its-callers-frame"],
+)
+def test_frame_access_treats_everything_as_input(shell: Shell, reader: str) -> None:
+    shell.run("import sys, inspect\np = 1\ndef getp():\n    return 0\n"
+              "def viaframe():\n    return sys._getframe(1).f_globals['p']")
+    cell = f"%%step fr\nmark('fr')\nw = {reader}"
+    shell.run(cell)
+    shell.run("p = 2")
+    shell.run(cell)
+    assert shell.count("fr") == 2 and shell.ns["w"] == 2
+
+
+def test_environ_through_an_aliased_os_is_read(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNB_P", "1")
+    shell.run("import os as o")
+    cell = "%%step alias\nmark('alias')\nw = o.environ['RNB_P']"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_P", "2")
+    shell.run(cell)
+    assert shell.count("alias") == 2 and shell.ns["w"] == "2"
+
+
+
+@pytest.mark.parametrize("body", ["!echo $RNB_SH > out.txt", "%%bash\necho $RNB_SH > out.txt"],
+                         ids=["!cmd", "%%bash"])
+def test_an_environment_variable_a_shell_command_names_is_read(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNB_SH", "1")
+    step = f"%%step sh --writes out.txt\n{body}"
+    shell.run(step)
+    assert (tmp_path / "out.txt").read_text().strip() == "1"
+    monkeypatch.setenv("RNB_SH", "2")
+    shell.run(step)
+    assert shell.last.status == "ran", "stale hit: the step did not re-run"
+    assert (tmp_path / "out.txt").read_text().strip() == "2"
+
+
+@pytest.mark.parametrize("how", ["new-kernel", "reload"])
+def test_a_class_from_a_local_module_follows_its_methods(shell: Shell, local_modules: Path, how: str) -> None:
+    src = local_modules / "shapes.py"
+    src.write_text("class Sq:\n    def __init__(self, s):\n        self.s = s\n"
+                   "    def area(self):\n        return self.s * self.s\n")
+    shell.run("from shapes import Sq")
+    cell = "%%step area\nmark('area')\ny = Sq(3).area()"
+    shell.run(cell)
+    src.write_text("class Sq:\n    def __init__(self, s):\n        self.s = s\n"
+                   "    def area(self):\n        return self.s * 4\n")
+    if how == "new-kernel":
+        _forget_modules("shapes")
+        shell.fresh()
+        shell.run("from shapes import Sq")
+    else:
+        shell.run("import importlib, shapes\nimportlib.reload(shapes)\nfrom shapes import Sq")
+    shell.run(cell)
+    assert shell.count("area") == 2 and shell.ns["y"] == 12
+
+
+def test_autoreload_swapping_code_in_place_reruns(shell: Shell, local_modules: Path) -> None:
+    import os
+    import time
+
+    _helper_pair(local_modules, 1)
+    shell.run("%load_ext autoreload\n%autoreload 2")
+    try:
+        shell.run("from helper import f")
+        cell = "%%step auto\nmark('auto')\ny = f()"
+        shell.run(cell)
+        _helper_pair(local_modules, 2)
+        later = time.time() + 5  # autoreload compares modification times
+        os.utime(local_modules / "helper2.py", (later, later))
+        shell.run("pass")  # autoreload runs before each cell
+        shell.run(cell)
+        assert shell.count("auto") == 2 and shell.ns["y"] == 2
+    finally:
+        shell.run("%autoreload 0")
+
+
+def test_the_whole_environment_leaves_out_what_jupyter_sets_per_kernel(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    cell = "%%step whole\nmark('whole')\nimport os\nn = len(os.environ) > 0"
+    monkeypatch.setenv("JPY_PARENT_PID", "111")
+    shell.run(cell)
+    monkeypatch.setenv("JPY_PARENT_PID", "222")  # another kernel's: the same environment
+    shell.run(cell)
+    assert shell.count("whole") == 1
+    monkeypatch.setenv("RNB_ANY", "x")
+    shell.run(cell)
+    assert shell.count("whole") == 2 and "the environment changed" in shell.last.reason
+
+
+def test_a_function_annotated_with_a_notebook_typevar_is_cacheable(shell: Shell) -> None:
+    """Annotations are part of a function's key: a TypeVar made in a cell (known to pickle
+    only by name) must not make every step that calls the function run uncached."""
+    shell.run("import typing\nT = typing.TypeVar('T')\ndef ident(x: T) -> T:\n    return x")
+    cell = "%%step tv\nmark('tv')\ny = ident(3)"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("tv") == 1 and shell.last.status == "cached", shell.last.notices
+    shell.run("T = typing.TypeVar('T', bound=int)\ndef ident(x: T) -> T:\n    return x")
+    shell.run(cell)
+    assert shell.count("tv") == 2
+
+
+def test_a_local_class_holding_a_lock_is_still_cached(shell: Shell, local_modules: Path) -> None:
+    (local_modules / "pool.py").write_text(
+        "import threading\nclass Pool:\n    _lock = threading.Lock()\n    size = 2\n"
+        "    def total(self):\n        with self._lock:\n            return self.size * 10\n")
+    shell.run("from pool import Pool\np = Pool()")
+    cell = "%%step pool\nmark('pool')\ny = p.total()"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("pool") == 1 and shell.last.status == "cached", shell.last.notices
+    shell.run("Pool.size = 3")
+    shell.run(cell)
+    assert shell.count("pool") == 2 and shell.ns["y"] == 30
