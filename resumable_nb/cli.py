@@ -447,9 +447,12 @@ def _store(root: Path) -> Any:
     from .store import Store
 
     try:
-        return Store(root)
+        store = Store(root)
     except StoreError as exc:
         raise RunError(str(exc)) from None
+    if store.repaired:
+        print(f"{PROG}: {printable(store.repaired)}", file=sys.stderr)
+    return store
 
 
 def _journal_keys(path: Path) -> set[str]:
@@ -509,9 +512,9 @@ def _gc(args: argparse.Namespace) -> int:
         from . import teamops
 
         if args.store:
-            return teamops.cmd_gc_store(root, args.store)
+            return teamops.cmd_gc_store(root, args.store, dry_run=args.dry_run)
         if (root / "index").is_dir():
-            return teamops.cmd_gc_max_size(root, args.max_size)
+            return teamops.cmd_gc_max_size(root, args.max_size, dry_run=args.dry_run)
     if not (root / "index").is_dir():
         print(f"nothing to collect: no cache at {root}")
         return 0

@@ -68,11 +68,12 @@ def gc_keep(root: Path, key: bytes | None = None) -> tuple[set[str], list[str]]:
     return keep, warnings
 
 
-def evict(store: Store, max_size: int, keep: set[str]) -> tuple[int, int]:
+def evict(store: Store, max_size: int, keep: set[str], *, dry_run: bool = False) -> tuple[int, int]:
     """Delete entries not in ``keep``, least recently used first (a payload's modification
     time: written when stored, renewed by every load), until the folder holds at most
     ``max_size`` bytes. Returns (entries removed, bytes freed); the bound may stay exceeded
-    when what is kept is bigger than it."""
+    when what is kept is bigger than it. ``dry_run``: what it would remove and free; nothing
+    is deleted."""
     size = store.size_on_disk()
     if size <= max_size:
         return 0, 0
@@ -91,7 +92,8 @@ def evict(store: Store, max_size: int, keep: set[str]) -> tuple[int, int]:
         if size <= max_size:
             break
         st = store.dir.lstat("objects", entry.file)
-        store.delete(entry.key)
+        if not dry_run:
+            store.delete(entry.key)
         removed += 1
         users[entry.file] -= 1
         if users[entry.file] == 0 and st is not None:

@@ -17,11 +17,13 @@ damaged, unverified or malformed record elsewhere is skipped, and the reader say
 Appending after a torn tail starts a new line first, so the torn piece never swallows the next
 record. Every state a user sees is derived from the events (:func:`runs`).
 
-Events: ``run_started`` (notebook, pid, host, python, resumed_from), ``step_started`` (step,
-key, attempt, source), ``step_finished`` (step, status ran/cached/failed, duration, error,
-outputs {name: bytes}, deleted, saved), ``run_ended`` (status; ``waiting`` when it stopped at a
-gate), ``gate_waiting`` (gate, question, position: a headless run stopped at a ``%gate``) and
-``gate_decided`` (gate, decision approved/rejected, question, position, user, host, note).
+Events: ``run_started`` (notebook, pid, host, python, resumed_from; ``left``: the steps a
+partial resume could not restore, and why), ``step_started`` (step, key, attempt, source,
+line: the ``%%step`` line's arguments), ``step_finished`` (step, status ran/cached/failed,
+duration, error, outputs {name: bytes}, deleted, saved), ``run_ended`` (status; ``waiting``
+when it stopped at a gate), ``gate_waiting`` (gate, question, position: a headless run
+stopped at a ``%gate``) and ``gate_decided`` (gate, decision approved/rejected, question,
+position, user, host, note).
 
 One kernel at a time holds a notebook's journal (``fcntl.flock`` on ``<name>.lock``, released
 by the kernel's death); a second kernel is told who holds it and journals nothing.
@@ -116,9 +118,23 @@ class _Verifier:
         return hmac.compare_digest(h.hexdigest().encode(), mac)
 
 
+# One encoder, and one keyed HMAC state per key copied for each record: ``json.dumps`` with
+# arguments builds a new encoder per call, and ``hmac.new`` hashes the key's pads again; every
+# hit writes two records, and together that was a tenth of a hit on a one-line cell.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+_MAC_STATES: dict[bytes, Any] = {}
+
+
 def _encode(record: Mapping[str, Any], key: bytes) -> bytes:
-    body = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return body + b"\t" + _mac(key, body).encode() + b"\n"
+    body = _ENCODER.encode(record).encode()
+    state = _MAC_STATES.get(key)
+    if state is None:
+        state = _MAC_STATES[key] = hmac.new(key, digestmod=hashlib.sha256)
+        if len(_MAC_STATES) > 16:
+            _MAC_STATES.pop(next(iter(_MAC_STATES)))
+    mac = state.copy()
+    mac.update(body)
+    return body + b"\t" + mac.hexdigest().encode() + b"\n"
 
 
 _OPT_STR = (str, type(None))
@@ -328,6 +344,7 @@ class StepView:
     outputs: dict[str, int] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)  # name -> short fingerprint
+    line: str = ""  # its %%step line's arguments, canonical ("" in records before they had it)
 
     @property
     def complete(self) -> bool:
@@ -378,6 +395,9 @@ class RunView:
     steps: list[StepView] = field(default_factory=list)
     live: bool = False
     timeline: list[StepView | PlainCell] = field(default_factory=list)  # steps and plain cells
+    # Steps of the runs it resumed that its resume could not restore (a corrupt or missing
+    # entry, and the steps after it): name -> why. They are left to run, not restored.
+    left: dict[str, str] = field(default_factory=dict)
     gates: list[GateView] = field(default_factory=list)  # in the order the run reached them
 
     @property
@@ -414,6 +434,9 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             out[run_id] = RunView(run=run_id, notebook=e.get("notebook"), pid=int(e.get("pid", 0)),
                                   host=str(e.get("host", "")), started=float(e.get("time", 0)),
                                   resumed_from=e.get("resumed_from"), python=str(e.get("python", "")))
+            left = e.get("left")  # optional: older records have none
+            if isinstance(left, dict):
+                out[run_id].left = {str(k): str(v) for k, v in left.items()}
             continue
         run = out.get(run_id)
         if run is None:
@@ -422,7 +445,8 @@ def runs(events: Iterable[Mapping[str, Any]], live_run: str | None = None) -> di
             name = str(e["step"])
             attempts[(run_id, name)] = attempts.get((run_id, name), 0) + 1
             step = StepView(name=name, run=run_id, key=e.get("key"), attempt=attempts[(run_id, name)],
-                            source=str(e.get("source", "")), started=float(e.get("time", 0)))
+                            source=str(e.get("source", "")), started=float(e.get("time", 0)),
+                            line=e["line"] if isinstance(e.get("line"), str) else "")
             run.steps.append(step)
             run.timeline.append(step)
             open_steps[(run_id, name)] = step
@@ -609,8 +633,9 @@ class Journal:
         if data:
             self._append_raw(b"".join(data), durable=True)
 
-    def start_run(self, resumed_from: str | None = None) -> str:
-        """Begin a new run (ending the current one, if any, as completed)."""
+    def start_run(self, resumed_from: str | None = None, left: Mapping[str, str] | None = None) -> str:
+        """Begin a new run (ending the current one, if any, as completed). ``left``: the steps
+        of ``resumed_from``'s runs that the resume could not restore, and why."""
         if self.run_id is not None:
             self.end_run("completed")
         self.run_id = new_run_id()
@@ -620,29 +645,33 @@ class Journal:
             "kind": "run_started", "run": self.run_id, "time": time.time(), "v": JOURNAL_VERSION,
             "notebook": self.notebook, "pid": os.getpid(), "host": socket.gethostname(),
             "python": sys.version.split()[0], "resumed_from": resumed_from,
+            **({"left": dict(left)} if left else {}),
         }], durable=True)
         return self.run_id
 
     def ensure_run(self) -> str:
         return self.run_id if self.run_id is not None else self.start_run()
 
-    def step_started(self, step: str, key: str | None, source: str) -> None:
-        self._append([self._started(step, key, source)], durable=False)
+    def step_started(self, step: str, key: str | None, source: str, line: str = "") -> None:
+        """``line``: the ``%%step`` line's arguments, so that a cell rebuilt from the journal
+        (no notebook file) runs with the same options (``--ignore`` is in the key)."""
+        self._append([self._started(step, key, source, line)], durable=False)
 
-    def _started(self, step: str, key: str | None, source: str) -> dict[str, Any]:
+    def _started(self, step: str, key: str | None, source: str, line: str = "") -> dict[str, Any]:
         return {"kind": "step_started", "run": self.ensure_run(), "time": time.time(),
-                "step": step, "key": key, "source": source}
+                "step": step, "key": key, "source": source, **({"line": line} if line else {})}
 
     def step_finished(self, step: str, status: JournalStatus, *, key: str | None, duration: float,
                       outputs: Mapping[str, int] | None = None, deleted: Iterable[str] = (),
                       error: str = "", saved: float = 0.0, reason: str = "",
                       inputs: Mapping[str, str] | None = None,
-                      started: tuple[str | None, str] | None = None) -> None:
+                      started: tuple[str | None, str] | None = None, line: str = "") -> None:
         """Record the end of a step; a computed step's record is fsynced (it is then complete).
 
-        ``started`` = (key, source) writes the step_started record in the same append (a hit).
+        ``started`` = (key, source) writes the step_started record (with ``line``) in the same
+        append (a hit).
         """
-        records = [self._started(step, *started)] if started is not None else []
+        records = [self._started(step, *started, line)] if started is not None else []
         records.append({
             "kind": "step_finished", "run": self.ensure_run(), "time": time.time(), "step": step,
             "status": status, "key": key, "duration": round(duration, 6), "saved": round(saved, 6),

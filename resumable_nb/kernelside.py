@@ -58,7 +58,8 @@ def kernel_setup(ip: Any, resume: str | None) -> None:
             report["error"] = str(exc)
         else:
             setattr(ip, _RESTORED_ATTR, plan.restored)
-            report["restored"] = list(dict.fromkeys(s.name for s in plan.restored.steps))
+            report["restored"] = list(dict.fromkeys(s.name for s in plan.restored.steps
+                                                    if s.name not in plan.left))
             journal = session.journal()
             report["run"] = journal.run_id if journal is not None else None
             if plan.restored.stopped_at is not None:

@@ -29,10 +29,12 @@ __all__ = [
     "cells_to_run",
     "choose_run",
     "last_attempts",
+    "not_restored",
     "notebook_cells",
     "plan_rebuild",
     "plan_replay",
     "plan_resume",
+    "recorded_cell",
     "restore_state",
     "step_cell",
 ]
@@ -102,6 +104,15 @@ def step_cell(line: str, body: str) -> Cell:
     :raises StepUsageError: ``line`` does not parse.
     """
     return Cell(-1, f"%%step {line}\n{body}", parse_step_line(line), line, body)
+
+
+def recorded_cell(step: StepView) -> Cell:
+    """The ``%%step`` cell of a journal record, for when the notebook file is unknown: its
+    whole line (``--ignore``... are in the key), or its name alone in older records."""
+    try:
+        return step_cell(step.line or step.name, step.source)
+    except StepUsageError:
+        return step_cell(step.name, step.source)
 
 
 @dataclass(slots=True)
@@ -193,11 +204,14 @@ class ResumePlan:
     interrupted: list[StepView]  # steps of the run that started and never finished / failed
     remaining: list[str]  # step names of the notebook not restored, in notebook order
     cells: list[Cell] | None  # the saved notebook's code cells, when known
+    # Steps whose latest completed execution could not be restored, and why (see not_restored).
+    left: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> set[str]:
         """The steps restored and not left to run (their latest attempt completed)."""
-        return {s.name for s in self.restored.steps} - {s.name for s in self.interrupted}
+        return ({s.name for s in self.restored.steps} - {s.name for s in self.interrupted}
+                - set(self.left))
 
 
 def choose_run(all_runs: Mapping[str, RunView], run_id: str | None, current: str | None) -> RunView:
@@ -226,19 +240,40 @@ def plan_resume(all_runs: Mapping[str, RunView], run: RunView, store: Store,
     ``cells``' steps in notebook order when the notebook is known, else the run's own.
     ``restored``: the state already rebuilt (steps and plain cells, see :func:`plan_rebuild`);
     by default the steps' last writers are loaded (:func:`restore_state`)."""
+    steps = chain(all_runs, run.run)
     if restored is None:
-        restored = restore_state(chain(all_runs, run.run), store, namespace, lazy)
+        restored = restore_state(steps, store, namespace, lazy)
     # A step whose latest attempt did not finish is left to run, even when an earlier attempt
     # completed: that earlier result was computed from other inputs (p = 1 where the user
     # had since set p = 2), and restoring it silently would hide the attempt that died.
     trouble = [s for s in last_attempts(all_runs, run.run).values()
                if s.status in ("interrupted", "failed", "running")]
-    done = {s.name for s in restored.steps} - {s.name for s in trouble}
+    left = not_restored(steps, restored)
+    done = {s.name for s in restored.steps} - {s.name for s in trouble} - set(left)
     if cells is not None:
         remaining = [c.step for c in cells if c.step and c.step not in done]
     else:
-        remaining = list(dict.fromkeys(s.name for s in run.steps if s.name not in done))
-    return ResumePlan(run, restored, trouble, list(dict.fromkeys(remaining)), cells)
+        remaining = list(dict.fromkeys(s.name for s in [*steps, *run.steps] if s.name not in done))
+    return ResumePlan(run, restored, trouble, list(dict.fromkeys(remaining)), cells, left)
+
+
+def not_restored(steps: list[StepView], restored: Restored) -> dict[str, str]:
+    """The steps whose latest execution in ``steps`` is not part of the ``restored`` state
+    (an entry that could not be used stops a restore there), by name, with why."""
+    kept = {id(s) for s in restored.steps}
+    latest = {s.name: s for s in steps}
+    stop = restored.stopped_at
+    left = {}
+    for name, step in latest.items():
+        if id(step) in kept:
+            continue
+        if stop is not None and stop.name == name:
+            left[name] = restored.why
+        elif stop is not None:
+            left[name] = f"it ran after step '{stop.name}', which could not be restored"
+        else:
+            left[name] = "not restored"
+    return left
 
 
 def last_attempts(all_runs: Mapping[str, RunView], run_id: str) -> dict[str, StepView]:
@@ -334,8 +369,8 @@ def plan_replay(steps: list[StepView], cells: list[Cell] | None, start: str, sto
         seq = [c for c in cells[first:] if c.spec is not None]
         recorded = False
     else:  # the notebook file is unknown, or does not have the step any more
-        last_source = {s.name: s.source for s in steps}
-        seq = [step_cell(n, last_source[n]) for n in dict.fromkeys(s.name for s in steps[at:])]
+        last = {s.name: s for s in steps}
+        seq = [recorded_cell(last[n]) for n in dict.fromkeys(s.name for s in steps[at:])]
         recorded = True
     if stop is not None:
         stops = [i for i, c in enumerate(seq) if c.step == stop]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -75,6 +77,7 @@ class StepResult:
     output_sizes: dict[str, int] = field(default_factory=dict)
     error: str = ""
     source: str = ""
+    line: str = ""  # the %%step line's arguments, canonical (journaled with the source)
 
 
 class _Replayed:
@@ -91,12 +94,20 @@ class _Replayed:
         return str(self._data.get("text/plain", ""))
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), one encoder
+
+
 def step_key(code: str, inputs: dict[str, str], imports: Iterable[str], ignore: Iterable[str]) -> str:
     """The cache key: versions + normalised code + input fingerprints + imported modules."""
-    material = json.dumps(
+    return _step_key(code, tuple(sorted(inputs.items())), tuple(sorted(imports)), tuple(sorted(ignore)))
+
+
+@functools.lru_cache(maxsize=512)  # a repeated hit computes the same key: a tuple lookup, not JSON
+def _step_key(code: str, inputs: tuple[tuple[str, str], ...], imports: tuple[str, ...],
+              ignore: tuple[str, ...]) -> str:
+    material = _KEY_JSON.encode(
         {"v": KEY_VERSION, "fp": FINGERPRINT_VERSION, "code": code,
-         "inputs": sorted(inputs.items()), "imports": sorted(imports), "ignore": sorted(ignore)},
-        sort_keys=True,
+         "inputs": [list(i) for i in inputs], "imports": list(imports), "ignore": list(ignore)},
     ).encode()
     return "step-" + hashlib.sha256(material).hexdigest()
 
@@ -135,8 +146,9 @@ class StepRunner:
         if not body.strip():
             raise StepUsageError(f"step '{name}' has an empty body: put the step's code below "
                                  "the %%step line")
-        opts = line if line is not None else StepLine(name)
+        opts = line if line is not None else StepLine(name, force=force, ignore=ignore)
         analysis, result, inputs, uncacheable = self._prepare(name, body, ignore, opts)
+        result.line = _canonical(opts)
         store = self._store()
         key = result.key
         if key is not None and store is not None and not force:
@@ -310,7 +322,8 @@ class StepRunner:
             what = ("cache entry is corrupt" if corrupt else "cache entry could not be read"
                     if isinstance(exc, StoreError) else "cache entry cannot be restored")
             result.reason = f"{what} ({exc})"
-            result.notices.append(f"step '{name}': {what} ({exc}); re-running it")
+            if not self.verbose:  # verbose: the miss line already says it, once
+                result.notices.append(f"step '{name}': {what} ({exc}); re-running it")
             if corrupt:
                 _forget(store, key)
             return False, None
@@ -508,10 +521,19 @@ class StepRunner:
         __tracebackhide__ = True
         shell = self.shell
         raw = f"{header}\n{body}" if header else body
-        filename = shell.compile.cache(raw, shell.execution_count)
+        filename = shell.compile.cache(raw, _cell_number(shell))
         tree = ast.parse(shell.transform_cell(body))
         if header:
             ast.increment_lineno(tree, header.count("\n") + 1)
+        try:
+            return self._execute_tree(tree, filename)
+        except BaseException as exc:
+            _show_from(shell, exc, filename)
+            raise
+
+    def _execute_tree(self, tree: ast.Module, filename: str) -> Any:
+        __tracebackhide__ = True
+        shell = self.shell
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         stmts = tree.body[:-1] if last is not None else tree.body
         # One statement at a time, through the shell's compiler, as IPython runs a cell: the
@@ -581,7 +603,7 @@ class StepRunner:
         journal = self._journal()
         if journal is not None:
             try:
-                journal.step_started(result.name, result.key, result.source)
+                journal.step_started(result.name, result.key, result.source, result.line)
             except (OSError, StoreError) as exc:  # a full disk, or a planted link: never the step's error
                 result.notices.append(f"the run journal could not be written ({_why(exc)})")
 
@@ -597,7 +619,8 @@ class StepRunner:
                     duration=result.duration, outputs=result.output_sizes, deleted=result.deleted,
                     error=result.error, saved=result.saved, reason=result.reason,
                     inputs=result.inputs,
-                    started=(result.key, result.source) if status == "cached" else None)
+                    started=(result.key, result.source) if status == "cached" else None,
+                    line=result.line)
             except (OSError, StoreError) as exc:
                 result.notices.append(f"the run journal could not be written ({_why(exc)})")
         store = self._store() if self.files.hashes.dirty else None
@@ -679,6 +702,44 @@ def _find_unstorable(outputs: dict[str, Any], ns: MutableMapping[str, Any]) -> U
         except Unstorable as exc:
             return exc
     return None
+
+
+_canonical = functools.lru_cache(maxsize=256)(StepLine.__str__)
+"""A step line's canonical text (journaled with every execution, hits included), computed once."""
+
+
+def _cell_number(shell: Any) -> int:
+    """The execution count of the cell running now, as IPython names it (``Cell In[n]``): with
+    ``store_history`` IPython has already counted it, so ``shell.execution_count`` is the next
+    cell's number by then; the result it fills in for this cell holds the right one."""
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    number = getattr(result, "execution_count", None)
+    return number if isinstance(number, int) else int(shell.execution_count)
+
+
+def _show_from(shell: Any, exc: BaseException, filename: str) -> None:
+    """Make IPython show ``exc`` from the step's own code down, as it shows an error in a plain
+    cell: not from the ``run_cell_magic`` line of the cell above it, with a note of hidden
+    frames between them. Through IPython's protocol for an exception that renders its own
+    traceback (``_render_traceback_``: IPython calls it to show the error, then to store it
+    in the history), for this cell only: the same object raised again in a later cell shows
+    in full."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    if tb is None or hasattr(exc, "_render_traceback_") or not hasattr(shell, "InteractiveTB"):
+        return
+    cell = shell.execution_count
+
+    def render() -> list[str]:
+        if shell.execution_count != cell:  # a later cell: this object's traceback is another
+            with contextlib.suppress(AttributeError):
+                del exc._render_traceback_  # type: ignore[attr-defined]
+            return list(shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__))
+        return list(shell.InteractiveTB.structured_traceback(type(exc), exc, tb, tb_offset=0))
+
+    with contextlib.suppress(AttributeError, TypeError):
+        exc._render_traceback_ = render  # type: ignore[attr-defined]
 
 
 def _why(exc: BaseException) -> str:

@@ -309,7 +309,37 @@ class _Unpickler(pickle.Unpickler):
             return functools.partial(_view_named, self.classes)
         if module == __name__ and name in _NEEDS_NAMESPACE:
             return functools.partial(_NEEDS_NAMESPACE[name], self.namespace)
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if name == "_frombuffer" and module in ("numpy._core.numeric", "numpy.core.numeric"):
+            return functools.partial(_owning_array, found)
+        return found
+
+
+OWN_BELOW = 1 << 20
+"""Arrays smaller than this come back owning their data; bigger ones are views of their buffer,
+which the store maps copy-on-write from the cache file at this size (``store._MAP_MIN``)."""
+
+
+def _owning_array(frombuffer: Any, buf: Any, *args: Any) -> Any:
+    """numpy's rebuild of an array from an out-of-band buffer makes a view of that buffer. An
+    array a plain run made owns its data (``a.resize(...)`` works on it), so one under
+    :data:`OWN_BELOW` is copied: cheap at that size. A bigger one stays a view of the mapped
+    payload, so that restoring 1 GiB costs no copy (the trade-off in docs/performance.md)."""
+    array = frombuffer(buf, *args)
+    if array.nbytes >= OWN_BELOW or array.flags.owndata:
+        return array
+    import ctypes
+
+    import numpy
+
+    fortran = array.flags.f_contiguous and not array.flags.c_contiguous
+    owned = numpy.empty(array.shape, array.dtype, order="F" if fortran else "C")
+    # Byte for byte, not ``array.copy()``: that copies a structured dtype field by field and
+    # leaves its padding bytes to chance, and they are part of the array's fingerprint (an
+    # sklearn tree's nodes).
+    ctypes.memmove(owned.ctypes.data, array.ctypes.data, array.nbytes)
+    owned.flags.writeable = array.flags.writeable
+    return owned
 
 
 def _resource_reason(obj: Any) -> str:

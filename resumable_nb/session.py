@@ -5,6 +5,7 @@ that combine them (``%resume``, ``%replay``, ``%steps``). The magics are a thin 
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -24,12 +25,13 @@ from .resume import (
     bind,
     cells_to_run,
     choose_run,
+    last_attempts,
     notebook_cells,
     plan_rebuild,
     plan_replay,
     plan_resume,
+    recorded_cell,
     restore_state,
-    step_cell,
 )
 from .runner import StepRunner
 from .store import Store
@@ -60,6 +62,7 @@ class Session:
         self._size_cache: tuple[float, str] = (0.0, "")
         self._told_duplicate: set[str] = set()
         self._step_counts: tuple[tuple[str, int] | None, Counter[str]] = (None, Counter())
+        self._counted_at = float("-inf")
         # (team store URL, max_size): the magics' settings; "" means the environment's.
         self.settings: Callable[[], tuple[str, str]] = lambda: ("", "")
         self.team: Team | None = None
@@ -80,6 +83,8 @@ class Session:
             except StoreError as exc:
                 self._notice(f"caching is off: {exc}. Steps still run.")
             else:
+                if self._store.repaired:
+                    self._notice(self._store.repaired)
                 # Only when a team store or a size bound is set (team.attach returns None
                 # otherwise): importing team, remote and the uploader was ~4 ms of the first
                 # hit in every new kernel (benchmarks/first_hit.py).
@@ -165,22 +170,33 @@ class Session:
 
     def check_duplicate(self, name: str) -> None:
         """Say once per step name when more than one cell of the notebook uses it: %replay,
-        %resume --run and the panel would pick the first, silently."""
+        %resume --run and the panel would pick the first, silently. The saved notebook is
+        looked at (a stat, and a parse when it changed) at most once a second: a hit on a
+        one-line cell costs tens of microseconds, and this was several of them."""
+        if name in self._told_duplicate:
+            return
+        now = time.monotonic()
+        if now - self._counted_at >= 1.0:
+            self._counted_at = now
+            self._count_steps()
+        stamp, counts = self._step_counts
+        count = counts.get(name, 0)
+        if count > 1 and stamp is not None:
+            self._told_duplicate.add(name)
+            self._notice(f"{count} cells of {Path(stamp[0]).name} are named '{name}': %replay, "
+                         "%resume --run and the panel use the first; give each cell its own step name")
+
+    def _count_steps(self) -> None:
         nb = self.notebook
-        if name in self._told_duplicate or nb is None:
-            return
         try:
-            stamp = (str(nb), nb.stat().st_mtime_ns)
+            stamp = (str(nb), nb.stat().st_mtime_ns) if nb is not None else None
         except OSError:
-            return
-        if self._step_counts[0] != stamp:
+            stamp = None
+        if stamp is None:
+            self._step_counts = (None, Counter())
+        elif self._step_counts[0] != stamp:
             cells = self._cells() or []
             self._step_counts = (stamp, Counter(c.step for c in cells if c.step))
-        count = self._step_counts[1].get(name, 0)
-        if count > 1:
-            self._told_duplicate.add(name)
-            self._notice(f"{count} cells of {nb.name} are named '{name}': %replay, %resume --run "
-                         "and the panel use the first; give each cell its own step name")
 
     # -- %resume ----------------------------------------------------------------------------
     def resume(self, run_id: str | None, run_rest: bool, show_panel: bool = True,
@@ -207,15 +223,16 @@ class Session:
             rebuilt = self._rebuild(items, store)
             plan = plan_resume(runs, run, store, self.shell.user_ns, cells, restored=rebuilt)
         mine = runs.get(journal.run_id or "")
-        if mine is None or mine.timeline or mine.resumed_from != run.run:
+        if mine is None or mine.timeline or mine.resumed_from != run.run or mine.left != plan.left:
             # `%resume` then `%resume --run` continue one run: a second, empty run would
-            # only clutter the journal (and `runs`).
-            journal.start_run(resumed_from=run.run)
+            # only clutter the journal (and `runs`). What could not be restored is recorded,
+            # so that no view labels it restored.
+            journal.start_run(resumed_from=run.run, left=plan.left)
         print(render_resume(plan, journal.run_id or "", run_rest))
         if show_panel and self.widgets_available:
             self.show_panel()
         if run_rest:
-            self._run_rest(plan)
+            self._run_rest(plan, runs)
         return plan
 
     def _rebuild(self, items: list[StepView | PlainCell], store: Store) -> Restored:
@@ -276,15 +293,16 @@ class Session:
             except (OSError, StoreError):
                 pass  # journaling a plain cell is best effort: it never breaks the cell
 
-    def _run_rest(self, plan: ResumePlan) -> None:
+    def _run_rest(self, plan: ResumePlan, runs: dict[str, RunView]) -> None:
         """Run what is left: first the plain cells above the resume point (imports, helper
         definitions, settings: the journal does not hold their effects), keeping the restored
         values; then every cell from the first step left, in notebook order."""
         __tracebackhide__ = True
         done = plan.done
         if plan.cells is None:
-            sources = {s.name: s.source for s in plan.run.steps}
-            todo = [step_cell(name, sources[name]) for name in plan.remaining if sources.get(name)]
+            latest = last_attempts(runs, plan.run.run)
+            todo = [recorded_cell(latest[name]) for name in plan.remaining
+                    if name in latest and latest[name].source]
             setup: list[Cell] = []
             _show_journal_sources(todo)
         else:
@@ -360,7 +378,7 @@ class Session:
             last = [s for r in runs.values() for s in r.steps if s.name == name]
             if not last:
                 raise StepUsageError(f"no step {name!r} in the notebook or the journal")
-            cell = step_cell(name, last[-1].source)
+            cell = recorded_cell(last[-1])
             _show_journal_sources([cell])
         self._run_cell(cell, force=True)
 
@@ -533,9 +551,8 @@ def render_resume(plan: ResumePlan, new_run: str, running: bool = False) -> str:
                         else "."))
     else:
         lines.append("Restored nothing: no completed step could be restored.")
-    if r.stopped_at is not None:
-        lines.append(f"Step '{r.stopped_at.name}' could not be restored ({r.why}): it and the "
-                     "steps after it are left to run.")
+    for name, why in plan.left.items():  # one line each: which, and why
+        lines.append(f"Step '{name}' not restored: {why}.")
     restored_names = {s.name for s in r.steps}
     for s in plan.interrupted:
         why = "the kernel died while it ran" if s.status == "interrupted" else s.error or s.status

@@ -253,6 +253,9 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike[str] | CacheDir, key_file: Path | None = None) -> None:
+        # Set when a damaged index was moved aside and a new one started: the one line to tell
+        # the user (what happened, what was kept). The kernel and the CLI say it.
+        self.repaired: str | None = None
         self.dir = root if isinstance(root, CacheDir) else None
         self.root = self.dir.path if self.dir is not None else Path(root).expanduser().absolute()  # type: ignore[arg-type]
         try:
@@ -272,10 +275,7 @@ class Store:
             self.read_through: Callable[[str], bytes | None] | None = None
             self.on_put: Callable[[Entry, bytes], None] | None = None
             self._small: OrderedDict[str, bytes] = OrderedDict()
-            for name in _INDEX_FILES:  # a planted link or hard link here is refused
-                if name == "cache.db" or self.dir.lstat("index", name) is not None:
-                    os.close(self.dir.open("index", name, os.O_RDWR | os.O_CREAT))
-            self._index = _Index(self.dir.sqlite_path("index"), _SafeDisk, **_INDEX_SETTINGS)
+            self._index = self._open_index()
         except OSError as exc:
             raise StoreError(f"cannot use cache dir {self.root}: {_os_message(exc, self.root)}") from None
         except StoreError:
@@ -283,6 +283,59 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - sqlite3 errors: read-only or damaged index
             raise StoreError(f"cannot open the cache index in {self.root} ({exc}); if the folder "
                              "is read-only, set RESUMABLE_NB_DIR to a writable one") from None
+
+    def _open_index(self) -> _Index:
+        """The index; a damaged one (not a database, or malformed) is moved aside and a new one
+        started, said in :attr:`repaired`. Anything else (a read-only folder, a lock held too
+        long) raises as before."""
+        try:
+            return self._index_files()
+        except Exception as exc:  # sqlite3 errors
+            if not _damaged(exc):
+                raise
+            why = str(exc)
+        aside = self._set_aside_index()
+        index = self._index_files()
+        where = f"moved aside to {self.root / 'index' / aside}" if aside else "already moved aside"
+        self.repaired = (f"the cache index in {self.root} was damaged ({why}): {where}, and a new "
+                         "one started. The run journal is kept; the cached entries cannot be found "
+                         "without the old index, so steps re-run once and are cached again")
+        return index
+
+    def _index_files(self) -> _Index:
+        assert self.dir is not None
+        for name in _INDEX_FILES:  # a planted link or hard link here is refused
+            if name == "cache.db" or self.dir.lstat("index", name) is not None:
+                fd = self.dir.open("index", name, os.O_RDWR | os.O_CREAT)
+                if name == "cache.db":
+                    st = os.fstat(fd)
+                    self._index_id = (st.st_dev, st.st_ino)
+                os.close(fd)
+        return _Index(self.dir.sqlite_path("index"), _SafeDisk, **_INDEX_SETTINGS)
+
+    def _set_aside_index(self) -> str:
+        """Rename the damaged index's files inside ``index/`` (by descriptor; only the names
+        we make, never following a link) to ``<name>.corrupt-<UTC time>-<random>``; the new
+        name of ``cache.db``, or "" when another process did it first (under a lock on the
+        folder, so two kernels never both move, and one never moves the other's new index)."""
+        import fcntl
+        import secrets
+
+        assert self.dir is not None
+        folder = self.dir.sub("index")
+        suffix = f".corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(2)}"
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        try:
+            st = self.dir.lstat("index", "cache.db")
+            if st is None or (st.st_dev, st.st_ino) != self._index_id:
+                return ""
+            for name in _INDEX_FILES:
+                if self.dir.lstat("index", name) is not None:
+                    self.dir.rename("index", name, "index", name + suffix)
+            self.dir.fsync("index")
+        finally:
+            fcntl.flock(folder, fcntl.LOCK_UN)
+        return "cache.db" + suffix
 
     @property
     def key_for_uploads(self) -> bytes:
@@ -638,6 +691,19 @@ class Store:
     def size_on_disk(self) -> int:
         assert self.dir is not None
         return self.dir.size()
+
+
+def _damaged(exc: BaseException) -> bool:
+    """An SQLite error that says the index file is damaged (SQLITE_CORRUPT) or is not a
+    database (SQLITE_NOTADB) — not a read-only folder, a full disk or a lock."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in (11, 26)
+    return "malformed" in str(exc) or "not a database" in str(exc)
 
 
 def _write_all(fd: int, view: memoryview) -> None:

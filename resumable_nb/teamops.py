@@ -120,15 +120,21 @@ class GcReport:
 
 
 def gc_remote(remote: RemoteStore, store: Store, *, grace: float = 86400.0,
-              say: Callable[[str], None] = lambda _: None) -> GcReport:
+              say: Callable[[str], None] = lambda _: None, dry_run: bool = False) -> GcReport:
     """Delete the manifests no mirrored journal's latest run needs, and the payloads no kept
     manifest names. Anything younger than ``grace`` seconds stays (an upload in flight sends
-    its payload and manifest before the journal records that need them).
+    its payload and manifest before the journal records that need them). ``dry_run``: the
+    same report, nothing deleted.
 
     Journals are read with this user's key; when a record does not verify, nothing is deleted
     (a record we cannot read may be what needs an entry). :raises RemoteUnavailable:
     """
     now = time.time()
+
+    def delete(name: str) -> None:
+        if not dry_run:
+            remote.delete(name)
+
     journal_objects = [o for o in remote.list("journal/") if o.name.endswith(".jsonl")]
     by_run: dict[str, dict[int, bytes]] = {}
     for obj in journal_objects:
@@ -167,16 +173,16 @@ def gc_remote(remote: RemoteStore, store: Store, *, grace: float = 86400.0,
             elif young:
                 continue
             else:
-                remote.delete(obj.name)  # kept by name but not ours: nothing can use it
+                delete(obj.name)  # kept by name but not ours: nothing can use it
                 gone_manifests += 1
             continue
-        remote.delete(obj.name)
+        delete(obj.name)
         gone_manifests += 1
     gone_objects = freed = 0
     for obj in remote.list("objects/"):
         if obj.name in used or now - obj.modified < grace:
             continue
-        remote.delete(obj.name)
+        delete(obj.name)
         gone_objects += 1
         freed += obj.size
     return GcReport(gone_manifests, gone_objects, freed, len(manifests) - gone_manifests)
@@ -229,14 +235,14 @@ def cmd_push(root: Path, url: str | None) -> int:
     return 1 if report.left else 0
 
 
-def cmd_gc_store(root: Path, url: str | None) -> int:
-    """``resumable-nb gc --store URL``: collect the bucket."""
+def cmd_gc_store(root: Path, url: str | None, dry_run: bool = False) -> int:
+    """``resumable-nb gc --store URL [--dry-run]``: collect the bucket."""
     remote = _remote(url)
     if remote is None:
         raise RunError(f"gc --store needs a bucket URL (or ${ENV['STORE']})")
     store = Store(root)  # only for the key: manifests and journals are verified with it
     try:
-        report = gc_remote(remote, store)
+        report = gc_remote(remote, store, dry_run=dry_run)
     except RemoteUnavailable as exc:
         raise RunError(str(exc)) from None
     finally:
@@ -244,14 +250,16 @@ def cmd_gc_store(root: Path, url: str | None) -> int:
     if report.refused:
         print(f"collected nothing in {remote.url}: {report.refused}")
         return 0
-    print(f"removed {report.manifests} manifest(s) and {report.objects} payload(s) from {remote.url}, "
-          f"{human_size(report.freed)} freed; kept {report.kept} manifest(s) that the latest runs "
-          "need or that are less than a day old")
+    would = "would " if dry_run else ""
+    print(f"{would}remove{'' if dry_run else 'd'} {report.manifests} manifest(s) and {report.objects} "
+          f"payload(s) from {remote.url}, {would}free {human_size(report.freed)}; "
+          f"{would}keep {report.kept} manifest(s) that the latest runs need or that are less than "
+          f"a day old{_DRY if dry_run else ''}")
     return 0
 
 
-def cmd_gc_max_size(root: Path, size: str) -> int:
-    """``resumable-nb gc --max-size SIZE``: least recently used first, down to SIZE."""
+def cmd_gc_max_size(root: Path, size: str, dry_run: bool = False) -> int:
+    """``resumable-nb gc --max-size SIZE [--dry-run]``: least recently used first, down to SIZE."""
     try:
         limit = parse_size(size)
     except ValueError as exc:
@@ -262,10 +270,18 @@ def cmd_gc_max_size(root: Path, size: str) -> int:
                        f"({warnings[0]})")
     store = Store(root)
     try:
-        removed, freed = evict(store, limit, keep)
-        left = store.size_on_disk()
+        removed, freed = evict(store, limit, keep, dry_run=dry_run)
+        left = store.size_on_disk() - (freed if dry_run else 0)
     finally:
         store.close()
-    print(f"removed {removed} least recently used cache entr{'y' if removed == 1 else 'ies'}, "
-          f"{human_size(freed)} freed; {human_size(left)} left (max {human_size(limit)})")
+    entries = f"{removed} least recently used cache entr{'y' if removed == 1 else 'ies'}"
+    if dry_run:
+        print(f"would remove {entries}, would free {human_size(freed)}; {human_size(left)} would be "
+              f"left (max {human_size(limit)}){_DRY}")
+    else:
+        print(f"removed {entries}, {human_size(freed)} freed; {human_size(left)} left "
+              f"(max {human_size(limit)})")
     return 0
+
+
+_DRY = " (dry run: nothing removed)"

@@ -91,6 +91,10 @@ def step_rows(runs: Mapping[str, RunView], run: RunView | None,
         views = history.get(name)
         if run is None or not views:
             rows.append(StepRow(name, "not_run"))
+        elif views[-1].run != run.run and name in run.left:
+            # Its resume could not restore it (a corrupt or missing entry): left to run.
+            rows.append(StepRow(name, "not_run", reason=f"not restored: {run.left[name]}",
+                                run=views[-1].run))
         else:
             rows.append(_row(name, views, run.run, sources.get(name)))
     return rows

@@ -225,6 +225,44 @@ def test_gc_keeps_what_a_running_kernel_is_storing(tmp_path: Path, _key_file: Pa
     assert result.stdout.startswith("removed 0 cache entries"), result.stdout
 
 
+def test_gc_dry_run_is_honoured_with_max_size(tmp_path: Path, _key_file: Path) -> None:
+    """`gc --max-size SIZE --dry-run` says what it would remove and removes nothing (it used to
+    ignore --dry-run and delete)."""
+    cache = tmp_path / "cache"
+    nb = write_notebook(tmp_path / "a.ipynb", ["%%step load\nv = 1"])
+    store = Store(cache, _key_file)
+    _entry(store, "step-old", "load", 0)
+    _entry(store, "step-new", "load", 1)
+    store.close()
+    journal = Journal(cache, str(nb))
+    _ran(journal, "load", "step-new")
+    journal.end_run("completed")
+    journal.release()
+    objects = sorted(p.name for p in (cache / "objects").iterdir())
+    dry = cli("gc", "--max-size", "1", "--dry-run", cache=cache, key=_key_file)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would remove 1 least recently used cache entry"), dry.stdout
+    assert dry.stdout.rstrip().endswith("(dry run: nothing removed)")
+    assert sorted(p.name for p in (cache / "objects").iterdir()) == objects
+    real = cli("gc", "--max-size", "1", cache=cache, key=_key_file)
+    assert real.stdout.startswith("removed 1 least recently used cache entry"), real.stdout
+    assert len(list((cache / "objects").iterdir())) == len(objects) - 1
+
+
+def test_the_cli_sets_a_damaged_index_aside_and_says_so(tmp_path: Path, _key_file: Path) -> None:
+    cache = tmp_path / "cache"
+    store = Store(cache, _key_file)
+    _entry(store, "step-x", "load", 1)
+    store.close()
+    (cache / "index" / "cache.db").write_bytes(b"not a database " * 100)
+    result = cli("gc", cache=cache, key=_key_file)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("resumable-nb: the cache index in ") and "moved aside" in line
+    assert len(list((cache / "index").glob("cache.db.corrupt-*"))) == 1
+    assert result.stdout.startswith("removed 0 cache entries")  # a new, empty index
+
+
 # -- pure parts -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "value"), [
     ("10", 10), ("-2.5", -2.5), ("1e-3", 0.001), ("True", True), ("None", None), ("[1, 2]", [1, 2]),

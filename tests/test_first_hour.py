@@ -343,3 +343,26 @@ def test_a_timeout_says_to_use_a_larger_timeout(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Use a larger --timeout (above 2 s)" in result.stderr, result.stderr
     assert "Run the same command again" not in result.stderr
+
+
+# -- 9. an error in a step reads like one in a plain cell -------------------------------------------
+@pytest.mark.kernel
+def test_a_step_error_in_a_kernel_names_its_cell_and_line_as_a_plain_cell(start: StartKernel) -> None:
+    """The kernel's error message (what Jupyter draws) for a failing step is the plain cell's:
+    `Cell In[n], line k` with the cell's own count, no `run_cell_magic` frame (issue 9)."""
+    k = start()
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+
+    def error(code: str) -> tuple[int, list[str]]:
+        reply = k.run(code)
+        [msg] = [m for m in reply.messages if m["msg_type"] == "error"]
+        lines = ansi.sub("", "\n".join(msg["content"]["traceback"])).splitlines()
+        return int(k.value("get_ipython().execution_count")) - 2, lines
+
+    n, plain = error("pass\nb = 2\n1 / 0")
+    m, step = error("%%step s\nb = 2\n1 / 0")
+    assert m == n + 2  # the value() between them is a cell too
+    assert f"Cell In[{m}], line 3" in step and "run_cell_magic" not in "\n".join(step)
+    expected = [line.replace(f"Cell In[{n}]", f"Cell In[{m}]").replace("1 pass", "1 %%step s")
+                for line in plain]
+    assert step == expected, "\n".join(step)

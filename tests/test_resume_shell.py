@@ -190,3 +190,124 @@ def test_resume_steps_only_restores_the_steps_alone(shell: Shell) -> None:
     shell.fresh()
     shell.run("%resume --steps-only")
     assert shell.ns["v"] == 20 and "w" not in shell.ns and "base" not in shell.ns
+
+
+@pytest.mark.parametrize("resume", ["%resume", "%resume --steps-only"])
+def test_a_partial_resume_labels_only_what_it_restored(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], resume: str) -> None:
+    """Issue 9: when an entry cannot be restored (corrupt here), that step and the ones after
+    it are not "restored by resume" in %steps, the panel's rows or `resumable-nb status`: they
+    are left to run, and %resume says which and why, one line each."""
+    from resumable_nb.cli import status_data
+    from resumable_nb.journal import journal_path
+    from resumable_nb.resume import notebook_cells
+    from resumable_nb.view import step_rows
+
+    cells = ["base = 1", "%%step a\nmark('a')\nx = base", "%%step b\nmark('b')\ny = x + 1",
+             "%%step c\nmark('c')\nz = y + 1"]
+    nb = _notebook(tmp_path, cells)
+    monkeypatch.setenv("RESUMABLE_NB_NOTEBOOK", str(nb))
+    shell.fresh()
+    for cell in cells:
+        assert shell.ip.run_cell(cell, store_history=True).success
+    store = shell.magics.session.store()
+    [entry] = [e for e in store.entries() if e.step == "b"]
+    payload = shell.cache / "objects" / entry.file
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    payload.write_bytes(bytes(data))
+    shell.fresh()
+    capsys.readouterr()
+    shell.run(resume)
+    out = capsys.readouterr().out
+    assert "Restored 1 step (a)" in out, out
+    lines = [ln for ln in out.splitlines() if "not restored" in ln]
+    assert len(lines) == 2, out
+    assert lines[0].startswith("Step 'b' not restored: ") and "integrity check" in lines[0]
+    assert lines[1] == "Step 'c' not restored: it ran after step 'b', which could not be restored."
+    assert "Left to run: b, c" in out
+    assert shell.ns["x"] == 1 and "y" not in shell.ns and "z" not in shell.ns
+
+    expected = {"a": "restored by resume", "b": "not yet run", "c": "not yet run"}
+    shell.run("%steps")
+    table = capsys.readouterr().out.splitlines()[2:]
+    assert {ln.split()[0]: " ".join(ln.split()[1:4]) for ln in table} \
+        == expected, table
+    assert all(" not restored: " in ln for ln in table[1:]), table
+    panel = shell.magics.session.panel_state()
+    rows = step_rows(panel["runs"], panel["run"], panel["cells"])
+    assert {r.name: r.label for r in rows} == expected
+    shell.magics.session.close()  # as the kernel's end would: the CLI reads the journal
+    status = status_data(nb, notebook_cells(nb), shell.cache, journal_path(shell.cache, str(nb)))
+    assert {s["name"]: s["state"] for s in status["run"]["steps"]} == expected
+    assert [s["reason"] for s in status["run"]["steps"]][1:] == [
+        "not restored: " + line.split(": ", 1)[1].rstrip(".") for line in lines]
+
+
+# -- step options survive a rebuild from the journal (no notebook file) -----------------------
+_LOCKED = "%%step {name} --ignore lock\nmark('{name}')\nwith lock:\n    {code}"
+
+
+def test_replay_from_the_journal_keeps_the_step_line_options(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 9: without a notebook file, %replay rebuilds the cells from the journal; they keep
+    the whole %%step line (`--ignore lock` here: without it the lock makes the step uncacheable)."""
+    shell.run("import threading\nlock = threading.Lock()")
+    shell.run(_LOCKED.format(name="a", code="x = 1"))
+    key = shell.last.key
+    assert key is not None and shell.last.stored
+    shell.run("%%step b\nmark('b')\ny = x + 1")
+    capsys.readouterr()
+    shell.run("%replay --from a")
+    out = capsys.readouterr()
+    assert "--- %%step a --ignore lock" in out.out, out.out
+    assert shell.count("a") == 2 and shell.count("b") == 1
+    [replayed] = [r for r in shell.magics.runner.history[-2:] if r.name == "a"]
+    assert replayed.key == key and replayed.stored, "the same key as the cell's own run"
+    assert "--ignore lock" not in out.err  # no "pass --ignore lock to leave it out" hint
+
+
+def test_resume_run_from_the_journal_keeps_the_step_line_options(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("import threading\nlock = threading.Lock()\nok = False")
+    shell.run(_LOCKED.format(name="a", code="x = 1"))
+    failing = _LOCKED.format(name="b", code="y = x + 1\nassert ok")
+    shell.run(failing, ok=False)
+    shell.run("ok = True")
+    shell.run(failing)
+    key = shell.last.key
+    shell.magics.session.store().delete_step("b")
+    _new_kernel(shell)
+    shell.run("import threading\nlock = threading.Lock()\nok = True")
+    capsys.readouterr()
+    shell.run("%resume --run")
+    out = capsys.readouterr()
+    assert "--- %%step b --ignore lock" in out.out, out.out
+    assert shell.ns["y"] == 2 and shell.count("b") == 3
+    assert shell.last.name == "b" and shell.last.key == key and shell.last.stored
+
+
+def test_a_step_whose_latest_entry_is_lost_is_left_to_run_even_if_an_earlier_one_restored(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """A, B, then A again with another input; A's second entry is gone: the state restored is
+    the one before that second A ran (A's first values, B's), and A is left to run — not
+    counted done because its first execution restored."""
+    shell.run("v = 1")
+    cell_a = "%%step a\nmark('a')\nw = v * 10"
+    shell.run(cell_a)
+    shell.run("%%step b\nmark('b')\nz = w + 1")
+    shell.run("v = 2")
+    shell.run(cell_a)
+    store = shell.magics.session.store()
+    store.delete(shell.last.key)
+    _new_kernel(shell)
+    capsys.readouterr()
+    shell.run("%resume")
+    out = capsys.readouterr().out
+    assert (shell.ns["w"], shell.ns["z"]) == (10, 11)
+    assert "Step 'a' not restored: its cache entry is gone (cleared?)." in out
+    assert "Left to run: a" in out, out
+    shell.run("%steps")
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[2:]}
+    assert "not yet run" in rows["a"] and "restored by resume" in rows["b"]

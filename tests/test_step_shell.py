@@ -338,7 +338,7 @@ def test_corrupted_or_truncated_payload_is_detected_and_rerun(
     shell.run("import numpy as np")
     shell.run(cell)
     assert shell.count("c") == 2
-    assert "corrupt" in capsys.readouterr().err
+    assert "cache entry is corrupt" in capsys.readouterr().out  # the miss line says why
     assert (shell.ns["arr"] == np.arange(100_000) * 2).all()
     # truncated: the rewritten entry is cut short
     [payload] = [p for p in shell.cache.glob("objects/*.rnb") if p != payload] or [payload]
@@ -350,6 +350,29 @@ def test_corrupted_or_truncated_payload_is_detected_and_rerun(
     assert (shell.ns["arr"] == np.arange(100_000) * 2).all()
     shell.run(cell)
     assert shell.count("c") == 3, "the re-run overwrote the bad entry"
+
+
+def test_a_corrupt_entry_is_reported_once(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """One corrupt entry, one line about it: the miss line says why the step runs, and a
+    notice on stderr saying it again was a second copy (issue 9). Without verbose, the notice
+    is the one line."""
+    for verbose in (True, False):
+        cell = f"%%step c{verbose}\nmark('c')\nrows = list(range({100 + verbose}))"
+        before = set(shell.cache.glob("objects/*.rnb"))
+        shell.run(cell)
+        [payload] = set(shell.cache.glob("objects/*.rnb")) - before
+        data = bytearray(payload.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        payload.write_bytes(bytes(data))
+        shell.fresh()
+        shell.run(f"%config ResumableNB.verbose = {verbose}")
+        capsys.readouterr()
+        shell.run(cell)
+        captured = capsys.readouterr()
+        shell.run("%config ResumableNB.verbose = True")  # the shell's config outlives the test
+        lines = [ln for ln in (captured.out + captured.err).splitlines() if "corrupt" in ln]
+        assert len(lines) == 1, lines
+        assert shell.ns["rows"] == list(range(100 + verbose))
 
 
 def test_restore_never_half_writes_the_namespace(shell: Shell) -> None:
@@ -382,6 +405,64 @@ def test_cache_dir_writable_by_others_is_refused(shell: Shell, tmp_path: Path,
     assert shell.count("r") == 2 and shell.ns["q"] == 1
     err = capsys.readouterr().err
     assert "others can write" in err and err.count("caching is off") == 1
+
+
+def _damage_index(db: Path, how: str) -> None:
+    if how == "garbage":
+        db.write_bytes(b"not a database " * 500)
+    else:  # pages past the header overwritten: sqlite says "database disk image is malformed"
+        data = bytearray(db.read_bytes())
+        data[4096:] = b"\xab" * (len(data) - 4096)
+        db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["garbage", "malformed"])
+def test_a_damaged_index_is_moved_aside_and_caching_stays_on(
+        shell: Shell, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    """Issue 9: a damaged index (not a database, or malformed) no longer turns caching off with a
+    hint about read-only folders: it is renamed aside inside the cache, a new one starts, one
+    line says what happened and what was kept, and steps are cached again."""
+    cell = "%%step r\nmark('r')\nq = list(range(50))"
+    shell.run(cell)
+    shell.run("%%step s\nmark('s')\nw = 2")
+    shell.ip.run_cell("%unload_ext resumable_nb")  # closes the index, as the kernel's end does
+    db = shell.cache / "index" / "cache.db"
+    _damage_index(db, how)
+    damaged = db.read_bytes()
+    shell.fresh()
+    capsys.readouterr()
+    shell.run(cell)
+    err = capsys.readouterr().err
+    assert shell.count("r") == 2 and shell.ns["q"] == list(range(50))
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert "cache index" in lines[0] and "moved aside" in lines[0] and "re-run" in lines[0], lines
+    assert "caching is off" not in err and "read-only" not in err
+    [aside] = (shell.cache / "index").glob("cache.db.corrupt-*")
+    assert aside.read_bytes() == damaged and aside.name in lines[0]
+    shell.run(cell)
+    assert shell.count("r") == 2 and shell.last.status == "cached", "caching is on again"
+    shell.run("%steps")  # the journal was kept: the earlier run's steps are still known
+    assert "s " in capsys.readouterr().out
+
+
+def test_a_damaged_index_next_to_a_planted_link_moves_nothing(tmp_path: Path) -> None:
+    """The repair renames only the index's own files, by descriptor: a planted link beside a
+    damaged index is refused as before (caching off, the link named), nothing is renamed, and
+    the file it points at is untouched."""
+    from resumable_nb.errors import StoreError
+    from resumable_nb.store import Store
+
+    cache = tmp_path / "cache"
+    Store(cache).close()
+    _damage_index(cache / "index" / "cache.db", "garbage")
+    outside = tmp_path / "thesis.tex"
+    outside.write_text("precious")
+    (cache / "index" / "cache.db-wal").symlink_to(outside)
+    with pytest.raises(StoreError, match="symbolic link"):
+        Store(cache)
+    assert sorted(p.name for p in (cache / "index").iterdir()) == ["cache.db", "cache.db-wal"]
+    assert outside.read_text() == "precious" and (cache / "index" / "cache.db-wal").is_symlink()
 
 
 def test_reload_ext_leaves_one_magic_and_one_configurable(shell: Shell) -> None:
@@ -492,3 +573,93 @@ def test_two_cells_with_one_step_name_are_told_once(shell: Shell, tmp_path: Path
     shell.run("%%step other\ny = 1")
     err = capsys.readouterr().err
     assert err.count("2 cells of two.ipynb are named 'load'") == 1 and "'other'" not in err
+
+
+# -- tracebacks ------------------------------------------------------------------------------
+def _traceback(text: str) -> list[str]:
+    """The traceback block of a cell's output, from the dashed header to the error line."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("-----"))
+    return lines[start:]
+
+
+def test_an_error_in_a_step_shows_like_one_in_a_plain_cell(
+        shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    """`Cell In[n], line k` with the cell's own execution count and line, the cell's lines
+    around it, and no frame of the magic (`run_cell_magic`, hidden runner frames): what the
+    same lines show in a plain cell (issue 9)."""
+    shell.run("def helper():\n    return {}['missing']")
+    for body in ("b = 2\n1 / 0", "b = 2\nhelper()"):
+        n = shell.ip.execution_count
+        shell.ip.run_cell(f"pass\n{body}", store_history=True)
+        plain = _traceback(capsys.readouterr().out)
+        shell.ip.run_cell(f"%%step s\n{body}", store_history=True)
+        step = _traceback(capsys.readouterr().out)
+        assert shell.ip.execution_count == n + 2
+        expected = [line.replace(f"Cell In[{n}]", f"Cell In[{n + 1}]").replace("1 pass", "1 %%step s")
+                    for line in plain]
+        assert step == expected, "\n".join(step)
+        stored = "\n".join(shell.ip.history_manager.exceptions[n + 1]["traceback"])
+        assert "run_cell_magic" not in stored and f"Cell In[{n + 1}], line 3" in stored
+    # The same exception object raised again in a later cell shows where, in full.
+    shell.ip.run_cell("import sys\nraise sys.last_value", store_history=True)
+    again = "\n".join(_traceback(capsys.readouterr().out))
+    assert "raise sys.last_value" in again, again
+
+
+# -- restored arrays own their data (below the mapping threshold) -----------------------------
+@pytest.mark.parametrize("restore", ["hit", "%resume"])
+def test_restored_small_arrays_own_their_data_as_after_a_plain_run(shell: Shell, restore: str) -> None:
+    """Issue 9: an array under 1 MiB comes back owning its data (`a.resize(...)` works, as on
+    the array a plain run leaves); one of 1 MiB or more is a private copy-on-write mapping of
+    the cache file (docs/performance.md): writable, its writes never reach the file, but it does
+    not own its data."""
+    from resumable_nb.serialize import OWN_BELOW
+    from resumable_nb.store import _MAP_MIN
+
+    assert OWN_BELOW == _MAP_MIN  # owning below the size the store starts mapping at
+    sizes = {"tiny": 10, "small": 100_000, "under": _MAP_MIN // 8 - 1, "big": _MAP_MIN // 8 * 2}
+    cell = "%%step arrays\nmark('arrays')\nimport numpy as np\n" + "".join(
+        f"{name} = np.arange({n}, dtype=np.float64)\n" for name, n in sizes.items()) + \
+        "ft = np.asfortranarray(np.arange(12.0).reshape(3, 4))"
+    shell.run(cell)
+    plain = {name: shell.ns[name] for name in [*sizes, "ft"]}
+    assert all(a.flags.owndata for a in plain.values())
+    shell.fresh()
+    shell.run(cell if restore == "hit" else "%resume")
+    assert shell.count("arrays") == 1
+    payloads = {p: p.read_bytes() for p in shell.cache.glob("objects/*.rnb")}
+    for name, before in plain.items():
+        after = shell.ns[name]
+        assert np.array_equal(after, before) and after.dtype == before.dtype
+        assert after.flags.f_contiguous == before.flags.f_contiguous
+        assert after.flags.writeable
+        if name == "big":
+            assert not after.flags.owndata  # the documented trade-off
+            after[0] = -1.0  # private: the cache file is not changed
+        else:
+            assert after.flags.owndata, name
+            after.resize((after.size + 1,), refcheck=False)
+    assert {p: p.read_bytes() for p in payloads} == payloads
+
+
+def test_a_restored_structured_array_keeps_its_padding_bytes(shell: Shell) -> None:
+    """The owning copy is byte for byte: `array.copy()` of an sklearn tree's nodes (a structured
+    dtype with bytes no field covers, in a buffer numpy may find unaligned) copies field by
+    field and loses those bytes, which the fingerprint sees: after a hit the tree fingerprinted
+    differently from the plain run's (the corpus's hml2_06_decision_trees)."""
+    pytest.importorskip("sklearn")
+    from resumable_nb.fingerprint import Fingerprinter
+
+    shell.run("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)")
+    cell = ("%%step tree\nmark('tree')\nfrom sklearn.tree import DecisionTreeClassifier\n"
+            "clf = DecisionTreeClassifier(max_depth=2, random_state=42).fit(X, y)")
+    shell.run(cell)
+    plain = Fingerprinter(shell.ns).hash(shell.ns["clf"])
+    nodes = shell.ns["clf"].tree_.__getstate__()["nodes"].view(np.uint8).tobytes()
+    shell.fresh()
+    shell.run("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)")
+    shell.run(cell)
+    assert shell.count("tree") == 1
+    assert shell.ns["clf"].tree_.__getstate__()["nodes"].view(np.uint8).tobytes() == nodes
+    assert Fingerprinter(shell.ns).hash(shell.ns["clf"]) == plain

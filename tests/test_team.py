@@ -224,7 +224,7 @@ def test_damaged_object_in_the_bucket_is_detected_and_rerun(team: Team, damage: 
     remote.put_blob(obj.name, bad, if_absent=False)
     out = team.machine("b").run(LOAD, "assert raw.sum() == sum(range(200_000))")
     assert team.count("load") == 2  # B re-ran it
-    assert "corrupt" in out.stderr, out.stderr
+    assert "corrupt" in out.stdout + out.stderr, out.stderr
     # B's re-run replaced the damaged payload: a third machine hits it.
     team.machine("c").run(LOAD, "assert raw.sum() == sum(range(200_000))")
     assert team.count("load") == 2
@@ -342,8 +342,28 @@ def test_gc_max_size_and_gc_store(team: Team, tmp_path: Path) -> None:
     a.run(LOAD)
     a.run(_step("other", "x = list(range(100_000))"))  # a later run: LOAD's entry is not needed
     env = {**os.environ, **a.env}
-    gc = subprocess.run([sys.executable, "-m", "resumable_nb", "gc", "--max-size", "1KB"],
-                        env=env, capture_output=True, text=True, cwd=a.folder)
+
+    def gc_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "resumable_nb", "gc", *args],
+                              env=env, capture_output=True, text=True, cwd=a.folder)
+
+    def inventory() -> tuple[list[str], list[str], list[str]]:
+        return (sorted(p.name for p in (a.cache / "objects").iterdir()),
+                sorted(o.name for o in team.remote.list("manifests/")),
+                sorted(o.name for o in team.remote.list("objects/")))
+
+    # --dry-run is honoured with --max-size and --store too: it says, and removes nothing.
+    before = inventory()
+    dry = gc_cli("--max-size", "1KB", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would remove 1 least recently used cache entry"), dry.stdout
+    assert "dry run: nothing removed" in dry.stdout
+    dry = gc_cli("--store", team.url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would remove") and "dry run: nothing removed" in dry.stdout, dry.stdout
+    assert inventory() == before
+
+    gc = gc_cli("--max-size", "1KB")
     assert gc.returncode == 0, gc.stderr
     assert "removed 1 least recently used cache entry" in gc.stdout, gc.stdout
 

@@ -102,6 +102,23 @@ def test_a_resumed_run_shows_what_it_restored(tmp_path: Path) -> None:
     assert rows["bad"].attempts == 1 and rows["bad"].run == second
 
 
+def test_a_partial_resume_shows_what_it_could_not_restore_as_left_to_run(tmp_path: Path) -> None:
+    """Issue 9: the steps a resume could not restore (recorded with the run it started) are
+    not "restored by resume" in any view: not yet run, saying why."""
+    j, first = _first_run(tmp_path)
+    j.end_run("failed")
+    second = j.start_run(resumed_from=first, left={"fit": "its cache entry is gone (cleared?)",
+                                                   "edited": "it ran after step 'fit', which could "
+                                                             "not be restored"})
+    all_runs = _runs(j)
+    assert all_runs[second].left["fit"] == "its cache entry is gone (cleared?)"
+    rows = {r.name: r for r in step_rows(all_runs, all_runs[second], None)}
+    assert {n: r.state for n, r in rows.items()} == {
+        "load": "resumed", "clean": "resumed", "fit": "not_run", "edited": "not_run"}
+    assert rows["fit"].reason == "not restored: its cache entry is gone (cleared?)"
+    assert rows["fit"].saved is None and rows["fit"].attempts == 0
+
+
 def test_no_run_yet_lists_the_notebook_steps() -> None:
     rows = step_rows({}, None, CELLS)
     assert [(r.name, r.state, r.attempts) for r in rows] == [
