@@ -231,7 +231,10 @@ def test_damaged_object_in_the_bucket_is_detected_and_rerun(team: Team, damage: 
 
 
 # -- journal mirroring and resume elsewhere ---------------------------------------------------
-def _wait_for_runs(team: Team, n_steps: int, timeout: float = 20) -> None:
+def _wait_for_runs(team: Team, n_steps: int, timeout: float = 20,
+                   kind: str = "step_finished") -> None:
+    """Wait until the bucket's copy of the latest run holds ``n_steps`` records of ``kind``:
+    the journal is mirrored in the background, so a SIGKILL before that loses the tail."""
     ident = notebook_identity("pipeline.ipynb", env={"RESUMABLE_NB_PROJECT": "team-test"})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -240,7 +243,7 @@ def _wait_for_runs(team: Team, n_steps: int, timeout: float = 20) -> None:
             from resumable_nb.remote import read_run
 
             data = read_run(team.remote, ident, runs[-1])
-            if data.count(b'"kind":"step_finished"') >= n_steps:
+            if data.count(f'"kind":"{kind}"'.encode()) >= n_steps:
                 return
         time.sleep(0.2)
     raise AssertionError("the journal never reached the bucket")
@@ -265,6 +268,9 @@ def test_run_killed_on_one_machine_resumes_on_another(team: Team) -> None:
         _wait_for_runs(team, 2)  # mirrored at step_finished, in the background
         ka.run_until(_step("train", "print('training', flush=True)\nimport time\ntime.sleep(120)"),
                      "training")
+        # train's start reaches the bucket in the background too: without it, machine b
+        # cannot know train was interrupted (a crash loses what was not yet uploaded).
+        _wait_for_runs(team, 3, kind="step_started")
         ka.kill()  # SIGKILL: no goodbye, no flush
     finally:
         ka.close()
