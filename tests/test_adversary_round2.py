@@ -36,7 +36,9 @@ def _process_state() -> Iterator[None]:
 
     ctx = decimal.getcontext().copy()
     err = np.geterr()
-    infer = pd.get_option("future.infer_string")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        infer = pd.get_option("future.infer_string")
     argv = list(sys.argv)
     filters = list(warnings.filters)
     rnd, nprnd = random.getstate(), np.random.get_state()
