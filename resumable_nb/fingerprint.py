@@ -238,10 +238,11 @@ class Fingerprinter:
 
     # -- dispatch ----------------------------------------------------------------------
     def _tracked(self, value: Any) -> None:
-        if env_object(value) == "env":  # a few identity checks; before the memo: said each time
+        key = id(value)
+        # Before the memo, so that an environment reader is said each time it is met.
+        if key in _ENV_IDS or (type(value) is types.MethodType and env_object(value) == "env"):
             self._env_object(value)
             return
-        key = id(value)
         if key in self._memo:  # a cycle or shared reference
             self.raw(tags.BACKREF, struct.pack("<Q", self._memo[key]))
             return
@@ -695,6 +696,8 @@ def _lazy_handler(t: type) -> Handler | None:
 
 
 # -- helpers ------------------------------------------------------------------------------
+_ENV_IDS = frozenset(id(o) for o in (os.getenv, os.environ, getattr(os, "getenvb", os.getenv),
+                                     getattr(os, "environb", os.environ)))
 _TYPE_VARIABLES: tuple[type, ...] = tuple(
     getattr(typing, n) for n in ("TypeVar", "ParamSpec", "TypeVarTuple") if hasattr(typing, n))
 _DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,
