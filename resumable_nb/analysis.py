@@ -25,7 +25,7 @@ from ._introspect import (
     frame_names,
     string_frame_names,
 )
-from .files import literal_paths
+from .files import literal_bindings, literal_paths
 
 __all__ = ["CellAnalysis", "analyse", "environ_reads", "normalised_code"]
 
@@ -70,6 +70,9 @@ class CellAnalysis:
     frame_strings: tuple[tuple[str, str, str], ...] = ()
     """``df.query(q)`` with ``q`` an input: ``(variable, method, receiver)``, so that the
     names in ``q``'s value are read when the step is keyed."""
+    path_bindings: tuple[tuple[str, str], ...] = ()
+    """Names the step binds once to a literal path (``DATA = Path('data')``): what paths it
+    builds from them (``DATA / 'x.csv'``) name (:func:`resumable_nb.files.literal_bindings`)."""
     env_set_first: frozenset[str] = frozenset()
     """Environment variables the step sets (``%env X=1``, ``os.environ['X'] = ...``, by a
     literal name, at top level) before any of its statements reads one: the value they had
@@ -101,6 +104,7 @@ def analyse(source: str) -> tuple[ast.Module, CellAnalysis]:
         frames=tuple({**_string_frames(tree, walker.bound), **walker.frames}.items()),
         frame_strings=tuple(dict.fromkeys(walker.frame_strings)),
         env_set_first=env_set_first(tree.body),
+        path_bindings=tuple(sorted(literal_bindings(tree.body).items())),
     )
 
 

@@ -51,7 +51,7 @@ import blake3
 from .errors import StepUsageError
 
 __all__ = ["FileHashes", "FileInputs", "Product", "StepFiles", "collect_products", "describe",
-           "file_inputs", "literal_paths", "path_strings", "resolve_paths", "write_back"]
+           "file_inputs", "literal_bindings", "literal_paths", "path_strings", "resolve_paths", "write_back"]
 
 _MAX_LITERAL = 4096
 _BIG = 1 << 30  # hashing more than this at once is said, never skipped
@@ -88,6 +88,24 @@ def literal_paths(tree: ast.AST) -> frozenset[str]:
 
     visit(tree)
     return frozenset(p for p in found if _plausible(p))
+
+
+def literal_bindings(body: list[ast.stmt]) -> dict[str, str]:
+    """Names a step binds once, at top level, to a path built from literals (``DATA =
+    Path("data")``, ``SRC = "in.csv"``): what a path built from them later in the step
+    (``DATA / "x.csv"``) names (:func:`resolve_paths`)."""
+    stores: dict[str, int] = {}
+    for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            stores[node.id] = stores.get(node.id, 0) + 1
+    found: dict[str, str] = {}
+    for stmt in body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name) and stores.get(stmt.targets[0].id) == 1):
+            composed = _composed(stmt.value)
+            if composed is not None and _plausible(composed):
+                found[stmt.targets[0].id] = composed
+    return found
 
 
 def _composed(node: ast.AST) -> str | None:

@@ -193,7 +193,7 @@ class StepRunner:
         inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, compiled, ignore, result)
         if uncacheable is None:
             uncacheable = self._file_inputs(name, analysis, opts, inputs, self._store(), result,
-                                            self._built_paths(compiled))
+                                            self._built_paths(analysis, compiled))
         result.inputs = {k: v[:16] for k, v in inputs.items()}
         # What the journal keeps of the imported modules, so that a miss can name one.
         result.inputs.update(_module_entries(imports))
@@ -324,10 +324,17 @@ class StepRunner:
         own -= analysis.env_set_first - by_functions - imported
         return own | by_functions | imported
 
-    def _built_paths(self, compiled: types.CodeType) -> set[str]:
+    def _built_paths(self, analysis: CellAnalysis, compiled: types.CodeType) -> set[str]:
         """Paths the step's code and the functions it reaches build from ``str`` / ``Path``
-        globals and literals (``DATA / 'd.txt'``, ``os.path.join(DIR, 'x')``)."""
-        return files.resolve_paths(path_templates(compiled), self.shell.user_ns) | self._function_paths
+        globals and literals (``DATA / 'd.txt'``, ``os.path.join(DIR, 'x')``); a name the step
+        binds to a literal path itself counts with that value too (and with the value it has
+        now, which a use before the binding reads)."""
+        ns = self.shell.user_ns
+        templates = path_templates(compiled)
+        built = files.resolve_paths(templates, ns) | self._function_paths
+        if analysis.path_bindings and templates:
+            built |= files.resolve_paths(templates, ChainMap(dict(analysis.path_bindings), ns))
+        return built
 
     def _file_inputs(self, name: str, analysis: CellAnalysis, opts: StepLine, inputs: dict[str, str],
                      store: Store | None, result: StepResult, built: set[str]) -> str | None:

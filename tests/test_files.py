@@ -351,3 +351,19 @@ def test_path_templates_resolve_only_str_and_path_values() -> None:
     values = {"DATA": Path("data"), "N": 3, "D": "out/run", "cfg": {"dir": "c"}}
     assert resolve_paths(path_templates(code), values) >= {"data/x.csv", "out/run.csv", "c/z"}
     assert not any(p.startswith("3") for p in resolve_paths(path_templates(code), values))
+
+
+@pytest.mark.parametrize("body", [
+    "from pathlib import Path\nDATA = Path('data')\nv = (DATA / 'd.txt').read_text()",
+    "import os\nDIR = 'data'\nv = open(os.path.join(DIR, 'd.txt')).read()",
+], ids=["Path", "str"])
+def test_a_path_built_from_a_name_the_step_binds_to_a_literal(shell: Shell, cwd: Path, body: str) -> None:
+    (cwd / "data").mkdir()
+    (cwd / "data" / "d.txt").write_text("1")
+    cell = f"%%step own\nmark('own')\n{body}"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("own") == 1
+    (cwd / "data" / "d.txt").write_text("2")
+    shell.run(cell)
+    assert shell.count("own") == 2 and shell.ns["v"] == "2"
