@@ -187,6 +187,7 @@ class Watch:
         self._touched: set[str] = set()
         self._patched: list[tuple[types.ModuleType, str, Any]] = []
         self._wrappers: dict[int, Any] = {}
+        self._modules = frozenset(sys.modules)
         originals = self._originals()
         if any(id(v) in originals for v in namespace.values()):
             return  # an alias of a state function or of a generator: its use would be unseen
@@ -230,11 +231,17 @@ class Watch:
         return wrapper
 
     def close(self, namespace: dict[str, Any]) -> None:
-        """Put the module functions back, also where the step bound a wrapper to a name."""
+        """Put the module functions back, also where the step bound a wrapper to a name, or a
+        module it loaded did (``from pylab import *`` loads ``from numpy.random import *``)."""
+        if not self._patched:
+            return
         for module, attr, wrapper in self._patched:
             if vars(module).get(attr) is wrapper:  # unless the step put its own there
                 setattr(module, attr, self._wrappers[id(wrapper)])
-        for name, value in list(namespace.items()):
-            if id(value) in self._wrappers:
-                namespace[name] = self._wrappers[id(value)]
+        loaded = [vars(m) for n, m in list(sys.modules.items())
+                  if n not in self._modules and isinstance(m, types.ModuleType)]
+        for names in [namespace, *loaded]:
+            for name, value in list(names.items()):
+                if id(value) in self._wrappers:
+                    names[name] = self._wrappers[id(value)]
         self._patched = []

@@ -33,7 +33,7 @@ from .resume import (
     recorded_cell,
     restore_state,
 )
-from .runner import StepRunner
+from .runner import _ABSENT, StepRunner
 from .store import Store
 from .view import render_steps, step_rows
 from .why import compare, latest_entry
@@ -298,6 +298,37 @@ class Session:
             restored.saved += item.duration + item.saved
         return restored
 
+    def restored_step(self, restored: Restored, name: str, check: bool) -> str:
+        """``resumable-nb run`` skips the cell of step ``name``, restored up front: put the
+        generators where it left them, as the rebuild of ``%resume`` does. With ``check`` (a
+        plain cell has been re-run since), first see that it fits the namespace as
+        :meth:`_rebuild` does; if not, drop it and the steps restored after it (their cells run)
+        and return why."""
+        step = next((s for s in reversed(restored.steps) if s.name == name), None)
+        store = self.store()
+        if step is None or store is None:
+            return ""
+        try:
+            entry = store.get(step.key or "")
+            if entry is None:
+                raise CorruptEntry("its cache entry is gone (cleared?)")
+            drew = entry.extra.get("rng")
+            why = self._changed_since(step, drew, restored.placed) if check else ""
+            if not why and (drew is None or drew["moved"]):
+                payload = store.load(entry, self.shell.user_ns, lazy=self.runner.lazy)
+                if payload.get("rng") is not None:
+                    rng.restore(payload["rng"]["after"])
+                    restored.placed |= set(payload["rng"]["after"])
+        except (StoreError, RestoreError) as exc:
+            why = str(exc)
+        if why:
+            at = restored.steps.index(step)
+            for later in restored.steps[at:]:
+                for output in later.outputs:
+                    restored.values.pop(output, None)
+            del restored.steps[at:]
+        return why
+
     def _changed_since(self, step: StepView, drew: dict[str, Any] | None, placed: set[str]) -> str:
         """Why ``step``'s entry does not fit the namespace rebuilt so far ("" if it does): its
         key now, from its recorded source, against the recorded one (what a hit checks); and a
@@ -309,7 +340,14 @@ class Session:
         if now.key is None:
             return f"it cannot be cached now ({now.notices[0] if now.notices else 'an input'})"
         if now.key != step.key:
-            return compare(step, cell.body, now.inputs).summary()
+            # A name the rebuild does not make at all (bound by a cell run before `%resume` in
+            # the kernel that ran the step: not in the chain of runs) is not a changed value:
+            # as before any plain cell, the step is restored. Anything else that differs, or a
+            # difference the journal cannot show, stops the rebuild.
+            diff = compare(step, cell.body, now.inputs)
+            if (diff.code_diff or diff.new or diff.gone or not diff.changed
+                    or any(new != _ABSENT for _, _, new in diff.changed)):
+                return diff.summary()
         before = (drew or {}).get("before", {})
         if before:
             digests = rng.digests(rng.states())

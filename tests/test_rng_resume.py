@@ -129,3 +129,57 @@ def test_resume_restores_rng_of_a_step_that_binds_nothing(shell: Shell) -> None:
     shell.run("%resume")
     assert shell.count("S") == 1 and shell.ns["x"] == plain[0]
     assert shell.ns["after"] == plain[1]
+
+
+@pytest.mark.kernel
+def test_headless_run_resumes_plain_draws_between_steps(tmp_path: Path, _key_file: Path) -> None:
+    """``resumable-nb run`` after a crash, with a plain cell drawing between two restored steps:
+    the state must be a plain run's (b drawn after A's draws, c = a.sum() + b)."""
+    from tests.test_cli import cli, write_notebook
+
+    died = tmp_path / "died-once"
+    nb = write_notebook(tmp_path / "draws.ipynb", [
+        "%load_ext resumable_nb",
+        f"import os, signal\nfrom pathlib import Path\nimport numpy as np\nDIED = Path({str(died)!r})"
+        "\nnp.random.seed(0)",
+        "%%step A\na = np.random.rand(2)",
+        "b = float(np.random.rand())",
+        "%%step B\nc = float(a.sum()) + b",
+        "%%step K\nif not DIED.exists():\n    DIED.touch()\n    os.kill(os.getpid(), signal.SIGKILL)\nk = 1",
+        "%%step D\nprint('check', c == float(a.sum()) + b, repr(b))",
+    ])
+    cache, out = tmp_path / "cache", tmp_path / "out.ipynb"
+    first = cli("run", nb, "-o", out, cache=cache, key=_key_file)
+    assert first.returncode == 1, first.stderr
+    second = cli("run", nb, "-o", out, cache=cache, key=_key_file)
+    assert second.returncode == 0, second.stderr
+    np.random.seed(0)
+    np.random.rand(2)
+    b = float(np.random.rand())
+    text = out.read_text()
+    assert f"check True {b!r}" in text, text[-2000:]
+
+
+@pytest.mark.kernel
+def test_headless_run_does_not_restore_a_step_whose_plain_input_changed(tmp_path: Path,
+                                                                        _key_file: Path) -> None:
+    from tests.test_cli import cli, write_notebook
+
+    died, source = tmp_path / "died-once", tmp_path / "b.txt"
+    source.write_text("one")
+    nb = write_notebook(tmp_path / "plain.ipynb", [
+        "%load_ext resumable_nb",
+        f"import os, signal\nfrom pathlib import Path\nDIED = Path({str(died)!r})",
+        "%%step A\na = 1",
+        f"b = open({str(source)!r}).read()",
+        "%%step B\nc = b + '!'",
+        "%%step K\nif not DIED.exists():\n    DIED.touch()\n    os.kill(os.getpid(), signal.SIGKILL)\nk = 1",
+        "%%step D\nprint('check', repr(c))",
+    ])
+    cache, out = tmp_path / "cache", tmp_path / "out.ipynb"
+    assert cli("run", nb, "-o", out, cache=cache, key=_key_file).returncode == 1
+    source.write_text("two")
+    second = cli("run", nb, "-o", out, cache=cache, key=_key_file)
+    assert second.returncode == 0, second.stderr
+    assert "step 'B' is not restored (input b changed)" in second.stderr
+    assert "check 'two!'" in out.read_text()
