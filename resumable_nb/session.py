@@ -313,7 +313,10 @@ class Session:
             if entry is None:
                 raise CorruptEntry("its cache entry is gone (cleared?)")
             drew = entry.extra.get("rng")
-            why = self._changed_since(step, drew, restored.placed) if check else ""
+            # The restored values are all bound already (the last writers'): only what no
+            # restored step writes, i.e. what the plain cells make, can be checked here.
+            why = (self._changed_since(step, drew, restored.placed, unknown=set(restored.values))
+                   if check else "")
             if not why and (drew is None or drew["moved"]):
                 payload = store.load(entry, self.shell.user_ns, lazy=self.runner.lazy)
                 if payload.get("rng") is not None:
@@ -329,10 +332,12 @@ class Session:
             del restored.steps[at:]
         return why
 
-    def _changed_since(self, step: StepView, drew: dict[str, Any] | None, placed: set[str]) -> str:
+    def _changed_since(self, step: StepView, drew: dict[str, Any] | None, placed: set[str],
+                       unknown: set[str] | frozenset[str] = frozenset()) -> str:
         """Why ``step``'s entry does not fit the namespace rebuilt so far ("" if it does): its
         key now, from its recorded source, against the recorded one (what a hit checks); and a
-        generator it drew from, placed by an earlier restored step, now elsewhere."""
+        generator it drew from, placed by an earlier restored step, now elsewhere. ``unknown``:
+        names whose value here is not the one the step saw (not held against it)."""
         cell = recorded_cell(step)
         spec = cell.spec
         now = self.runner.current(step.name, cell.body, spec.ignore if spec is not None else (),
@@ -346,7 +351,7 @@ class Session:
             # difference the journal cannot show, stops the rebuild.
             diff = compare(step, cell.body, now.inputs)
             if (diff.code_diff or diff.new or diff.gone or not diff.changed
-                    or any(new != _ABSENT for _, _, new in diff.changed)):
+                    or any(new != _ABSENT and name not in unknown for name, _, new in diff.changed)):
                 return diff.summary()
         before = (drew or {}).get("before", {})
         if before:
