@@ -1,0 +1,204 @@
+"""Adversary round 3: attacks on numpy views re-established on restore, arrays that own their
+data, files a step only writes (written back on a hit), and replayed setup.
+
+Each test compares a hit (after ``shell.fresh()``: the namespace of a new kernel, same cache)
+with what a plain run leaves. Those that fail today are ``xfail(strict=True)`` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Shell
+
+
+def _plain_then_hit(shell: Shell, setup: str, cell: str, after: str = "") -> None:
+    """Run ``setup`` and ``cell`` (a plain run), then the same in a fresh namespace (a hit)."""
+    shell.run(setup)
+    shell.run(cell)
+    if after:
+        shell.run(after)
+    shell.fresh()
+    shell.run(setup)
+    shell.run(cell)
+    assert shell.count("s") == 1, "the second run must be a hit"
+
+
+# -- (a) views re-established on restore ---------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason=(
+    "wrong values: a negative-stride view of a namespace array is rebuilt from the LOWEST byte "
+    "of its extent (aliases._named_base stores start - base) while _view_at treats the offset as "
+    "the FIRST element's address; on a constant/periodic base the byte check passes, so the hit's "
+    "v is a view of a[3:-1:-1]... and v[0] = 5 writes a[3] instead of a[6]"))
+def test_a_negative_stride_view_writes_through_to_the_same_element(shell: Shell) -> None:
+    cell = "%%step s\nmark('s')\nv = a[6:2:-1]"
+    _plain_then_hit(shell, "import numpy as np\na = np.zeros(10)", cell)
+    shell.run("v[0] = 5")
+    assert shell.ns["a"].tolist() == [0, 0, 0, 0, 0, 0, 5, 0, 0, 0]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "wrong values: a view of an input is rebuilt over the first namespace array sharing its "
+    "root (aliases._named_base), here `a`, which the step never read; in a new kernel where `a` "
+    "and `b` are separate arrays with equal bytes, the hit's v is a view of `a`, the plain "
+    "run's a view of `b`: v[0] = 99 then changes a, not b"))
+def test_a_view_is_rebuilt_over_the_name_the_step_read(shell: Shell) -> None:
+    cell = "%%step s\nmark('s')\nv = b[1:4]"
+    shell.run("import numpy as np\na = np.arange(6.)\nb = a[:]")
+    shell.run(cell)
+    shell.fresh()
+    shell.run("import numpy as np\na = np.arange(6.)\nb = np.arange(6.)")
+    shell.run(cell)
+    assert shell.count("s") == 1
+    shell.run("v[0] = 99")
+    assert (shell.ns["b"][1], shell.ns["a"][1]) == (99, 1)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "parity: a reversed view (a[::-1], a[::-2]) of a namespace array comes back as a copy "
+    "(the negative-stride offset never fits in _view_at), so a later write through it does not "
+    "reach the base as in a plain run; same for a >1 MiB base"))
+def test_a_reversed_view_stays_a_view(shell: Shell) -> None:
+    cell = "%%step s\nmark('s')\nw = a[::-2]"
+    _plain_then_hit(shell, "import numpy as np\na = np.arange(300000.)", cell)
+    shell.run("w[0] = -2")
+    assert shell.ns["a"][-1] == -2
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "parity (flags): a view made read-only (v.flags.writeable = False) over a writeable base "
+    "comes back writeable: _view_at takes the flag from the base"))
+def test_a_read_only_view_stays_read_only(shell: Shell) -> None:
+    cell = "%%step s\nmark('s')\nv = a[1:4]\nv.flags.writeable = False"
+    _plain_then_hit(shell, "import numpy as np\na = np.arange(6.)", cell)
+    assert shell.ns["v"].flags.writeable is False
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "parity (flags): np.broadcast_to / sliding_window_view give read-only views; a hit gives "
+    "a writeable copy (stride-0 / overlapping views are not re-established and the copy is "
+    "made writeable), so a write that raises in a plain run silently succeeds"))
+@pytest.mark.parametrize("make", ["np.broadcast_to(a, (4, 3))",
+                                  "np.lib.stride_tricks.sliding_window_view(a, 2)"],
+                         ids=["broadcast_to", "sliding_window_view"])
+def test_a_read_only_stride_trick_view_stays_read_only(shell: Shell, make: str) -> None:
+    cell = f"%%step s\nmark('s')\nv = {make}"
+    _plain_then_hit(shell, "import numpy as np\na = np.arange(3.)", cell)
+    assert shell.ns["v"].flags.writeable is False
+
+
+@pytest.mark.parametrize(("setup", "body", "write", "check"), [
+    ("a = np.arange(10.)", "v = a[1:6]\nw = a[3:8]", "v[3] = 77", "a[4] == 77 and w[1] == 77"),
+    ("", "a = np.arange(24.).reshape(4, 6)\nv = a[1:, ::2]\nw = v[1:, 1:]", "w[0, 0] = -5",
+     "a[2, 2] == -5 and v[1, 1] == -5"),
+    ("a = np.asfortranarray(np.arange(24.).reshape(4, 6))", "v = a[1:3, 2:5]", "v[0, 0] = -1",
+     "a[1, 2] == -1"),
+    ("a = np.zeros(5, dtype=[('x', 'i4'), ('y', 'f8')])", "v = a[1:4]\nf = a['y']", "f[1] = 3.5",
+     "a['y'][1] == 3.5 and v['y'][0] == 3.5"),
+    ("a = np.arange(8, dtype='>f8')", "v = a[2:6]", "v[0] = 42", "a[2] == 42"),
+    ("a = np.arange(6.) + 1j", "r = a.real\ni = a.imag", "r[1] = -9", "a[1].real == -9"),
+    ("a = np.arange(4, dtype='i8')", "v = a.view('i4')", "v[0] = 123", "a[0] == 123"),
+    ("a = np.arange(6.)", "v = a[1:4]", "a[2] = 50", "v[1] == 50"),
+], ids=["overlapping", "view-of-view", "fortran-offset", "record", "big-endian", "complex-parts",
+        "dtype-view", "base-written"])
+def test_views_that_hold(shell: Shell, setup: str, body: str, write: str, check: str) -> None:
+    _plain_then_hit(shell, "import numpy as np\n" + setup, "%%step s\nmark('s')\n" + body)
+    shell.run(write)
+    shell.run(f"_ok = bool({check})")
+    assert shell.ns["_ok"]
+
+
+def test_a_view_of_an_array_a_later_step_mutates_holds(shell: Shell) -> None:
+    c1 = "%%step s\nmark('s')\nv = a[1:4]"
+    c2 = "%%step s2\nmark('s2')\na[2] = 50"
+    shell.run("import numpy as np\na = np.arange(6.)")
+    shell.run(c1)
+    shell.run(c2)
+    shell.fresh()
+    shell.run("import numpy as np\na = np.arange(6.)")
+    shell.run(c1)
+    shell.run(c2)
+    assert shell.count("s") == 1 and shell.count("s2") == 1
+    assert shell.ns["v"].tolist() == [1, 50, 3]
+    shell.run("a[1] = 7")
+    assert shell.ns["v"][0] == 7
+
+
+# -- (e) files a step only writes, written back on a hit ----------------------------------------
+@pytest.mark.xfail(strict=True, reason=(
+    "wrong file overwritten: the audit hook records the symlink's realpath, and a hit writes "
+    "that old target back; after out.txt is re-pointed to b.txt, the hit overwrites a.txt (which "
+    "the user changed) and leaves b.txt as it was, where a plain run writes b.txt only"))
+def test_a_write_back_follows_the_symlink_as_it_is_now(shell: Shell, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "nb"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    (d / "a.txt").write_text("")
+    (d / "b.txt").write_text("")
+    os.symlink("a.txt", d / "out.txt")
+    cell = "%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('hello')"
+    shell.run(cell)
+    shell.fresh()
+    (d / "a.txt").write_text("keep me")
+    os.unlink(d / "out.txt")
+    os.symlink("b.txt", d / "out.txt")
+    shell.run(cell)
+    assert shell.count("s") == 1
+    assert ((d / "a.txt").read_text(), (d / "b.txt").read_text()) == ("keep me", "hello")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "wrong file overwritten: a file written through '../out.txt' is stored by absolute path "
+    "(files.written_products: a relpath starting with '..'); from another working directory "
+    "the step hits and overwrites the OLD folder's out.txt, and the new ../out.txt a plain run "
+    "writes is never made"))
+def test_a_write_back_outside_the_working_directory_follows_the_working_directory(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for sub in ("p1/nb", "p2/nb"):
+        (tmp_path / sub).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "p1/nb")
+    cell = "%%step s\nmark('s')\nwith open('../out.txt', 'w') as f:\n    f.write('hello')"
+    shell.run(cell)
+    shell.fresh()
+    (tmp_path / "p1/out.txt").write_text("p1 own")
+    monkeypatch.chdir(tmp_path / "p2/nb")
+    shell.run(cell)
+    assert shell.count("s") in (1, 2)  # a re-run would be fine; a hit must write p2's file
+    assert (tmp_path / "p1/out.txt").read_text() == "p1 own"
+    assert (tmp_path / "p2/out.txt").read_text() == "hello"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "parity (missing product): a step that chdirs into a folder and writes out.txt there hits "
+    "in a new kernel but writes nothing back: sub/out.txt a plain run makes is missing"))
+def test_a_file_written_after_a_chdir_in_the_step_is_written_back(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "p1/sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "p1")
+    cell = ("%%step s\nmark('s')\nimport os\nos.chdir('sub')\n"
+            "with open('out.txt', 'w') as f:\n    f.write('hello')\nos.chdir('..')")
+    shell.run(cell)
+    (tmp_path / "p1/sub/out.txt").unlink()
+    shell.fresh()
+    shell.run(cell)
+    assert shell.count("s") in (1, 2)
+    assert (tmp_path / "p1/sub/out.txt").read_text() == "hello"
+
+
+def test_a_write_back_goes_to_the_new_working_directory(shell: Shell, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for sub in ("p1", "p2"):
+        (tmp_path / sub).mkdir()
+    monkeypatch.chdir(tmp_path / "p1")
+    cell = "%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('hello')"
+    shell.run(cell)
+    shell.fresh()
+    (tmp_path / "p1/out.txt").write_text("p1 own")
+    monkeypatch.chdir(tmp_path / "p2")
+    shell.run(cell)
+    assert (tmp_path / "p1/out.txt").read_text() == "p1 own"
+    assert (tmp_path / "p2/out.txt").read_text() == "hello"
