@@ -355,3 +355,41 @@ def test_aliases_of_an_array_a_step_mutates_hold(shell: Shell, setup: str, body:
     shell.run(write)
     shell.run(f"_ok = bool({check})")
     assert shell.ns["_ok"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "parity (missing product, low): a hit writes back a file the step only wrote, %resume does "
+    "not: after a crash, with out.txt gone (cleaned tmp folder, another checkout), %resume "
+    "restores the step's variables but not out.txt, which the next step reads"))
+def test_resume_writes_back_a_file_the_step_only_wrote(start: StartKernel) -> None:
+    k = start()
+    k.ok("%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('xyz')\nz = 1")
+    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
+    k.kill()
+    (start.folder / "out.txt").unlink()
+    k2 = start()
+    k2.ok("%resume")
+    assert start.count("s") == 1 and k2.value("z") == 1
+    assert (start.folder / "out.txt").read_text() == "xyz"
+
+
+def test_resume_re_establishes_views_of_a_plain_cell_array(start: StartKernel) -> None:
+    k = start()
+    k.ok("import numpy as np\na = np.zeros(10)")
+    k.ok("%%step s\nmark('s')\nv = a[2:5]\nw = a[::2]")
+    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
+    k.kill()
+    k2 = start()
+    k2.ok("%resume")
+    k2.ok("v[0] = 5\nw[4] = 7")
+    assert k2.value("a.tolist()") == [0, 0, 5, 0, 0, 0, 0, 0, 7, 0]
+
+
+def test_a_big_restored_array_is_copy_on_write(shell: Shell) -> None:
+    cell = "%%step s\nmark('s')\nimport numpy as np\nbig = np.arange(400000.)\nsub = big[5:10]"
+    _plain_then_hit(shell, "", cell)
+    shell.run("big[7] = -1.0")
+    assert shell.ns["sub"][2] == -1.0
+    shell.fresh()
+    shell.run(cell)
+    assert shell.count("s") == 1 and shell.ns["big"][7] == 7.0 and shell.ns["sub"][2] == 7.0
