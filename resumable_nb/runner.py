@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, files, mplstate, retry, rng, serialize, setup_magics, why
+from . import aliases, capture, files, mplstate, procstate, retry, rng, serialize, setup_magics, why
 from ._await import run_code
 from ._introspect import frame_kind, frame_names, string_frame_names
 from .analysis import CellAnalysis, analyse, normalised_code
@@ -265,6 +265,9 @@ class StepRunner:
                 fps[f"frame:{label}"] = fps[var]
         for var in sorted(analysis.env | fper.env_read):
             fps[f"env:{var}"] = environ_value(var)
+        # Process settings that change results (decimal context, np.seterr, 'error' warnings
+        # filters, pandas options, sys.argv), when not as a new process has them: procstate.py
+        fps.update(procstate.key_entries())
         if dynamic is not None and (name, dynamic) not in self._told_dynamic:
             self._told_dynamic.add((name, dynamic))  # said once per step and cause per kernel
             result.notices.append(f"step '{name}': {dynamic} hides what it reads and writes; "
@@ -412,6 +415,7 @@ class StepRunner:
         sharers = self._sharers([*inputs, *reimported], before)
         rng_before = rng.states()
         mpl_before = mplstate.snapshot()
+        proc_before = procstate.snapshot()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
@@ -489,6 +493,9 @@ class StepRunner:
         styled = mplstate.changed(mpl_before)
         if styled:  # first: unpickled before the figures, on a hit and by %resume (mplstate.py)
             payload = {"mpl": mplstate.Changes(styled), **payload}
+        made = procstate.changed(proc_before)
+        if made:  # first of all: the folder and sys.path its outputs' classes may come from
+            payload = {"proc": procstate.Changes(made), **payload}
         rng_after = rng.states()
         drew = rng.moved(rng_before, rng_after)
         if drew:  # a hit must find them where they were, and leave them as the step did
