@@ -13,8 +13,8 @@ how to apply what a step changed:
 * **Key** (:func:`key_entries`): a keyed setting enters the key as ``proc:NAME`` only when it
   differs from what a new process has (:attr:`Setting.fresh`). Existing entries and steps in
   kernels that change nothing keep their keys; a setting whose module is not loaded has its
-  fresh value and costs nothing. Warnings filters count only up to the last ``'error'``
-  filter (those can raise; an ``'ignore'`` that a library adds at import does not make a new
+  fresh value and costs nothing. Of the warnings filters only the ``'error'`` ones count
+  (only they raise; the ``'ignore'`` filters libraries add at import must not make a new
   kernel with another import order miss). ``sys.argv`` counts once it is not the
   interpreter's own (the kernel's connection file differs in every kernel).
 * **Not keyed**: the working directory (a relative path read is keyed by the file it
@@ -143,9 +143,10 @@ def _qualname(cls: Any) -> str:
 
 
 def _warnings_key(filters: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The filters up to the last 'error' one: only they decide whether a warning raises."""
-    last = max((i for i, f in enumerate(filters) if f[0] == "error"), default=-1)
-    return filters[:last + 1]
+    """The 'error' filters, in order: only they make a warning raise. IPython's own (it turns
+    its ProvisionalCompleterWarning into an error at import) is in every kernel: left out, so
+    that keys taken outside a kernel and in one agree."""
+    return tuple(f for f in filters if f[0] == "error" and not f[2].startswith("IPython."))
 
 
 def _added(before: tuple[Any, ...] | None, after: tuple[Any, ...] | None) -> dict[str, list[Any]] | None:
@@ -264,7 +265,7 @@ def _argv_key(argv: tuple[str, ...]) -> tuple[str, ...] | None:
     if not n or len(orig) < n + 1 or list(argv[1:]) != orig[len(orig) - n + 1:]:
         return argv
     lead, flag = orig[len(orig) - n], orig[len(orig) - n - 1]
-    if argv[0] == lead:
+    if argv[0] == lead or argv[0] == flag == "-c":  # python -c CODE: argv[0] is '-c'
         return None
     # -m pkg.mod: argv[0] is .../pkg/mod.py; -m pkg: .../pkg/__main__.py
     path = argv[0].removesuffix(os.sep + "__main__.py")
