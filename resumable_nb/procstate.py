@@ -51,10 +51,10 @@ class Setting:
     """One process setting.
 
     ``read()`` gives a comparable, picklable value made of str/int/None/tuples (None: its
-    module is not loaded, so it has its fresh value); ``key`` its part of the key (None:
-    not keyed; called only when ``read()`` is not None); ``fresh`` the key part a new
-    process has; ``diff(before, after)`` what the step changed (None: nothing) and
-    ``apply(diff)`` makes that change again.
+    module is not loaded); ``key()`` its part of the key (None: not keyed, or its module is
+    not loaded), entered only when not ``fresh``, the part a new process has (read on every
+    step, hit or miss: cheap); ``diff(before, after)`` what the step changed (None:
+    nothing) and ``apply(diff)`` makes that change again.
     """
 
     name: str
@@ -62,7 +62,7 @@ class Setting:
     read: Callable[[], Any]
     diff: Callable[[Any, Any], Any]
     apply: Callable[[Any], None]
-    key: Callable[[Any], Any] | None = None
+    key: Callable[[], Any] | None = None
     fresh: Any = None
 
 
@@ -142,11 +142,13 @@ def _qualname(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '')}:{getattr(cls, '__qualname__', repr(cls))}"
 
 
-def _warnings_key(filters: tuple[Any, ...]) -> tuple[Any, ...]:
+def _warnings_key() -> tuple[Any, ...]:
     """The 'error' filters, in order: only they make a warning raise. IPython's own (it turns
     its ProvisionalCompleterWarning into an error at import) is in every kernel: left out, so
     that keys taken outside a kernel and in one agree."""
-    return tuple(f for f in filters if f[0] == "error" and not f[2].startswith("IPython."))
+    return tuple(f for f in ((a, _pattern(m), _qualname(c), _pattern(d), n)
+                             for a, m, c, d, n in warnings.filters if a == "error")
+                 if not f[2].startswith("IPython."))
 
 
 def _added(before: tuple[Any, ...] | None, after: tuple[Any, ...] | None) -> dict[str, list[Any]] | None:
@@ -207,14 +209,25 @@ def _pd_options() -> dict[str, tuple[Any, Any]] | None:
     if not isinstance(registered, dict) or not isinstance(root, dict):
         return None
     out = {}
-    for opt, spec in registered.items():
-        if not opt.startswith(_PD_GROUPS) or opt in _PD_DISPLAY:
-            continue
+    for opt, path, default in _pd_behaviour(registered):
         node: Any = root
-        for part in opt.split("."):
+        for part in path:
             node = node.get(part) if isinstance(node, dict) else None
-        out[opt] = (node, getattr(spec, "defval", None))
+        out[opt] = (node, default)
     return out
+
+
+_pd_known: list[Any] = [None, 0, ()]  # registry, its size, its behaviour options: one pandas
+
+
+def _pd_behaviour(registered: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...], Any], ...]:
+    """(option, its path, default) of the behaviour options; picked out of the ~150 options
+    once per registry (an option registered later makes it again)."""
+    if _pd_known[0] is not registered or _pd_known[1] != len(registered):
+        _pd_known[:] = [registered, len(registered), tuple(
+            (opt, tuple(opt.split(".")), getattr(spec, "defval", None))
+            for opt, spec in registered.items() if opt.startswith(_PD_GROUPS) and opt not in _PD_DISPLAY)]
+    return _pd_known[2]  # type: ignore[no-any-return]
 
 
 def _pd_read() -> tuple[tuple[str, str], ...] | None:
@@ -256,10 +269,11 @@ def _pd_apply(options: dict[str, Any]) -> None:
 
 
 # -- sys.argv, working directory, sys.path ---------------------------------------------------
-def _argv_key(argv: tuple[str, ...]) -> tuple[str, ...] | None:
+def _argv_key() -> tuple[str, ...] | None:
     """None while ``sys.argv`` is the interpreter's own (another connection file in every
     kernel: ``ipykernel_launcher.py -f kernel-1.json``): the tail of ``sys.orig_argv``, led by
     the script, ``-c``, or the file of the module run with ``-m``."""
+    argv = tuple(sys.argv)
     orig = list(getattr(sys, "orig_argv", ()))
     n = len(argv)
     if not n or len(orig) < n + 1 or list(argv[1:]) != orig[len(orig) - n + 1:]:
@@ -314,12 +328,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("argv", "sys.argv", lambda: tuple(sys.argv), _argv_diff, _argv_apply,
             key=_argv_key, fresh=None),
     Setting("decimal", "decimal context", _decimal_read, _fields_diff(_DECIMAL_FIELDS, _DECIMAL_FRESH),
-            _decimal_apply, key=lambda v: v, fresh=_DECIMAL_FRESH),
+            _decimal_apply, key=_decimal_read, fresh=_DECIMAL_FRESH),
     Setting("numpy.seterr", "numpy error state", _np_read, _np_diff, _np_apply,
-            key=lambda v: v, fresh=_NP_FRESH),
+            key=_np_read, fresh=_NP_FRESH),
     Setting("warnings", "warnings filters", _warnings_read, _added, _warnings_apply,
             key=_warnings_key, fresh=()),
-    Setting("pandas", "pandas options", _pd_read, _pd_diff, _pd_apply, key=lambda v: v, fresh=()),
+    Setting("pandas", "pandas options", _pd_read, _pd_diff, _pd_apply, key=_pd_read, fresh=()),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -330,9 +344,8 @@ def key_entries() -> dict[str, str]:
     for s in SETTINGS:
         if s.key is None:
             continue
-        value = s.read()
-        part = s.fresh if value is None else s.key(value)
-        if part != s.fresh:
+        part = s.key()
+        if part is not None and part != s.fresh:
             out[f"proc:{s.name}"] = hashlib.sha256(repr(part).encode()).hexdigest()[:32]
     return out
 

@@ -52,8 +52,13 @@ from .store import Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
 
-KEY_VERSION = 1
-"""Increment on any change to how keys are computed: every stored entry then misses."""
+KEY_VERSION = 2
+"""Increment on any change to how keys are computed: every stored entry then misses.
+
+2: process settings (decimal context, np.seterr, 'error' warnings filters, pandas options,
+sys.argv) enter the key when not fresh (procstate.py). An entry of version 1 may have been
+made under any of them: without the bump, a step run with prec=5 then would hit now with the
+default precision. Values' fingerprints (FINGERPRINT_VERSION) are unchanged."""
 
 _IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_ih|_oh|_dh|In|Out|__.*__)$")
 _ABSENT = "absent"
