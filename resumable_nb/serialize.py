@@ -332,8 +332,12 @@ def _owning_array(frombuffer: Any, buf: Any, *args: Any) -> Any:
 
     import numpy
 
-    fortran = array.flags.f_contiguous and not array.flags.c_contiguous
-    owned = numpy.empty(array.shape, array.dtype, order="F" if fortran else "C")
+    # Same layout as the buffer's: C, Fortran, or (numpy 2) a transposed array's axis order.
+    owned = numpy.empty_like(array, order="K")
+    if owned.strides != array.strides:  # not a dense layout empty_like can repeat
+        copied = array.copy(order="K")
+        copied.flags.writeable = array.flags.writeable
+        return copied
     # Byte for byte, not ``array.copy()``: that copies a structured dtype field by field and
     # leaves its padding bytes to chance, and they are part of the array's fingerprint (an
     # sklearn tree's nodes).
