@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from resumable_nb import procstate
-from tests.conftest import Shell
+from tests.conftest import Kernels, Shell
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +183,25 @@ def test_a_step_that_sets_what_it_reads_runs_once_more_in_the_same_kernel(shell:
     shell.run(cell)
     shell.run(cell)
     assert shell.count("dp") == 2
+
+
+@pytest.mark.kernel
+def test_a_hit_in_a_new_kernel_makes_sys_path_and_the_folder(start: Kernels) -> None:
+    """The common idiom: a step puts src/ on sys.path and moves into a folder; in a new kernel
+    the hit does too, so the next plain cell's import and relative read work."""
+    src = start.folder / "src"
+    src.mkdir()
+    (src / "proc_helper.py").write_text("def twice(x):\n    return 2 * x\n")
+    (start.folder / "data").mkdir()
+    (start.folder / "data" / "n.txt").write_text("21")
+    step = ("%%step setup\nmark('setup')\nimport os, sys\nsys.path.append(os.path.abspath('src'))\n"
+            "os.chdir('data')\nn = 1")
+    after = "__import__('proc_helper').twice(int(open('n.txt').read()))"
+    first = start()
+    first.ok(step)
+    assert first.value(after) == 42
+    first.close()
+    second = start()
+    second.ok(step)
+    assert start.count("setup") == 1, "a hit"
+    assert second.value(after) == 42, "as after a plain run"
