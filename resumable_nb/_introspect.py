@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import keyword
+import os
 import re
 import sys
 import types
@@ -26,6 +27,7 @@ __all__ = [
     "cell_contents",
     "class_body",
     "closed_file",
+    "env_object",
     "frame_kind",
     "frame_names",
     "importable_as",
@@ -57,6 +59,29 @@ the fingerprint (for a function's code) both read these strings with :func:`fram
 FrameKind = Literal["pandas", "pandas-eval", "sql"]
 ENV_WHOLE = "*"
 """Stands for "the whole environment" where code reads a variable whose name is computed."""
+
+EnvObject = Literal["env", "os"]
+_GETENV = os.getenv
+_GETENVB = getattr(os, "getenvb", os.getenv)
+_ENVIRON = os.environ
+_ENVIRONB = getattr(os, "environb", os.environ)
+
+
+def env_object(obj: Any) -> EnvObject | None:
+    """What an object gives access to, whatever name it goes by: ``"env"`` for the
+    environment itself or a reader of it (``os.environ``, ``os.getenv``, a bound method of
+    ``os.environ`` such as ``os.environ.get``), ``"os"`` for the ``os`` module (a computed
+    attribute of it, ``getattr(os, name)``, may be any of those); None for anything else.
+    ``ge = os.getenv`` or ``from os import getenv as ge`` reads the environment as
+    ``os.getenv`` does: env reads are recognised by the object a name holds, not its spelling.
+    A few identity checks: the fingerprint asks this of every object it meets."""
+    if obj is _GETENV or obj is _ENVIRON or obj is _GETENVB or obj is _ENVIRONB:
+        return "env"
+    if type(obj) is types.MethodType:
+        owner = obj.__self__
+        return "env" if owner is _ENVIRON or owner is _ENVIRONB else None
+    return "os" if obj is os else None
+
 
 _SQL_START = re.compile(r"^\s*(\(\s*)*(select|with|from|table|values)\b", re.IGNORECASE)
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")

@@ -25,7 +25,7 @@ from ._introspect import (
     frame_names,
     string_frame_names,
 )
-from .files import literal_paths
+from .files import literal_bindings, literal_paths
 
 __all__ = ["CellAnalysis", "analyse", "environ_reads", "normalised_code"]
 
@@ -33,6 +33,9 @@ __all__ = ["CellAnalysis", "analyse", "environ_reads", "normalised_code"]
 _CODE_MAGICS = {"time", "timeit", "prun"}
 # Magics known to neither read nor bind user variables (display/config only).
 _INERT_MAGICS = {"matplotlib", "config", "load_ext", "reload_ext", "precision", "xmode", "pdb"}
+# Modules that hand out namespaces (sys.modules, builtins.globals, frames, the shell).
+_HANDLE_MODULES = frozenset({"sys", "builtins", "__main__", "inspect", "IPython", "gc", "importlib",
+                             "ctypes", "types"})
 _IPYTHON_METHODS = {"system", "getoutput", "run_line_magic", "run_cell_magic"}
 _SHELL_MAGICS = {"bash", "sh", "script", "zsh"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -67,6 +70,13 @@ class CellAnalysis:
     frame_strings: tuple[tuple[str, str, str], ...] = ()
     """``df.query(q)`` with ``q`` an input: ``(variable, method, receiver)``, so that the
     names in ``q``'s value are read when the step is keyed."""
+    path_bindings: tuple[tuple[str, str], ...] = ()
+    """Names the step binds once to a literal path (``DATA = Path('data')``): what paths it
+    builds from them (``DATA / 'x.csv'``) name (:func:`resumable_nb.files.literal_bindings`)."""
+    env_set_first: frozenset[str] = frozenset()
+    """Environment variables the step sets (``%env X=1``, ``os.environ['X'] = ...``, by a
+    literal name, at top level) before any of its statements reads one: the value they had
+    before the step is not read by its own code (:func:`env_set_first`)."""
 
 
 def normalised_code(tree: ast.AST) -> str:
@@ -93,7 +103,60 @@ def analyse(source: str) -> tuple[ast.Module, CellAnalysis]:
         env=frozenset(walker.env | environ_reads(tree)),
         frames=tuple({**_string_frames(tree, walker.bound), **walker.frames}.items()),
         frame_strings=tuple(dict.fromkeys(walker.frame_strings)),
+        env_set_first=env_set_first(tree.body),
+        path_bindings=tuple(sorted(literal_bindings(tree.body).items())),
     )
+
+
+def env_set_first(body: list[ast.stmt]) -> frozenset[str]:
+    """Variables that a top-level statement sets unconditionally (``%env X=1``, ``os.environ
+    ['X'] = v``) before any statement reads that variable — or reads a computed one, or the
+    whole environment. A read inside a function defined earlier counts as earlier (it may be
+    called between). What functions from earlier cells and imported modules read is not
+    known here: the caller keeps those variables as inputs."""
+    earlier: set[str] = set()
+    out: set[str] = set()
+    for stmt in body:
+        name, rest = _env_set(stmt)
+        probe = _Walker()
+        for node in rest:
+            if isinstance(node, ast.stmt):
+                probe.stmt(node)
+            else:
+                probe.expr(node)
+        reads = probe.env | set().union(*(environ_reads(n) for n in rest))
+        if any(not m.startswith(_ENV_VISIBLE) for m in probe.dynamic):
+            reads.add(ENV_WHOLE)  # exec of a computed string, %run...: may read anything
+        earlier |= reads
+        if ENV_WHOLE in earlier:
+            break
+        if name is not None and name not in earlier:
+            out.add(name)
+        if name is not None:
+            earlier.add(name)  # a second set is no read; the first one decided
+    return frozenset(out)
+
+
+# Dynamic code that still shows the environment reads it makes (``__import__('os').environ``).
+_ENV_VISIBLE = tuple(f"a call to {f}()" for f in ("__import__", "globals", "locals", "vars"))
+
+
+def _env_set(stmt: ast.stmt) -> tuple[str | None, list[ast.stmt | ast.expr]]:
+    """The variable ``stmt`` sets, if it is a plain set, and the parts of it that run as
+    well (what they read counts as read before the set)."""
+    if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+            and _is_ipython_call(stmt.value.func) and stmt.value.func.attr == "run_line_magic"  # type: ignore[attr-defined]
+            and [_const_str([a]) for a in stmt.value.args][:1] == ["env"]):
+        line = _const_str(stmt.value.args[1:2]) or ""
+        head = line.split("=", 1)[0] if "=" in line else line.split(None, 1)[0] if " " in line.strip() else ""
+        if head.strip().isidentifier() and "$" not in line and "{" not in line:
+            return head.strip(), []
+    if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Subscript) and _is_environ(stmt.targets[0].value)):
+        name = _const_str([stmt.targets[0].slice])
+        if name is not None:
+            return name, [stmt.value]
+    return None, [stmt]
 
 
 class _Walker:
@@ -367,6 +430,10 @@ class _Walker:
             code = _const_str(node.args[:1])
             if func.id in {"exec", "eval"} and code is not None and len(node.args) == 1:
                 self.embedded_code(code, f"{func.id}()")
+            elif func.id == "__import__" and code is not None and code.split(".")[0] not in _HANDLE_MODULES:
+                # __import__('os'): an import that binds nothing; it hides no name (unlike
+                # __import__('sys').modules['__main__']).
+                self.imports.add(code.split(".")[0])
             else:
                 self.dynamic.append(f"a call to {func.id}()")
             self.reads.add(func.id)

@@ -51,7 +51,7 @@ import blake3
 from .errors import StepUsageError
 
 __all__ = ["FileHashes", "FileInputs", "Product", "StepFiles", "collect_products", "describe",
-           "file_inputs", "literal_paths", "write_back"]
+           "file_inputs", "literal_bindings", "literal_paths", "path_strings", "resolve_paths", "write_back"]
 
 _MAX_LITERAL = 4096
 _BIG = 1 << 30  # hashing more than this at once is said, never skipped
@@ -90,6 +90,24 @@ def literal_paths(tree: ast.AST) -> frozenset[str]:
     return frozenset(p for p in found if _plausible(p))
 
 
+def literal_bindings(body: list[ast.stmt]) -> dict[str, str]:
+    """Names a step binds once, at top level, to a path built from literals (``DATA =
+    Path("data")``, ``SRC = "in.csv"``): what a path built from them later in the step
+    (``DATA / "x.csv"``) names (:func:`resolve_paths`)."""
+    stores: dict[str, int] = {}
+    for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            stores[node.id] = stores.get(node.id, 0) + 1
+    found: dict[str, str] = {}
+    for stmt in body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name) and stores.get(stmt.targets[0].id) == 1):
+            composed = _composed(stmt.value)
+            if composed is not None and _plausible(composed):
+                found[stmt.targets[0].id] = composed
+    return found
+
+
 def _composed(node: ast.AST) -> str | None:
     """The path an expression of literals builds, or None."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -106,6 +124,85 @@ def _composed(node: ast.AST) -> str | None:
         if left is not None and right is not None and isinstance(node.left, (ast.Call, ast.BinOp)):
             return os.path.join(left, right)  # "a" / "b" is a TypeError; Path("a") / "b" a path
     return None
+
+
+def resolve_paths(templates: Iterable[tuple[tuple[str, ...], ...]], values: Mapping[str, Any]
+                  ) -> set[str]:
+    """The paths that templates (:func:`resumable_nb.fingerprint.path_templates`) build from
+    the ``str`` / ``Path`` values their names hold now: ``DATA / 'd.txt'`` with ``DATA =
+    Path('data')`` gives ``data/d.txt``. A name holding anything else drops the template."""
+    out: set[str] = set()
+    for template in templates:
+        path: str | None = None
+        concat = False
+        for part in template:
+            if part[0] == "+":
+                concat = True
+                continue
+            value: Any = part[1]
+            if part[0] == "n":
+                value = values.get(part[1])
+            elif part[0] == "k":
+                holder = values.get(part[1])
+                value = holder.get(part[2]) if isinstance(holder, dict) else None
+            text = _path_text(value)
+            if text is None:
+                path = None
+                break
+            path = text if path is None else (path + text if concat else os.path.join(path, text))
+            concat = False
+        if path is not None and _plausible(path):
+            out.add(path)
+    return out
+
+
+def _path_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        text = os.fspath(value)
+        return text if isinstance(text, str) else None
+    return None
+
+
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+MAX_HELD_PATHS = 1_000  # strings inside an input's containers looked at as paths
+_MAX_HELD_ITEMS = 10_000  # items walked to find them
+
+
+def path_strings(values: Iterable[Any], limit: int = MAX_HELD_PATHS) -> set[str]:
+    """``str`` / ``Path`` values held by ``values`` themselves or inside their lists, tuples,
+    sets and dicts (``cfg['path']``, ``for p in paths: open(p)``), up to ``limit`` strings
+    looked at and 10,000 items walked. In a container, only a string that looks like a path
+    (it has a ``/`` or a ``.``) is taken: a list of words costs no ``stat``."""
+    out: set[str] = set()
+    seen: set[int] = set()
+    budget = [_MAX_HELD_ITEMS, limit]
+
+    def walk(value: Any, held: bool) -> None:
+        if budget[0] <= 0 or budget[1] <= 0:
+            return
+        budget[0] -= 1
+        text = _path_text(value)
+        if text is not None:
+            budget[1] -= held
+            if _plausible(text) and (not held or "/" in text or "." in text or os.sep in text):
+                out.add(text)
+            return
+        if not isinstance(value, _CONTAINERS) or id(value) in seen:
+            return
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else value
+        for item in items:
+            if isinstance(value, dict):
+                walk(item[0], True)
+                walk(item[1], True)
+            else:
+                walk(item, True)
+
+    for value in values:
+        walk(value, False)
+    return out
 
 
 def _plausible(text: str) -> bool:
@@ -505,14 +602,9 @@ class StepFiles:
 
     @staticmethod
     def candidates(paths: Iterable[str], values: Iterable[Any]) -> set[str]:
-        """The paths a step names: literals, and input variables holding a str or Path."""
-        candidates = set(paths)
-        for value in values:
-            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
-                text = os.fspath(value)
-                if isinstance(text, str) and _plausible(text):
-                    candidates.add(text)
-        return candidates
+        """The paths a step names: literals (and paths built from inputs), and input
+        variables holding a str or Path, or holding them in containers (:func:`path_strings`)."""
+        return set(paths) | path_strings(values)
 
     @staticmethod
     def texts(candidates: Iterable[str]) -> dict[str, list[str]]:

@@ -55,6 +55,7 @@ import dis
 import functools
 import importlib.metadata
 import importlib.util
+import itertools
 import os
 import struct
 import sys
@@ -78,6 +79,7 @@ from ._introspect import (
     cell_contents,
     class_body,
     closed_file,
+    env_object,
     frame_kind,
     frame_names,
     importable_as,
@@ -88,9 +90,11 @@ from ._introspect import (
     type_name,
 )
 from .errors import Unfingerprintable
+from .files import resolve_paths
 
 __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "environ_digest",
-           "fingerprint", "import_identity", "module_identity"]
+           "fingerprint", "foreign_attributes", "import_environ_reads", "import_identity",
+           "module_identity", "path_templates"]
 
 FINGERPRINT_VERSION = 8
 """Increment on any change that alters fingerprints of existing values."""
@@ -147,6 +151,9 @@ class Fingerprinter:
         self.env_read: set[str] = set()
         """Environment variables read by the code met (``"*"``: a computed name); with
         ``follow_globals=False`` their values are left to the caller, like globals'."""
+        self.paths: set[str] = set()
+        """Paths the code met builds from its globals and literals (``DATA / 'd.txt'``):
+        candidate file inputs (:func:`path_templates`)."""
         self.dynamic: str | None = None  # why a notebook function hides what it reads
         self._h = xxhash.xxh3_128()
         self._memo: dict[int, int] = {}
@@ -154,9 +161,17 @@ class Fingerprinter:
         self._keep: list[Any] = []  # keeps memoised objects alive so ids are not reused
         self._path: list[str] = []
         self._local_module_dicts: set[int] = set()
+        # The value about to be hashed as a name that code we scan reads (a top-level input, a
+        # function's global): an env reader there is followed through that code's calls.
+        self._named: Any = None
 
-    def hash(self, value: Any) -> str:
+    def hash(self, value: Any, *, named: bool = True) -> str:
         """The fingerprint of ``value``.
+
+        ``named``: ``value`` is held by a name that scanned code reads (a step's input, a
+        function's global), so an environment reader it is counts by the names that code
+        passes it; else (read through ``globals()``, a patched attribute) by the whole
+        environment.
 
         :raises Unfingerprintable: the value (or something it holds) has no stable content.
         """
@@ -166,6 +181,7 @@ class Fingerprinter:
         self._keep.clear()
         self._path.clear()
         self._local_module_dicts.clear()
+        self._named = value if named else None
         try:
             self.value(value)
         except Unfingerprintable as exc:
@@ -223,6 +239,10 @@ class Fingerprinter:
     # -- dispatch ----------------------------------------------------------------------
     def _tracked(self, value: Any) -> None:
         key = id(value)
+        # Before the memo, so that an environment reader is said each time it is met.
+        if key in _ENV_IDS or (type(value) is types.MethodType and env_object(value) == "env"):
+            self._env_object(value)
+            return
         if key in self._memo:  # a cycle or shared reference
             self.raw(tags.BACKREF, struct.pack("<Q", self._memo[key]))
             return
@@ -373,6 +393,28 @@ class Fingerprinter:
         else:
             self.value(module)
 
+    def _env_object(self, value: Any) -> None:
+        """``os.environ``, ``os.getenv`` or ``os.environ.get`` met as a value. Read by a name
+        that scanned code reads (:attr:`_named`), the reads count by the names that code
+        passes it (``ge('X')``: ``X``); held anywhere else (a container, a ``partial``, a
+        module's attribute), by what calls it, unknown here: the whole environment."""
+        named, self._named = self._named is value, None
+        self.text(tags.ENV_OBJECT, getattr(value, "__qualname__", type(value).__qualname__))
+        if not named:
+            self._environ({ENV_WHOLE})
+
+    def _environ(self, names: Iterable[str]) -> None:
+        """Environment variables read: by value in the fingerprint, or left to the caller."""
+        names = frozenset(names)
+        self.env_read |= names
+        if self.follow_globals:
+            self.raw(tags.ENVIRON, environ_digest(names).encode())
+
+    def _global(self, value: Any) -> None:
+        """A function's global, read by its (scanned) code."""
+        self._named = value
+        self.value(value)
+
     def _function(self, fn: types.FunctionType) -> None:
         if id(fn.__globals__) in self._local_module_dicts:
             # Defined in a local module we are hashing the content of: by code. Its globals
@@ -413,7 +455,7 @@ class Fingerprinter:
             if not self.follow_globals:
                 continue
             self._path.append(name)
-            self.value(g[name])
+            self._global(g[name])
             self._path.pop()
 
     def _module_function(self, fn: types.FunctionType, home: types.ModuleType | None) -> None:
@@ -442,6 +484,7 @@ class Fingerprinter:
         for name in present:
             self.text(tags.KEY, name)
             try:
+                self._named = g[name]
                 self.raw(tags.MEMBER_DIGEST, self._sub(g[name]))
             except Unfingerprintable:
                 # A lock or a connection at module level: as in a local module's content,
@@ -459,11 +502,27 @@ class Fingerprinter:
         closure = fn.__closure__
         self.value(() if closure is None else tuple(cell_contents(c) for c in closure))
         self.value(fn.__annotations__ or None)
-        if facts.env:
-            self.env_read |= facts.env
-            if self.follow_globals:
-                self.raw(tags.ENVIRON, environ_digest(facts.env).encode())
+        env = facts.env
+        aliases = _env_aliases(fn, facts)
+        if aliases:
+            env = environ_reads(fn.__code__, aliases)
+        if env:
+            self._environ(env)
+        if facts.paths:
+            self.paths |= resolve_paths(facts.paths, fn.__globals__)
+        if facts.attributes:
+            patched = foreign_attributes(facts.attributes, fn.__globals__)
+            if patched:
+                self._foreign(patched)
         return facts
+
+    def _foreign(self, patched: Mapping[str, Any]) -> None:
+        """Installed modules' attributes set from elsewhere (``statistics.mean = lambda ...``):
+        by what they are, as if read by name."""
+        self.begin(tags.FOREIGN_ATTRIBUTE, len(patched))
+        for dotted in sorted(patched):
+            self.text(tags.KEY, dotted)
+            self.value(patched[dotted])
 
     def _code(self, code: types.CodeType) -> None:
         # Filenames and line numbers are left out: IPython names every execution's file
@@ -637,6 +696,8 @@ def _lazy_handler(t: type) -> Handler | None:
 
 
 # -- helpers ------------------------------------------------------------------------------
+_ENV_IDS = frozenset(id(o) for o in (os.getenv, os.environ, getattr(os, "getenvb", os.getenv),
+                                     getattr(os, "environb", os.environ)))
 _TYPE_VARIABLES: tuple[type, ...] = tuple(
     getattr(typing, n) for n in ("TypeVar", "ParamSpec", "TypeVarTuple") if hasattr(typing, n))
 _DESCRIPTORS = (types.MethodDescriptorType, types.ClassMethodDescriptorType,
@@ -663,7 +724,7 @@ def global_names(code: types.CodeType) -> frozenset[str]:
 class _CodeFacts:
     """What the fingerprint needs of one code object, computed once: it is immutable."""
 
-    __slots__ = ("code", "digest", "env", "handles", "reads", "sorted_reads")
+    __slots__ = ("attributes", "code", "digest", "env", "handles", "paths", "reads", "sorted_reads")
 
     def __init__(self, code: types.CodeType) -> None:
         self.code = code  # kept alive, so that its id is not reused while cached
@@ -678,6 +739,8 @@ class _CodeFacts:
         self.handles = tuple(sorted([f"{n}()" for n in self.reads & NAMESPACE_HANDLES]
                                     + [f".{n}" for n in attributes]))
         self.env = environ_reads(code)
+        self.attributes = attribute_reads(code)
+        self.paths = path_templates(code)
 
 
 _CODE_FACTS: dict[int, _CodeFacts] = {}
@@ -722,24 +785,70 @@ _ENV_NAMES = frozenset({"environ", "getenv", "environb", "getenvb"})
 _ENV_SKIP = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "KW_NAMES", "NOP", "EXTENDED_ARG",
                        "COPY_FREE_VARS", "RESUME"})
 _ENV_METHODS = frozenset({"get", "__getitem__", "__contains__", "setdefault", "pop"})
+_NAME_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FAST", "LOAD_DEREF",
+                         "LOAD_CLASSDEREF", "LOAD_FROM_DICT_OR_GLOBALS"})
+_ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_STORES = frozenset({"STORE_NAME", "STORE_GLOBAL", "STORE_FAST", "STORE_DEREF"})
+Aliases: TypeAlias = frozenset[tuple[str, str]]
+"""``(name, kind)``: a name whose value reads the environment (``"env"``: ``ge = os.getenv``)
+or is the ``os`` module (``"os"``), found by the object it holds (:func:`env_object`)."""
+
+
+def _instructions(code: types.CodeType) -> list[dis.Instruction]:
+    return [i for i in dis.get_instructions(code) if i.opname not in _ENV_SKIP]
+
+
+def _import_aliases(codes: list[types.CodeType]) -> tuple[set[str], set[str]]:
+    """Names bound by ``from os import getenv as ge`` (env readers) and ``import os as o``
+    (the module): what a module's functions may read them as, before any value exists."""
+    env, mod = set(), set()
+    for c in codes:
+        if "os" not in c.co_names:
+            continue
+        ins = _instructions(c)
+        for i, nxt in itertools.pairwise(ins):
+            if nxt.opname in _STORES and isinstance(nxt.argval, str):
+                if i.opname == "IMPORT_FROM" and i.argval in _ENV_NAMES:
+                    env.add(nxt.argval)
+                elif i.opname == "IMPORT_NAME" and i.argval == "os":
+                    mod.add(nxt.argval)
+    return env, mod
 
 
 @functools.lru_cache(maxsize=4096)
-def environ_reads(code: types.CodeType) -> frozenset[str]:
+def environ_reads(code: types.CodeType, aliases: Aliases = frozenset()) -> frozenset[str]:
     """Environment variables ``code`` reads: ``os.environ['X']``, ``os.environ.get('X')``,
-    ``os.getenv('X')``, ``'X' in os.environ`` (also ``environ`` imported from ``os``); a
-    name it cannot read off the bytecode (computed, or the mapping passed on) is
+    ``os.getenv('X')``, ``'X' in os.environ`` — also through any other name for those
+    objects: ``aliases`` (names whose values are known), ``from os import getenv as ge`` and
+    ``import os as o`` in the code itself. A name it cannot read off the bytecode (computed,
+    the mapping or the reader passed on, ``getattr(os, name)``, ``vars(os)``) is
     :data:`~resumable_nb._introspect.ENV_WHOLE`."""
+    codes = _all_codes(code)
+    env_names = set(_ENV_NAMES) | {n for n, kind in aliases if kind == "env"}
+    os_names = {"os"} | {n for n, kind in aliases if kind == "os"}
+    static_env, static_os = _import_aliases(codes)
+    env_names |= static_env
+    os_names |= static_os
+    watched = env_names | os_names
     found: set[str] = set()
-    for c in _all_codes(code):
-        if not (_ENV_NAMES & {*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars}):
+    for c in codes:
+        if not (watched & {*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars}):
             continue
-        ins = [i for i in dis.get_instructions(c) if i.opname not in _ENV_SKIP]
+        ins = _instructions(c)
         for n, i in enumerate(ins):
-            if i.argval not in _ENV_NAMES or not i.opname.startswith("LOAD_"):
+            if not i.opname.startswith("LOAD_") or i.opname == "LOAD_CLOSURE":
+                continue
+            if i.argval in os_names and i.opname in _NAME_LOADS:
+                # The module as a value (getattr(os, name), vars(os), passed on): any of its
+                # attributes may be read; os.path & co by a plain attribute are nothing.
+                nxt = ins[n + 1] if n + 1 < len(ins) else None
+                if nxt is None or nxt.opname not in _ATTR_LOADS or nxt.argval == "__dict__":
+                    found.add(ENV_WHOLE)
+                continue
+            if i.argval not in env_names:
                 continue
             j = n + 1
-            if (j < len(ins) and ins[j].opname in {"LOAD_ATTR", "LOAD_METHOD"}
+            if (j < len(ins) and ins[j].opname in _ATTR_LOADS
                     and ins[j].argval in _ENV_METHODS):
                 j += 1
             if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str):
@@ -754,6 +863,130 @@ def environ_reads(code: types.CodeType) -> frozenset[str]:
                     continue
             found.add(ENV_WHOLE)
     return frozenset(found)
+
+
+def env_aliases(names: Iterable[str], values: Mapping[str, Any]) -> Aliases:
+    """Which of ``names`` hold an env reader or the ``os`` module in ``values`` (by object)."""
+    return frozenset((n, kind) for n in names if n not in _ENV_NAMES
+                     and (kind := env_object(values.get(n))) is not None and (n != "os" or kind != "os"))
+
+
+def _env_aliases(fn: types.FunctionType, facts: _CodeFacts) -> Aliases:
+    """A function's globals and closure values that read the environment, by object."""
+    aliases = env_aliases(facts.reads, fn.__globals__)
+    if fn.__closure__:
+        cells = dict(zip(fn.__code__.co_freevars, map(cell_contents, fn.__closure__), strict=True))
+        aliases |= env_aliases(cells, cells)
+    return aliases
+
+
+@functools.lru_cache(maxsize=4096)
+def attribute_reads(code: types.CodeType) -> frozenset[tuple[str, ...]]:
+    """``name.attr`` (and ``name.attr.attr``) that ``code`` reads: where an installed module's
+    attribute is used (``statistics.mean(xs)``), so that one set from elsewhere is seen."""
+    found: set[tuple[str, ...]] = set()
+    for c in _all_codes(code):
+        ins = _instructions(c)
+        for n, i in enumerate(ins):
+            if i.opname not in _NAME_LOADS or not isinstance(i.argval, str):
+                continue
+            chain = [i.argval]
+            for nxt in ins[n + 1:n + 3]:
+                if nxt.opname not in _ATTR_LOADS:
+                    break
+                chain.append(nxt.argval)
+            if len(chain) > 1:
+                found.add(tuple(chain))
+    return frozenset(found)
+
+
+_PATH_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_MAX_PARTS = 6
+PathTemplate: TypeAlias = tuple[tuple[str, ...], ...]
+"""A path a piece of code builds from names and literals: ``("n", "DATA")`` (a global's
+value), ``("k", "cfg", "dir")`` (``cfg['dir']``), ``("c", "d.txt")`` (a literal), ``("+",)``
+(the next part is concatenated, not joined) — resolved by :func:`resumable_nb.files.resolve_paths`."""
+
+
+@functools.lru_cache(maxsize=4096)
+def path_templates(code: types.CodeType) -> frozenset[PathTemplate]:
+    """Paths ``code`` may build from globals and literals: ``DATA / 'd.txt'``,
+    ``os.path.join(DIR, 'x')``, ``Path(DIR, 'x')``, ``DIR + '/x.csv'``, ``cfg['dir'] / 'x'``:
+    a run of global loads and string constants (with ``/`` or ``+`` between them), every
+    prefix of two parts or more. A template that names no existing file costs a ``stat``."""
+    found: set[PathTemplate] = set()
+    for c in _all_codes(code):
+        ins = _instructions(c)
+        for start, first in enumerate(ins):
+            if first.opname not in _PATH_LOADS:
+                continue
+            parts: list[tuple[str, ...]] = []
+            j = start
+            while j < len(ins) and len(parts) < _MAX_PARTS:
+                x = ins[j]
+                if x.opname in _PATH_LOADS and isinstance(x.argval, str):
+                    if (j + 2 < len(ins) and ins[j + 1].opname == "LOAD_CONST"
+                            and isinstance(ins[j + 1].argval, str) and ins[j + 2].opname == "BINARY_SUBSCR"):
+                        parts.append(("k", x.argval, ins[j + 1].argval))
+                        j += 3
+                        continue
+                    parts.append(("n", x.argval))
+                elif x.opname == "LOAD_CONST" and isinstance(x.argval, str) and parts:
+                    parts.append(("c", x.argval))
+                elif x.opname == "BINARY_OP" and x.argrepr in {"/", "+"} and parts:
+                    if x.argrepr == "+":
+                        # a + b: the concatenation comes after both loads; mark the last part
+                        parts.insert(len(parts) - 1, ("+",))
+                else:
+                    break
+                j += 1
+            for end in range(2, len(parts) + 1):
+                if sum(p[0] != "+" for p in parts[:end]) >= 2 and parts[end - 1][0] != "+":
+                    found.add(tuple(parts[:end]))
+    return frozenset(found)
+
+
+def foreign_attributes(chains: Iterable[tuple[str, ...]], values: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+    """The attributes of installed modules, among ``chains`` (``("statistics", "mean")``)
+    resolved in ``values``, that the module did not define: a function or class of the
+    notebook, of a local module or of another package, patched in (``statistics.mean =
+    lambda xs: 99``). An installed module counts by ``name==version``; such an attribute
+    counts by its own content, as the same value read by name would. Cheap for the common
+    case: a module's own function is told by its globals (or ``__module__``)."""
+    out: dict[str, Any] = {}
+    for chain in chains:
+        obj = values.get(chain[0])
+        for depth, attr in enumerate(chain[1:], 1):
+            if not isinstance(obj, types.ModuleType) or _is_local_module(obj):
+                break
+            module, obj = obj, getattr(obj, attr, None)
+            if _foreign(obj, module):
+                out[".".join(chain[:depth + 1])] = obj
+                break
+    return out
+
+
+def _foreign(obj: Any, module: types.ModuleType) -> bool:
+    if isinstance(obj, functools.partial):
+        return _foreign(obj.func, module)
+    if isinstance(obj, types.FunctionType):
+        home = _home_module(obj.__globals__)
+    elif isinstance(obj, type):
+        home = sys.modules.get(obj.__module__)
+    elif isinstance(obj, types.BuiltinFunctionType):  # C code: no notebook's; another package's
+        home = obj.__self__ if isinstance(obj.__self__, types.ModuleType) else module
+    else:
+        return False
+    if home is None or _is_local_module(home):
+        return True
+    mine, theirs = _top(module.__name__), _top(home.__name__)
+    # The standard library re-exports its own C modules' functions (os.stat is posix's).
+    return mine != theirs and not (mine in sys.stdlib_module_names and theirs in sys.stdlib_module_names)
+
+
+def _top(name: str) -> str:
+    return name.partition(".")[0].lstrip("_")
 
 
 # Set per process by Jupyter and its tools: part of no result, and different in every kernel.
@@ -824,6 +1057,33 @@ def module_identity(name: str, module: types.ModuleType | None = None) -> str:
     if source is None or not _is_local(source):
         return f"{name}=={_version(name.split('.')[0])}"
     return f"{name}@{Fingerprinter().hash(module)}"
+
+
+def import_environ_reads(name: str) -> frozenset[str]:
+    """Environment variables that importing ``name`` now would read: for a local module not
+    yet loaded, those its code and the local modules it imports read (top-level code at
+    import, ``THR = int(os.environ.get('THR', '1'))``, and their functions), by the bytecode.
+    A loaded module is not imported again: its content, which counts by value, is what its
+    top-level code made of the environment it saw then (its functions' reads count when they
+    are reached); so nothing here."""
+    if name in sys.modules:
+        return frozenset()
+    origin = _find_origin(name)
+    if origin is None or not _is_local(origin):
+        return frozenset()
+    found: set[str] = set()
+    for path in _local_closure(Path(origin)):
+        found |= _file_environ_reads(_stat_key(path))
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_environ_reads(key: tuple[str, int, int]) -> frozenset[str]:
+    try:
+        code = compile(Path(key[0]).read_bytes(), key[0], "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    return environ_reads(code)
 
 
 def import_identity(name: str) -> str:

@@ -24,10 +24,11 @@ import io
 import json
 import os
 import re
+import sys
 import time
 import tokenize
 import types
-from collections import OrderedDict
+from collections import ChainMap, OrderedDict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,18 @@ from .errors import (
     Unfingerprintable,
     Unstorable,
 )
-from .fingerprint import FINGERPRINT_VERSION, Fingerprinter, environ_value, import_identity
+from .fingerprint import (
+    FINGERPRINT_VERSION,
+    Fingerprinter,
+    attribute_reads,
+    env_aliases,
+    environ_reads,
+    environ_value,
+    foreign_attributes,
+    import_environ_reads,
+    import_identity,
+    path_templates,
+)
 from .journal import Journal
 from .states import JournalStatus
 from .stepline import StepLine, check_ignore, check_step_name
@@ -102,6 +114,9 @@ class _Replayed:
 _KEY_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), one encoder
 
 
+_MAY_HOLD_PATHS = (str, os.PathLike, list, tuple, dict, set, frozenset)
+
+
 def step_key(code: str, inputs: dict[str, str], imports: Iterable[str], ignore: Iterable[str]) -> str:
     """The cache key: versions + normalised code + input fingerprints + imported modules."""
     return _step_key(code, tuple(sorted(inputs.items())), tuple(sorted(imports)), tuple(sorted(ignore)))
@@ -127,12 +142,13 @@ class StepRunner:
         self._store = store
         self._notice = notice
         self._journal = journal
-        self._parsed: OrderedDict[str, tuple[str, CellAnalysis]] = OrderedDict()
+        self._parsed: OrderedDict[str, tuple[str, CellAnalysis, types.CodeType]] = OrderedDict()
         self.history: list[StepResult] = []
         self._told_dynamic: set[tuple[str, str]] = set()
         self.verbose = True
         self.lazy = False  # map restored arrays copy-on-write instead of reading them
         self.files = files.StepFiles()
+        self._function_paths: set[str] = set()  # built by the functions the last keyed step reaches
         self._named_files: tuple[str, dict[str, tuple[int, ...] | None]] | None = None
 
     # -- entry point --------------------------------------------------------------------
@@ -177,11 +193,12 @@ class StepRunner:
                  ) -> tuple[CellAnalysis, StepResult, dict[str, str], str | None]:
         """Analyse and fingerprint: (analysis, result with key and short inputs, full input
         fingerprints, why the step cannot be cached or None)."""
-        code, analysis = self._analyse(name, body)
+        code, analysis, compiled = self._analyse(name, body)
         result = StepResult(name=name, status="ran", key=None, duration=0.0, source=body)
-        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, ignore, result)
+        inputs, imports, uncacheable = self._fingerprint_inputs(name, analysis, compiled, ignore, result)
         if uncacheable is None:
-            uncacheable = self._file_inputs(name, analysis, opts, inputs, self._store(), result)
+            uncacheable = self._file_inputs(name, analysis, opts, inputs, self._store(), result,
+                                            self._built_paths(analysis, compiled))
         result.inputs = {k: v[:16] for k, v in inputs.items()}
         # What the journal keeps of the imported modules, so that a miss can name one.
         result.inputs.update(_module_entries(imports))
@@ -190,7 +207,7 @@ class StepRunner:
         return analysis, result, inputs, uncacheable
 
     # -- analysis -----------------------------------------------------------------------
-    def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis]:
+    def _analyse(self, name: str, body: str) -> tuple[str, CellAnalysis, types.CodeType]:
         # Keyed by the raw body: a repeated cell skips IPython's transform (the costliest part
         # of a hit on a short cell) as well as the parse.
         cached = self._parsed.get(body)
@@ -202,11 +219,14 @@ class StepRunner:
             tree, analysis = analyse(transformed)
             # What only the compiler sees ('return' outside function, 'break' outside loop):
             # one line now, not a traceback through resumable_nb later.
-            compile(tree, "<step>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+            # The bytecode also tells which names reach the environment or a module's
+            # attribute (fingerprint.environ_reads, attribute_reads), as for a function.
+            compiled = compile(tree, "<step>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                               dont_inherit=True)
         except SyntaxError as exc:
             raise StepUsageError(f"step '{name}' is not valid Python: {exc.msg} "
                                  f"(line {(exc.lineno or 0) + 1} of the cell)") from None
-        entry = (normalised_code(tree), analysis)
+        entry = (normalised_code(tree), analysis, compiled)
         self._parsed[body] = entry
         if len(self._parsed) > 512:
             self._parsed.popitem(last=False)
@@ -218,8 +238,9 @@ class StepRunner:
         return {k for k, v in ns.items()
                 if not _IPYTHON_NAMES.match(k) and not (k in hidden and hidden[k] is v)}
 
-    def _fingerprint_inputs(self, name: str, analysis: CellAnalysis, ignore: tuple[str, ...],
-                            result: StepResult) -> tuple[dict[str, str], list[str], str | None]:
+    def _fingerprint_inputs(self, name: str, analysis: CellAnalysis, compiled: types.CodeType,
+                            ignore: tuple[str, ...], result: StepResult
+                            ) -> tuple[dict[str, str], list[str], str | None]:
         """Fingerprint every input, following the notebook globals that functions read.
 
         Returns the fingerprints, the identities of the modules the cell imports, and — if
@@ -228,32 +249,44 @@ class StepRunner:
         ns = self.shell.user_ns
         hidden = self.shell.user_ns_hidden
         skip = set(ignore)
+        self._function_paths = set()
         dynamic = analysis.dynamic[0] if analysis.dynamic else None
         frames = _frame_reads(analysis, ns)
         wanted = set(analysis.inputs) | frames.keys() | (self._user_names() if dynamic else set())
-        queue = sorted(wanted - skip, reverse=True)
+        # An installed module's attribute the step reads that was set from elsewhere
+        # (statistics.mean = lambda ...): by its content, under "attr:statistics.mean".
+        patched = {f"attr:{k}": v for k, v in
+                   foreign_attributes(attribute_reads(compiled), ChainMap(ns, sys.modules)).items()}
+        queue = sorted((wanted - skip) | patched.keys(), reverse=True)
         fps: dict[str, str] = {}
         fper = Fingerprinter(ns, follow_globals=False)
+        # Names whose readers' code is scanned for env reads by object (environ_reads with
+        # aliases): the step's own inputs and the globals of the functions it reaches.
+        scanned = set(analysis.inputs)
         while queue:
             var = queue.pop()
             if var in fps:
                 continue
-            if var not in ns:
+            if var in patched:
+                value = patched[var]
+            elif var not in ns:
                 if not hasattr(builtins, var):
                     fps[var] = _ABSENT
                 continue
-            value = ns[var]
+            else:
+                value = ns[var]
             if var in hidden and hidden[var] is value and not _IPYTHON_NAMES.match(var):
                 continue  # IPython's own (get_ipython, exit...), unchanged; but _, Out... count
             fper.globals_read.clear()
             try:
-                fps[var] = fper.hash(value)
+                fps[var] = fper.hash(value, named=var in scanned)
             except Unfingerprintable as exc:
                 where = f" (through {exc.path})" if exc.path and exc.path != var else ""
                 reason = f"input '{var}'{where}: {exc.reason}"
                 result.notices.append(f"step '{name}' runs without the cache: {reason} "
                                       f"(pass --ignore {var} to leave it out of the key)")
                 return fps, [], reason
+            scanned |= fper.globals_read
             queue.extend(sorted(fper.globals_read - fps.keys() - skip, reverse=True))
             if isinstance(value, str):  # q = 'a > @thr' handed to a helper calling df.query
                 for read, shown in string_frame_names(value).items():
@@ -268,7 +301,8 @@ class StepRunner:
             # stays too, for the pipeline graph and %resume's plan).
             if var in fps and var not in analysis.inputs:
                 fps[f"frame:{label}"] = fps[var]
-        for var in sorted(analysis.env | fper.env_read):
+        self._function_paths = fper.paths
+        for var in sorted(self._environ_reads(analysis, compiled, fper.env_read)):
             fps[f"env:{var}"] = environ_value(var)
         # Process settings that change results (decimal context, np.seterr, 'error' warnings
         # filters, pandas options, sys.argv), when not as a new process has them: procstate.py
@@ -284,21 +318,48 @@ class StepRunner:
             return fps, [], exc.reason
         return fps, imports, None
 
+    def _environ_reads(self, analysis: CellAnalysis, compiled: types.CodeType,
+                       by_functions: set[str]) -> set[str]:
+        """The environment variables the step reads: in its code (by spelling, and by the
+        object a name holds: ``ge = os.getenv``), in the functions it reaches, and in the local
+        modules it imports that are not loaded yet (their top-level code runs on import). A
+        variable the step itself sets before any read of it (``%env X=1``, then ``X`` read) is
+        no input of it: what it held before cannot matter — unless a function it reaches or a
+        module it imports reads it too (they may run before the set)."""
+        aliases = env_aliases(analysis.inputs, self.shell.user_ns)
+        own = set(analysis.env | environ_reads(compiled, aliases))
+        imported = set().union(*(import_environ_reads(m) for m in analysis.imports))
+        own -= analysis.env_set_first - by_functions - imported
+        return own | by_functions | imported
+
+    def _built_paths(self, analysis: CellAnalysis, compiled: types.CodeType) -> set[str]:
+        """Paths the step's code and the functions it reaches build from ``str`` / ``Path``
+        globals and literals (``DATA / 'd.txt'``, ``os.path.join(DIR, 'x')``); a name the step
+        binds to a literal path itself counts with that value too (and with the value it has
+        now, which a use before the binding reads)."""
+        ns = self.shell.user_ns
+        templates = path_templates(compiled)
+        built = files.resolve_paths(templates, ns) | self._function_paths
+        if analysis.path_bindings and templates:
+            built |= files.resolve_paths(templates, ChainMap(dict(analysis.path_bindings), ns))
+        return built
+
     def _file_inputs(self, name: str, analysis: CellAnalysis, opts: StepLine, inputs: dict[str, str],
-                     store: Store | None, result: StepResult) -> str | None:
+                     store: Store | None, result: StepResult, built: set[str]) -> str | None:
         """Add the files the step reads to ``inputs`` (resumable_nb.files); why not, if not."""
         ns = self.shell.user_ns
         values = [ns[v] for v, fp in inputs.items() if fp != _ABSENT and v in ns]
-        if not (analysis.paths or opts.reads or opts.writes
-                or any(isinstance(v, (str, os.PathLike)) for v in values)):
+        if not (analysis.paths or built or opts.reads or opts.writes
+                or any(isinstance(v, _MAY_HOLD_PATHS) for v in values)):
             return None
         if store is not None:
             self.files.open(store.root, store.journal_key)
         # Which named files exist now: after the step, those it created or changed are its
         # products (not inputs) for its next run (files.StepFiles.record_made).
-        self._named_files = (name, self.files.snapshot(self.files.candidates(analysis.paths, values)))
+        paths = analysis.paths | built
+        self._named_files = (name, self.files.snapshot(self.files.candidates(paths, values)))
         try:
-            found = self.files.inputs(analysis.paths, values, opts.reads, opts.writes,
+            found = self.files.inputs(paths, values, opts.reads, opts.writes,
                                       [str(store.root)] if store is not None else [], step=name)
         except OSError as exc:
             reason = f"file {exc.filename}: {exc.strerror}"

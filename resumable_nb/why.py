@@ -88,6 +88,8 @@ def _label(entry: str) -> str:
         return "the environment" if what == "*" else f"environment variable `{what}`"
     if kind == "module":
         return f"module `{what}`"
+    if kind == "attr":  # an installed module's attribute set from elsewhere
+        return f"`{what}` (replaced in its module)"
     if kind == "frame":
         where, _, name = what.rpartition(":")
         return f"`{name}` read by {where}"

@@ -19,11 +19,6 @@ import pytest
 from tests.conftest import Kernels as StartKernel
 from tests.conftest import Shell
 
-_GETENV_ALIAS = pytest.mark.xfail(
-    strict=True, reason="stale: getenv bound to another name (`as ge`, `ge = os.getenv`, getattr) "
-    "is not recognised as an env read")
-
-
 
 @pytest.fixture(autouse=True)
 def _process_state() -> Iterator[None]:
@@ -260,9 +255,6 @@ def test_local_class_attribute_monkeypatched(shell: Shell, local_modules: Path) 
     assert shell.ns["y"] == 7
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stale: an env var read by a local module's top-level code at import is not keyed "
-    "(new kernel: key = source hash only)"))
 def test_local_module_env_at_import_new_kernel(shell: Shell, local_modules: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _write(local_modules / "envmod.py", "import os\nTHR = int(os.environ.get('ADV_THR', '1'))\n")
@@ -369,7 +361,7 @@ def test_polars_sql_table_change(shell: Shell, sql: str) -> None:
     [
         ("from os import environ as E", "v = E.get('ADV_X')"),
         ("import os as o", "v = o.getenv('ADV_X')"),
-        pytest.param("import os", "v = getattr(os, 'getenv')('ADV_X')", marks=_GETENV_ALIAS),
+        ("import os", "v = getattr(os, 'getenv')('ADV_X')"),
         ("import os", "v = os.environ.copy().get('ADV_X')"),
         ("import os\ndef rd(name='ADV_X'):\n    return os.environ.get(name)", "v = rd()"),
         ("import os\nNAME = 'ADV_X'", "v = os.environ.get(NAME)"),
@@ -705,7 +697,7 @@ def test_autoreload_edit(shell: Shell, local_modules: Path) -> None:
     "from os import getenv\ndef thr():\n    return getenv('ADV_X')\n",
     "from os import environ as E\ndef thr():\n    return E.get('ADV_X')\n",
     "import os as o\ndef thr():\n    return o.getenv('ADV_X')\n",
-    pytest.param("from os import getenv as ge\ndef thr():\n    return ge('ADV_X')\n", marks=_GETENV_ALIAS),
+    "from os import getenv as ge\ndef thr():\n    return ge('ADV_X')\n",
 ], ids=["getenv", "environ-as", "os-as", "getenv-as"])
 def test_env_in_local_module_imports(shell: Shell, local_modules: Path,
                                      monkeypatch: pytest.MonkeyPatch, src: str) -> None:
@@ -720,8 +712,8 @@ def test_env_in_local_module_imports(shell: Shell, local_modules: Path,
 
 
 @pytest.mark.parametrize("setup", [
-    pytest.param("from os import getenv as ge\ndef thr():\n    return ge('ADV_X')", marks=_GETENV_ALIAS),
-    pytest.param("import os\nge = os.getenv\ndef thr():\n    return ge('ADV_X')", marks=_GETENV_ALIAS),
+    "from os import getenv as ge\ndef thr():\n    return ge('ADV_X')",
+    "import os\nge = os.getenv\ndef thr():\n    return ge('ADV_X')",
 ], ids=["nb-getenv-as", "nb-getenv-var"])
 def test_env_in_notebook_fn(shell: Shell, monkeypatch: pytest.MonkeyPatch, setup: str) -> None:
     monkeypatch.setenv("ADV_X", "one")
@@ -806,9 +798,6 @@ def test_self_seeding_step_hits_in_a_new_kernel(start: StartKernel, body: str) -
     assert start.count("sd") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stale (near the documented 'installed packages count by name==version'): a notebook "
-    "function monkeypatched onto an installed module (statistics.mean = lambda ...) is not seen"))
 def test_installed_module_function_monkeypatched(shell: Shell) -> None:
     shell.run("import statistics\n_orig = statistics.mean")
     cell = "%%step ip\nmark('ip')\ny = statistics.mean([1, 2, 3])"
@@ -867,9 +856,6 @@ def test_decimal_prec_set_in_step_hit_parity(shell: Shell) -> None:
     assert shell.count("dp") == 1 and p == 5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needless re-run: a step that sets an environment variable before reading it is keyed on "
-    "the value the variable had before the step"))
 def test_env_set_then_read_in_the_step(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADV_Y", "before")
     cell = "%%step sr\nmark('sr')\n%env ADV_Y=fixed\nout = __import__('os').environ['ADV_Y']"

@@ -488,3 +488,30 @@ def test_frame_reads_in_a_function_are_its_globals() -> None:
 )
 def test_environment_reads(source: str, env: str) -> None:
     assert _analyse(source).env == _names(env)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("get_ipython().run_line_magic('env', 'X=1')\nimport os\nr = os.environ['X']", {"X"}),
+        ("import os\nos.environ['X'] = '1'\nr = os.getenv('X')", {"X"}),
+        ("import os\nr = os.getenv('X')\nos.environ['X'] = '1'", set()),
+        ("import os\nos.environ['X'] = os.environ.get('X', '') + '!'", set()),
+        ("import os\ndef f():\n    return os.environ['X']\nos.environ['X'] = '1'", set()),
+        ("import os\nr = os.environ[name]\nos.environ['X'] = '1'", set()),
+        ("exec(code)\nget_ipython().run_line_magic('env', 'X=1')", set()),
+        ("if c:\n    get_ipython().run_line_magic('env', 'X=1')\nr = __import__('os').environ['X']", set()),
+        ("get_ipython().run_line_magic('env', 'X')\nget_ipython().run_line_magic('env', 'X=1')", set()),
+        ("r = __import__('os').environ['Y']\nget_ipython().run_line_magic('env', 'X=1')", {"X"}),
+    ],
+    ids=["%env", "os.environ", "read-first", "from-itself", "function-first", "computed-first",
+         "exec-first", "conditional", "%env-read-first", "other-variable-first"],
+)
+def test_env_set_before_any_read(source: str, expected: set[str]) -> None:
+    assert analyse(source)[1].env_set_first == expected
+
+
+def test_import_of_a_module_by_a_literal_name_is_no_dynamic_code() -> None:
+    a = analyse("r = __import__('os').environ['X']")[1]
+    assert a.dynamic == () and "os" in a.imports and "X" in a.env
+    assert analyse("w = __import__('sys').modules['__main__'].p")[1].dynamic

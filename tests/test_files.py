@@ -284,3 +284,86 @@ def test_kernel_reads_product_await_and_retries(start: Kernels) -> None:
     k2 = start()
     out = k2.ok(aw)
     assert start.count("aw") == 1 and "restored from cache" in out.stdout and k2.value("x") == 1
+
+
+# -- paths built from str / Path inputs, and held in containers (adversary round 2) ----------
+
+@pytest.mark.parametrize(
+    ("setup", "body"),
+    [
+        ("from pathlib import Path\nDATA = Path('data')", "v = (DATA / 'd.txt').read_text()"),
+        ("import os\nDIR = 'data'", "v = open(os.path.join(DIR, 'd.txt')).read()"),
+        ("from pathlib import Path\nDIR = 'data'", "v = Path(DIR, 'd.txt').read_text()"),
+        ("DIR = 'data'", "v = open(DIR + '/d.txt').read()"),
+        ("from pathlib import Path\nDATA = Path('data')\nsub = 'd.txt'", "v = (DATA / sub).read_text()"),
+        ("from pathlib import Path\ncfg = {'dir': Path('data')}",
+         "v = (cfg['dir'] / 'd.txt').read_text()"),
+        ("from pathlib import Path\ncfg = {'path': Path('data') / 'd.txt'}",
+         "v = open(cfg['path']).read()"),
+        ("paths = ['data/d.txt']", "v = ''\nfor p in paths:\n    v += open(p).read()"),
+        ("from pathlib import Path\nDATA = Path('data')\n"
+         "def load():\n    return (DATA / 'd.txt').read_text()", "v = load()"),
+        ("import os\nDIR = 'data'\n"
+         "def load(name='d.txt'):\n    return open(os.path.join(DIR, 'd.txt')).read()", "v = load()"),
+    ],
+    ids=["path-div", "os.path.join", "Path-args", "str-concat", "two-names", "dict-dir", "dict-path",
+         "list", "in-a-function", "join-in-a-function"],
+)
+def test_a_file_named_through_str_or_path_inputs_is_an_input(shell: Shell, cwd: Path, setup: str,
+                                                               body: str) -> None:
+    (cwd / "data").mkdir()
+    (cwd / "data" / "d.txt").write_text("1")
+    shell.run(setup)
+    cell = f"%%step built\nmark('built')\n{body}"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("built") == 1, "the file's own step did not hit"
+    (cwd / "data" / "d.txt").write_text("2")
+    shell.run(cell)
+    assert shell.count("built") == 2 and shell.ns["v"] == "2"
+    assert "file " in shell.last.reason and "d.txt changed" in shell.last.reason
+
+
+def test_strings_in_containers_cost_a_stat_only_when_they_look_like_paths(cwd: Path) -> None:
+    from resumable_nb.files import MAX_HELD_PATHS, path_strings
+
+    (cwd / "README").write_text("x")
+    words = ["the", "README", "a.csv", "dir/x"]
+    assert path_strings([words]) == {"a.csv", "dir/x"}
+    assert path_strings(["README"]) == {"README"}  # a str input itself: any string
+    many = [f"f{i}.txt" for i in range(5000)]
+    assert len(path_strings([many])) == MAX_HELD_PATHS
+    nested = {"a": [("x.csv", {"k": "y/z.txt"})], "n": 1.5}
+    assert path_strings([nested]) == {"x.csv", "y/z.txt"}
+    loop: list[object] = ["p.txt"]
+    loop.append(loop)
+    assert path_strings([loop]) == {"p.txt"}
+
+
+def test_path_templates_resolve_only_str_and_path_values() -> None:
+    from pathlib import Path
+
+    from resumable_nb.files import resolve_paths
+    from resumable_nb.fingerprint import path_templates
+
+    code = compile("a = (DATA / 'x.csv')\nb = os.path.join(N, 'y')\nc = D + '.csv'\n"
+                   "d = cfg['dir'] / 'z'", "<t>", "exec")
+    values = {"DATA": Path("data"), "N": 3, "D": "out/run", "cfg": {"dir": "c"}}
+    assert resolve_paths(path_templates(code), values) >= {"data/x.csv", "out/run.csv", "c/z"}
+    assert not any(p.startswith("3") for p in resolve_paths(path_templates(code), values))
+
+
+@pytest.mark.parametrize("body", [
+    "from pathlib import Path\nDATA = Path('data')\nv = (DATA / 'd.txt').read_text()",
+    "import os\nDIR = 'data'\nv = open(os.path.join(DIR, 'd.txt')).read()",
+], ids=["Path", "str"])
+def test_a_path_built_from_a_name_the_step_binds_to_a_literal(shell: Shell, cwd: Path, body: str) -> None:
+    (cwd / "data").mkdir()
+    (cwd / "data" / "d.txt").write_text("1")
+    cell = f"%%step own\nmark('own')\n{body}"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("own") == 1
+    (cwd / "data" / "d.txt").write_text("2")
+    shell.run(cell)
+    assert shell.count("own") == 2 and shell.ns["v"] == "2"

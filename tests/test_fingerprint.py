@@ -901,3 +901,58 @@ def test_a_package_without_version_attribute_uses_its_distribution() -> None:
     assert not hasattr(_hypothesis_globals, "__version__")
     assert module_identity("_hypothesis_globals") == f"_hypothesis_globals=={hypothesis.__version__}"
     assert module_identity("iniconfig") == f"iniconfig=={importlib.metadata.version('iniconfig')}"
+
+
+# -- environment readers by object (adversary round 2) ----------------------------------------
+@pytest.mark.parametrize(
+    ("source", "aliases", "expected"),
+    [
+        ("from os import getenv as ge\ndef f():\n    return ge('X')", frozenset(), {"X"}),
+        ("import os as o\ndef f():\n    return o.getenv('X')", frozenset(), {"X"}),
+        ("import os\ndef f():\n    return getattr(os, 'getenv')('X')", frozenset(), {"*"}),
+        ("import os\ndef f():\n    return vars(os)", frozenset(), {"*"}),
+        ("import os\ndef f():\n    return os.path.join('a', 'b')", frozenset(), set()),
+        ("def f():\n    return ge('X')", frozenset({("ge", "env")}), {"X"}),
+        ("def f():\n    return E.get('X'), 'Y' in E", frozenset({("E", "env")}), {"X", "Y"}),
+        ("def f():\n    return helper(ge)", frozenset({("ge", "env")}), {"*"}),
+        ("def f():\n    return getattr(m, 'environ')", frozenset({("m", "os")}), {"*"}),
+    ],
+    ids=["from-import-as", "import-as", "getattr-os", "vars-os", "os.path", "alias-call",
+         "alias-mapping", "alias-passed-on", "os-alias-getattr"],
+)
+def test_environ_reads_follow_other_names(source: str, aliases: frozenset[tuple[str, str]],
+                                          expected: set[str]) -> None:
+    from resumable_nb.fingerprint import environ_reads
+
+    assert environ_reads(compile(source, "<t>", "exec"), aliases) == expected
+
+
+def test_an_environment_reader_held_in_a_value_reads_the_whole_environment() -> None:
+    import functools
+    import os
+
+    for value in ([os.getenv], functools.partial(os.getenv, "X"), {"g": os.environ.get}):
+        fp = Fingerprinter(follow_globals=False)
+        fp.hash(value)
+        assert fp.env_read == {"*"}, value
+    fp = Fingerprinter(follow_globals=False)
+    fp.hash(os.getenv)  # a name the scanned code reads: the names it passes count instead
+    assert fp.env_read == set()
+
+
+def test_foreign_attributes_of_installed_modules() -> None:
+    import statistics
+
+    from resumable_nb.fingerprint import foreign_attributes
+
+    ns = {"statistics": statistics, "np": np, "os": __import__("os")}
+    chains = [("statistics", "mean"), ("np", "random", "seed"), ("np", "mean"), ("os", "stat"),
+              ("os", "path", "join")]
+    assert foreign_attributes(chains, ns) == {}
+    orig = statistics.mean
+    patched = lambda xs: 99  # noqa: E731
+    statistics.mean = patched
+    try:
+        assert foreign_attributes(chains, ns) == {"statistics.mean": patched}
+    finally:
+        statistics.mean = orig

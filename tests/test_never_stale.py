@@ -654,3 +654,180 @@ def test_a_local_class_holding_a_lock_is_still_cached(shell: Shell, local_module
     shell.run("Pool.size = 3")
     shell.run(cell)
     assert shell.count("pool") == 2 and shell.ns["y"] == 30
+
+
+# -- environment readers by object, env read at import, patched installed modules (round 2) ----
+@pytest.mark.parametrize(
+    ("setup", "body", "said"),
+    [
+        ("import os\nge = os.getenv", "r = ge('RNB_E')", "environment variable `RNB_E` changed"),
+        ("from os import getenv as ge", "r = ge('RNB_E')", "environment variable `RNB_E` changed"),
+        ("import os\ng = os.environ.get", "r = g('RNB_E')", "environment variable `RNB_E` changed"),
+        ("from os import environ as E", "r = E['RNB_E']", "environment variable `RNB_E` changed"),
+        ("import os\nclass C:\n    read = staticmethod(os.getenv)", "r = C.read('RNB_E')",
+         "the environment changed"),
+        ("import os, functools\np = functools.partial(os.getenv, 'RNB_E')", "r = p()",
+         "the environment changed"),
+        ("import os\nreaders = {'get': os.getenv}", "r = readers['get']('RNB_E')",
+         "the environment changed"),
+        ("import os as o", "r = getattr(o, 'environ')['RNB_E']", "the environment changed"),
+        ("import os\ndef rd(f=os.getenv):\n    return f('RNB_E')", "r = rd()", "the environment changed"),
+        ("import os\ndef mk():\n    ge = os.getenv\n    return lambda: ge('RNB_E')\nrd = mk()", "r = rd()",
+         "environment variable `RNB_E` changed"),
+    ],
+    ids=["var", "from-import-as", "bound-get", "environ-as", "class-attr", "partial", "dict-held",
+         "getattr-os", "default-arg", "closure"],
+)
+def test_an_environment_reader_under_another_name_is_followed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, setup: str, body: str, said: str) -> None:
+    monkeypatch.setenv("RNB_E", "1")
+    shell.run(setup)
+    cell = f"%%step ee\nmark('ee')\n{body}"
+    shell.run(cell)
+    shell.run(cell)
+    assert shell.count("ee") == 1
+    monkeypatch.setenv("RNB_E", "2")
+    shell.run(cell)
+    assert shell.count("ee") == 2 and shell.ns["r"] == "2", "stale hit: the step did not re-run"
+    assert said in shell.last.reason, shell.last.reason
+
+
+def test_an_environment_reader_by_name_does_not_key_on_the_whole_environment(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNB_E", "1")
+    shell.run("import os\nge = os.getenv\ndef thr():\n    return ge('RNB_E')")
+    cell = "%%step one\nmark('one')\nr = thr()"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_UNRELATED", "x")
+    shell.run(cell)
+    assert shell.count("one") == 1
+
+
+@pytest.mark.parametrize("src", [
+    "import os\nTHR = int(os.environ.get('RNB_T', '1'))\n",
+    "from os import getenv as ge\nTHR = int(ge('RNB_T') or 1)\n",
+    "import helper_t\nTHR = helper_t.THR\n",
+], ids=["environ", "getenv-as", "through-a-local-import"])
+def test_an_environment_variable_read_at_import_of_a_local_module(
+        shell: Shell, local_modules: Path, monkeypatch: pytest.MonkeyPatch, src: str) -> None:
+    (local_modules / "helper_t.py").write_text("import os\nTHR = int(os.environ.get('RNB_T', '1'))\n")
+    (local_modules / "envtop.py").write_text(src)
+    monkeypatch.setenv("RNB_T", "1")
+    cell = "%%step top\nmark('top')\nimport envtop\ny = envtop.THR"
+    shell.run(cell)
+    shell.fresh()
+    _forget_modules("envtop", "helper_t")
+    shell.run(cell)
+    assert shell.count("top") == 1, "a new kernel with the same environment hits"
+    shell.fresh()
+    _forget_modules("envtop", "helper_t")
+    monkeypatch.setenv("RNB_T", "3")
+    shell.run(cell)
+    assert shell.count("top") == 2 and shell.ns["y"] == 3, "stale hit: the step did not re-run"
+    assert "environment variable `RNB_T` changed" in shell.last.reason
+
+
+def test_a_loaded_local_module_counts_by_what_its_import_made(
+        shell: Shell, local_modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loaded before the step: its content (THR as the import computed it) is what counts; the
+    variable changing afterwards changes nothing a plain run would see."""
+    (local_modules / "envld.py").write_text("import os\nTHR = int(os.environ.get('RNB_T', '1'))\n")
+    monkeypatch.setenv("RNB_T", "1")
+    shell.run("import envld")
+    cell = "%%step ld\nmark('ld')\ny = envld.THR"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_T", "5")
+    shell.run(cell)
+    assert shell.count("ld") == 1 and shell.ns["y"] == 1
+    shell.run("import importlib\nimportlib.reload(envld)")
+    shell.run(cell)
+    assert shell.count("ld") == 2 and shell.ns["y"] == 5
+
+
+@pytest.mark.parametrize(
+    ("setup", "body"),
+    [
+        ("%env RNB_S=before", "%env RNB_S=fixed\nimport os\nr = os.environ['RNB_S']"),
+        ("%env RNB_S=before", "import os\nos.environ['RNB_S'] = 'fixed'\nr = os.getenv('RNB_S')"),
+    ],
+    ids=["%env", "os.environ"],
+)
+def test_a_variable_the_step_sets_before_reading_it_is_no_input(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, setup: str, body: str) -> None:
+    monkeypatch.setenv("RNB_S", "before")
+    cell = f"%%step sets\nmark('sets')\n{body}"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_S", "other")
+    shell.run(cell)
+    assert shell.count("sets") == 1 and shell.ns["r"] == "fixed"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import os\nr = os.environ.get('RNB_S')\n%env RNB_S=fixed",
+        "r = read_s()\n%env RNB_S=fixed",
+        "import os\nos.environ['RNB_S'] = os.environ['RNB_S'] + '!'\nr = os.environ['RNB_S']",
+        "import os\ndef f():\n    return os.environ['RNB_S']\nr = f()\nos.environ['RNB_S'] = 'fixed'",
+        "import os\nexec(src)\n%env RNB_S=fixed",
+        "import os\nif flag:\n    os.environ['RNB_S'] = 'fixed'\nr = os.environ['RNB_S']",
+    ],
+    ids=["read-then-set", "function-reads-first", "set-from-itself", "local-function-first",
+         "exec-first", "conditional-set"],
+)
+def test_a_variable_read_before_the_step_sets_it_stays_an_input(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    monkeypatch.setenv("RNB_S", "before")
+    shell.run("import os\nflag = False\nsrc = \"r = os.environ['RNB_S']\"\n"
+              "def read_s():\n    return os.environ['RNB_S']")
+    cell = f"%%step first\nmark('first')\n{body}"
+    shell.run(cell)
+    monkeypatch.setenv("RNB_S", "other")
+    shell.run(cell)
+    assert shell.count("first") == 2, "stale hit: the step did not re-run"
+
+
+def test_a_function_patched_onto_an_installed_module_is_followed(shell: Shell) -> None:
+    shell.run("import statistics\n_orig = statistics.mean\nK = 10\n"
+              "def uses():\n    return statistics.mean([1, 2, 3])")
+    cell = "%%step pt\nmark('pt')\ny = statistics.mean([1, 2, 3])\nz = uses()"
+    try:
+        shell.run(cell)
+        shell.run(cell)
+        assert shell.count("pt") == 1, "an installed module's own function: a hit"
+        shell.run("statistics.mean = lambda xs: K")
+        shell.run(cell)
+        assert shell.count("pt") == 2 and shell.ns["y"] == 10 and shell.ns["z"] == 10
+        assert "statistics.mean" in shell.last.reason
+        shell.run("K = 11")  # a global the patched-in lambda reads
+        shell.run(cell)
+        assert shell.count("pt") == 3 and shell.ns["y"] == 11
+    finally:
+        shell.run("statistics.mean = _orig")
+
+
+def test_a_function_patched_only_for_a_function_the_step_calls(shell: Shell) -> None:
+    shell.run("import statistics\n_orig = statistics.median\n"
+              "def uses():\n    return statistics.median([1, 2, 3])")
+    cell = "%%step pf\nmark('pf')\nz = uses()"
+    try:
+        shell.run(cell)
+        shell.run("statistics.median = lambda xs: 42")
+        shell.run(cell)
+        assert shell.count("pf") == 2 and shell.ns["z"] == 42
+    finally:
+        shell.run("statistics.median = _orig")
+
+
+def test_an_environment_reader_reached_through_globals_reads_the_whole_environment(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNB_E", "1")
+    shell.run("import os\nge = os.getenv")
+    cell = "%%step gg\nmark('gg')\nr = globals()['ge']('RNB_E')"
+    shell.run(cell)
+    shell.run(cell)  # a dynamic step: its own outputs are inputs, it misses once more
+    shell.run(cell)
+    assert shell.count("gg") == 2
+    monkeypatch.setenv("RNB_E", "2")
+    shell.run(cell)
+    assert shell.count("gg") == 3 and shell.ns["r"] == "2", "stale hit: the step did not re-run"
