@@ -226,16 +226,29 @@ def _pd_behaviour(registered: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...
     if _pd_known[0] is not registered or _pd_known[1] != len(registered):
         _pd_known[:] = [registered, len(registered), tuple(
             (opt, tuple(opt.split(".")), getattr(spec, "defval", None))
-            for opt, spec in registered.items() if opt.startswith(_PD_GROUPS) and opt not in _PD_DISPLAY)]
+            for opt, spec in sorted(registered.items())
+            if opt.startswith(_PD_GROUPS) and opt not in _PD_DISPLAY)]
     return _pd_known[2]  # type: ignore[no-any-return]
 
 
 def _pd_read() -> tuple[tuple[str, str], ...] | None:
-    """The behaviour options that differ from pandas' defaults (repr: comparable, picklable)."""
-    options = _pd_options()
-    if options is None:
+    """The behaviour options that differ from pandas' defaults (repr: comparable, picklable),
+    sorted; read on every step, so walked here rather than through :func:`_pd_options`."""
+    if "pandas" not in sys.modules:
         return None
-    return tuple(sorted((k, repr(v)) for k, (v, d) in options.items() if _differs(v, d)))
+    config = sys.modules.get("pandas._config.config")
+    registered = getattr(config, "_registered_options", None)
+    root = getattr(config, "_global_config", None)
+    if not isinstance(registered, dict) or not isinstance(root, dict):
+        return None
+    out = []
+    for opt, path, default in _pd_behaviour(registered):
+        node: Any = root
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not default and _differs(node, default):
+            out.append((opt, repr(node)))
+    return tuple(out)
 
 
 def _differs(a: Any, b: Any) -> bool:
