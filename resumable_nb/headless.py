@@ -240,6 +240,7 @@ class HeadlessRun:
         self.output: Path | None = None
         self.progress = Progress(self.err)
         self.restored: dict[str, StepView] = {}  # step name -> the completed record it came from
+        self._replayed = False  # a plain cell above the resume point has run: check restored steps
         self.outcome = _Outcome()
         self.run_id: str | None = None
         self.resumed_from: str | None = None
@@ -496,6 +497,8 @@ class HeadlessRun:
             self._note(cell, "[resumable-nb] not executed: `resumable-nb run` resumes by itself")
             return
         if above and cell.step and cell.step in self.restored:
+            self._still_restored(client, cell.step)  # may take it out of self.restored
+        if above and cell.step and cell.step in self.restored:
             step = self.restored[cell.step]
             self._note(cell, f"[resumable_nb] step '{cell.step}' restored from run {step.run} "
                              "by `resumable-nb run`: not executed")
@@ -519,10 +522,26 @@ class HeadlessRun:
         if above and not cell.step and self.restored:
             # A plain cell above the resume point must not undo a restored step (results = []).
             self._hidden(client, kernel_code("kernel_rebind"))
+            self._replayed = True
         if cell.step:
             self._step_end(cell)
         else:
             self.progress.done_if_shown(label, "ran", time.monotonic() - began)
+
+    def _still_restored(self, client: NotebookClient, name: str) -> str:
+        """Before skipping restored step ``name``: the kernel leaves the generators where it
+        left them and, once a plain cell has re-run, checks that its inputs are what it ran
+        with. If not, it and the steps restored after it run; why, or ""."""
+        out, _ = self._hidden(client, kernel_code("kernel_restored", name,
+                                                  "1" if self._replayed else None))
+        why = str(read_report(out).get("stale", ""))
+        if why:
+            names = list(self.restored)
+            for later in names[names.index(name):]:
+                del self.restored[later]
+            self.progress.say(f"resumable-nb: step '{name}' is not restored ({why}): it and the "
+                              "steps after it run")
+        return why
 
     def _gate(self, client: NotebookClient, cell: CodeCell, gate: Gate) -> None:
         """Pass an approved gate (its decision carried into this run's journal), stop at an

@@ -17,7 +17,8 @@ from typing import Any
 from . import load_ipython_extension, magics_of
 from .errors import StepUsageError
 
-__all__ = ["kernel_code", "kernel_finish", "kernel_gate", "kernel_rebind", "kernel_setup", "read_report"]
+__all__ = ["kernel_code", "kernel_finish", "kernel_gate", "kernel_rebind", "kernel_restored",
+           "kernel_setup", "read_report"]
 
 _REPORT = "@@resumable-nb-report@@ "  # prefix of the line kernel_setup prints for the CLI
 _RESTORED_ATTR = "_resumable_nb_headless_restored"
@@ -26,7 +27,7 @@ _RESTORED_ATTR = "_resumable_nb_headless_restored"
 def kernel_code(function: str, *args: str | None) -> str:
     """The code of a hidden cell that calls ``function(get_ipython(), *args)`` in the kernel
     (``args`` are written as literals)."""
-    if function not in ("kernel_setup", "kernel_rebind", "kernel_finish", "kernel_gate"):
+    if function not in ("kernel_setup", "kernel_rebind", "kernel_restored", "kernel_finish", "kernel_gate"):
         raise ValueError(f"not a kernel-side function: {function!r}")
     call = ", ".join(["get_ipython()", *(repr(a) for a in args)])
     return f"__import__({__name__!r}, fromlist=[{function!r}]).{function}({call})"
@@ -76,6 +77,18 @@ def kernel_rebind(ip: Any) -> None:
         return
     ns = ip.user_ns
     ns.update({k: v for k, v in restored.values.items() if ns.get(k) is not v})
+
+
+def kernel_restored(ip: Any, name: str, check: str | None) -> None:
+    """(Runs in the kernel.) The CLI skips restored step ``name``'s cell: leave the generators
+    where it left them; ``check`` (a plain cell re-ran since the resume): first see that its
+    inputs are what it ran with. Reports ``{"stale": why}`` ("" when it stays restored)."""
+    restored = getattr(ip, _RESTORED_ATTR, None)
+    magics = magics_of(ip)
+    why = ""
+    if restored is not None and magics is not None:
+        why = magics.session.restored_step(restored, name, bool(check))
+    print(_REPORT + json.dumps({"stale": why}), flush=True)
 
 
 def kernel_gate(ip: Any, event: str) -> None:

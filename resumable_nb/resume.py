@@ -127,6 +127,7 @@ class Restored:
     nbytes: int = 0  # the size on disk of the cache entries read
     saved: float = 0.0
     cells: int = 0  # plain cells re-run (a rebuild, not --steps-only)
+    placed: set[str] = field(default_factory=set)  # generators put where a restored step left them
 
 
 def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping[str, Any],

@@ -480,44 +480,51 @@ class StepRunner:
         reimported = [n for n in analysis.bound if isinstance(ns.get(n), types.ModuleType)]
         sharers = self._sharers([*inputs, *reimported], before)
         rng_before = rng.states()
+        # Generators the step seeds before it could draw: where they stood is not its input.
+        seeded = rng.seeded(ast.parse(self.shell.transform_cell(body)), ns)
         mpl_before = mplstate.snapshot()
         proc_before = procstate.snapshot()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
         value: Any = _NOTHING
-        while True:
-            attempt += 1
-            self._record_start(result)
-            start = time.perf_counter()
-            with capture.capture(self.shell) as events:
-                try:
-                    with self.files.watch():  # which files it opens, and how (files.py)
-                        value = self._execute(body, header)
-                    capture.flush_figures()
-                except BaseException as exc:
-                    result.status = "failed"
-                    result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                    result.duration = time.perf_counter() - start
-                    # KeyboardInterrupt, SystemExit: never retried (only Exception is).
-                    retryable = (snapshot is not None and isinstance(exc, Exception)
-                                 and attempt <= opts.retries)
-                    why_not = (snapshot.reset(ns, Fingerprinter(ns, follow_globals=False))
-                               if retryable and snapshot is not None else "")
-                    if not retryable or why_not:
-                        if why_not:
-                            result.notices.append(f"step '{name}' attempt {attempt} failed and is "
-                                                  f"not retried: {why_not}")
-                        self._finish(result)
-                        raise
-                    self._finish(dataclasses.replace(result, notices=[
-                        *result.notices, f"step '{name}' attempt {attempt} of {opts.retries + 1} "
-                        f"failed ({result.error}); retrying"
-                        + (f" in {opts.retry_delay:g} s" if opts.retry_delay else "")]))
-                    result.status, result.error, result.notices = "ran", "", []
-                    time.sleep(opts.retry_delay)
-                    continue
-            break
+        watch = rng.Watch(rng.digests(rng_before), ns)  # seeded before any other use?
+        try:
+            while True:
+                attempt += 1
+                self._record_start(result)
+                start = time.perf_counter()
+                with capture.capture(self.shell) as events:
+                    try:
+                        with self.files.watch():  # which files it opens, and how (files.py)
+                            value = self._execute(body, header)
+                        capture.flush_figures()
+                    except BaseException as exc:
+                        result.status = "failed"
+                        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                        result.duration = time.perf_counter() - start
+                        # KeyboardInterrupt, SystemExit: never retried (only Exception is).
+                        retryable = (snapshot is not None and isinstance(exc, Exception)
+                                     and attempt <= opts.retries)
+                        why_not = (snapshot.reset(ns, Fingerprinter(ns, follow_globals=False))
+                                   if retryable and snapshot is not None else "")
+                        if not retryable or why_not:
+                            if why_not:
+                                result.notices.append(f"step '{name}' attempt {attempt} failed and is "
+                                                      f"not retried: {why_not}")
+                            self._finish(result)
+                            raise
+                        self._finish(dataclasses.replace(result, notices=[
+                            *result.notices, f"step '{name}' attempt {attempt} of {opts.retries + 1} "
+                            f"failed ({result.error}); retrying"
+                            + (f" in {opts.retry_delay:g} s" if opts.retry_delay else "")]))
+                        result.status, result.error, result.notices = "ran", "", []
+                        time.sleep(opts.retry_delay)
+                        continue
+                break
+        finally:
+            watch.close(ns)
+        seeded |= watch.seeded
         result.duration = time.perf_counter() - start
         named, self._named_files = self._named_files, None
         self.files.forget_recorded()
@@ -563,10 +570,11 @@ class StepRunner:
         if made:  # first of all: the folder and sys.path its outputs' classes may come from
             payload = {"proc": procstate.Changes(made), **payload}
         rng_after = rng.states()
-        drew = rng.moved(rng_before, rng_after)
+        drew = rng.moved(rng_before, rng_after, seeded)
         if drew:  # a hit must find them where they were, and leave them as the step did
             drew_from = rng.digests(rng_before)
-            payload["rng"] = {"before": {n: drew_from[n] for n in drew},
+            payload["rng"] = {"before": {n: drew_from[n] for n in drew
+                                         if n in drew_from and n not in seeded},
                               "after": {n: rng_after[n] for n in drew}}
         if products:
             payload["files"] = files.products_to_payload(products)
@@ -659,7 +667,7 @@ class StepRunner:
         try:
             entry = store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
                               duration=result.duration,
-                              extra={"reason": result.reason})
+                              extra={"reason": result.reason, "rng": rng.summary(payload.get("rng"))})
             result.stored = True
             result.output_sizes = dict(entry.output_sizes)
         except StoreError as exc:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import location
+from . import location, rng
 from ._text import human_size, printable
 from .config import ENV, env_flag
 from .errors import CorruptEntry, RestoreError, StepUsageError, StoreError
@@ -33,7 +33,7 @@ from .resume import (
     recorded_cell,
     restore_state,
 )
-from .runner import StepRunner
+from .runner import _ABSENT, StepRunner
 from .store import Store
 from .view import render_steps, step_rows
 from .why import compare, latest_entry
@@ -237,13 +237,22 @@ class Session:
 
     def _rebuild(self, items: list[StepView | PlainCell], store: Store) -> Restored:
         """Re-run the plain cells and restore the steps, in the order they ran, into the
-        namespace. Stops consistently before a step whose entry cannot be used, or a plain
-        cell that fails now though it did not then; their output is not shown again."""
+        namespace, with the global random generators left where each restored step left them
+        (a plain cell re-run then draws what it drew). Stops consistently before a step whose
+        entry cannot be used, a plain cell that fails now though it did not then, or — once a
+        plain cell has been re-run — a step whose inputs are not what it ran with (its key,
+        computed again from its recorded source, differs), or that drew from a generator
+        that a restored step placed and that is now elsewhere; their output is not shown again."""
         from IPython.utils.capture import capture_output
 
         ns = self.shell.user_ns
         restored = Restored()
-        for item, load in plan_rebuild(items):
+        plan = plan_rebuild(items)
+        # Every manifest in a few index queries: it says which steps moved a generator.
+        manifests = store.get_many(item.key or "" for item, _ in plan if isinstance(item, StepView))
+        replayed = False  # a plain cell has been re-run: later steps are checked
+        placed: set[str] = set()  # generators set from a restored step's record
+        for item, load in plan:
             if isinstance(item, PlainCell):
                 try:
                     with capture_output():
@@ -256,12 +265,23 @@ class Session:
                                         f"({type(exc).__name__}: {exc})")
                         break
                 restored.cells += 1
+                replayed = True
                 continue
-            if load:
+            try:
+                entry = manifests.get(item.key or "") or store.get(item.key or "")
+                if entry is None:
+                    raise CorruptEntry("its cache entry is gone (cleared?)")
+            except (StoreError, RestoreError) as exc:
+                restored.stopped_at, restored.why = item, str(exc)
+                break
+            drew = entry.extra.get("rng")  # None: an entry older than this record
+            if replayed:
+                why = self._changed_since(item, drew, placed)
+                if why:
+                    restored.stopped_at, restored.why = item, why
+                    break
+            if load or drew is None or drew["moved"]:
                 try:
-                    entry = store.get(item.key or "")
-                    if entry is None:
-                        raise CorruptEntry("its cache entry is gone (cleared?)")
                     payload = store.load(entry, ns, lazy=self.runner.lazy)
                 except (StoreError, RestoreError) as exc:
                     restored.stopped_at, restored.why = item, str(exc)
@@ -269,11 +289,78 @@ class Session:
                 ns.update(payload["outputs"])
                 restored.values.update(payload["outputs"])
                 restored.nbytes += entry.size  # what was read: the entry's file
+                if payload.get("rng") is not None:
+                    rng.restore(payload["rng"]["after"])
+                    placed |= set(payload["rng"]["after"])
             for name in item.deleted:
                 ns.pop(name, None)
             restored.steps.append(item)
             restored.saved += item.duration + item.saved
         return restored
+
+    def restored_step(self, restored: Restored, name: str, check: bool) -> str:
+        """``resumable-nb run`` skips the cell of step ``name``, restored up front: put the
+        generators where it left them, as the rebuild of ``%resume`` does. With ``check`` (a
+        plain cell has been re-run since), first see that it fits the namespace as
+        :meth:`_rebuild` does; if not, drop it and the steps restored after it (their cells run)
+        and return why."""
+        step = next((s for s in reversed(restored.steps) if s.name == name), None)
+        store = self.store()
+        if step is None or store is None:
+            return ""
+        try:
+            entry = store.get(step.key or "")
+            if entry is None:
+                raise CorruptEntry("its cache entry is gone (cleared?)")
+            drew = entry.extra.get("rng")
+            # The restored values are all bound already (the last writers'): only what no
+            # restored step writes, i.e. what the plain cells make, can be checked here.
+            why = (self._changed_since(step, drew, restored.placed, unknown=set(restored.values))
+                   if check else "")
+            if not why and (drew is None or drew["moved"]):
+                payload = store.load(entry, self.shell.user_ns, lazy=self.runner.lazy)
+                if payload.get("rng") is not None:
+                    rng.restore(payload["rng"]["after"])
+                    restored.placed |= set(payload["rng"]["after"])
+        except (StoreError, RestoreError) as exc:
+            why = str(exc)
+        if why:
+            at = restored.steps.index(step)
+            for later in restored.steps[at:]:
+                for output in later.outputs:
+                    restored.values.pop(output, None)
+            del restored.steps[at:]
+        return why
+
+    def _changed_since(self, step: StepView, drew: dict[str, Any] | None, placed: set[str],
+                       unknown: set[str] | frozenset[str] = frozenset()) -> str:
+        """Why ``step``'s entry does not fit the namespace rebuilt so far ("" if it does): its
+        key now, from its recorded source, against the recorded one (what a hit checks); and a
+        generator it drew from, placed by an earlier restored step, now elsewhere. ``unknown``:
+        names whose value here is not the one the step saw (not held against it)."""
+        cell = recorded_cell(step)
+        spec = cell.spec
+        now = self.runner.current(step.name, cell.body, spec.ignore if spec is not None else (),
+                                  line=spec)
+        if now.key is None:
+            return f"it cannot be cached now ({now.notices[0] if now.notices else 'an input'})"
+        if now.key != step.key:
+            # A name the rebuild does not make at all (bound by a cell run before `%resume` in
+            # the kernel that ran the step: not in the chain of runs) is not a changed value:
+            # as before any plain cell, the step is restored. Anything else that differs, or a
+            # difference the journal cannot show, stops the rebuild.
+            diff = compare(step, cell.body, now.inputs)
+            if (diff.code_diff or diff.new or diff.gone or not diff.changed
+                    or any(new != _ABSENT and name not in unknown for name, _, new in diff.changed)):
+                return diff.summary()
+        before = (drew or {}).get("before", {})
+        if before:
+            digests = rng.digests(rng.states())
+            moved = sorted(n for n, d in before.items() if n in placed and digests.get(n) != d)
+            if moved:
+                return (f"the global random generator ({', '.join(moved)}) is in another state "
+                        "than when it ran")
+        return ""
 
     def record_cell(self, result: Any) -> None:
         """``post_run_cell``: journal a plain cell (not a step, not a resumable_nb command), so

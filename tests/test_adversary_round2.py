@@ -424,9 +424,6 @@ def test_rng_hit_leaves_generator_advanced(shell: Shell) -> None:
     assert shell.count("rh") == 1 and shell.ns["z"] == plain
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'needless re-run: a step that seeds before drawing misses when the generator '
-    'moved before it'))
 def test_seeding_step_needless_rerun(shell: Shell) -> None:
     shell.run("import random")
     cell = "%%step sd\nmark('sd')\nrandom.seed(3)\ny = random.random()"
@@ -728,9 +725,6 @@ def test_env_in_notebook_fn(shell: Shell, monkeypatch: pytest.MonkeyPatch, setup
 # ---- %resume in a new kernel (real ipykernel, SIGKILL) ----------------------------------
 
 @pytest.mark.kernel
-@pytest.mark.xfail(strict=True, reason="parity/stale: %resume does not put the global RNG where "
-                   "a restored step left it, so a plain cell re-run after it draws other numbers, "
-                   "and the next step is restored from the old ones (c != a.sum() + b)")
 def test_resume_plain_cell_drawing_between_steps(start: StartKernel) -> None:
     k = start()
     k.ok("import numpy as np\nnp.random.seed(0)")
@@ -748,8 +742,6 @@ def test_resume_plain_cell_drawing_between_steps(start: StartKernel) -> None:
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(strict=True, reason="parity: after %resume the global RNG is not where the "
-                   "last restored step left it; the next draw differs from a plain run's")
 def test_resume_leaves_rng_where_the_steps_left_it(start: StartKernel) -> None:
     k = start()
     k.ok("import numpy as np")
@@ -779,10 +771,6 @@ def test_resume_replays_del_and_plain_cells(start: StartKernel) -> None:
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(strict=True, reason=(
-    "needless re-run (high impact): a step that seeds a global generator itself "
-    "(np.random.seed(0) / random.seed(0), then draws) never hits in a new kernel: the "
-    "'before' state it requires is the previous kernel's entropy"))
 @pytest.mark.parametrize("body", ["import numpy as np\nnp.random.seed(0)\nx = np.random.rand(3)",
                                   "import random\nrandom.seed(0)\nx = random.random()"],
                          ids=["numpy", "random"])
