@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import aliases, capture, files, mplstate, retry, rng, serialize, setup_magics, why
+from . import aliases, capture, files, mplstate, procstate, retry, rng, serialize, setup_magics, why
 from ._await import run_code
 from ._introspect import frame_kind, frame_names, string_frame_names
 from .analysis import CellAnalysis, analyse, normalised_code
@@ -64,8 +64,13 @@ from .store import Store, output_sizes
 
 __all__ = ["KEY_VERSION", "StepResult", "StepRunner", "step_key"]
 
-KEY_VERSION = 1
-"""Increment on any change to how keys are computed: every stored entry then misses."""
+KEY_VERSION = 2
+"""Increment on any change to how keys are computed: every stored entry then misses.
+
+2: process settings (decimal context, np.seterr, 'error' warnings filters, pandas options,
+sys.argv) enter the key when not fresh (procstate.py). An entry of version 1 may have been
+made under any of them: without the bump, a step run with prec=5 then would hit now with the
+default precision. Values' fingerprints (FINGERPRINT_VERSION) are unchanged."""
 
 _IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_ih|_oh|_dh|In|Out|__.*__)$")
 _ABSENT = "absent"
@@ -299,6 +304,9 @@ class StepRunner:
         self._function_paths = fper.paths
         for var in sorted(self._environ_reads(analysis, compiled, fper.env_read)):
             fps[f"env:{var}"] = environ_value(var)
+        # Process settings that change results (decimal context, np.seterr, 'error' warnings
+        # filters, pandas options, sys.argv), when not as a new process has them: procstate.py
+        fps.update(procstate.key_entries())
         if dynamic is not None and (name, dynamic) not in self._told_dynamic:
             self._told_dynamic.add((name, dynamic))  # said once per step and cause per kernel
             result.notices.append(f"step '{name}': {dynamic} hides what it reads and writes; "
@@ -475,6 +483,7 @@ class StepRunner:
         # Generators the step seeds before it could draw: where they stood is not its input.
         seeded = rng.seeded(ast.parse(self.shell.transform_cell(body)), ns)
         mpl_before = mplstate.snapshot()
+        proc_before = procstate.snapshot()
         # Taken before the first attempt only when retries are asked for: its cost is theirs.
         snapshot = retry.Snapshot(ns, inputs, _ABSENT) if opts.retries else None
         attempt = 0
@@ -557,6 +566,9 @@ class StepRunner:
         styled = mplstate.changed(mpl_before)
         if styled:  # first: unpickled before the figures, on a hit and by %resume (mplstate.py)
             payload = {"mpl": mplstate.Changes(styled), **payload}
+        made = procstate.changed(proc_before)
+        if made:  # first of all: the folder and sys.path its outputs' classes may come from
+            payload = {"proc": procstate.Changes(made), **payload}
         rng_after = rng.states()
         drew = rng.moved(rng_before, rng_after, seeded)
         if drew:  # a hit must find them where they were, and leave them as the step did

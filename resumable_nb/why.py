@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from . import procstate
 from .files import describe
 from .journal import RunView, StepView
 
@@ -47,11 +48,17 @@ class Comparison:
         variables = [n for n, _, _ in self.changed if ":" not in n and n not in framed]
         if variables:
             parts.append(_listed("input", variables) + " changed")
+        # A process setting enters the key only when not as a new process has it: coming or
+        # going, it changed (procstate.py).
+        settings = {n for n in (*self.new, *self.gone) if n.startswith("proc:")}
         parts += [f"{_label(n)} changed" for n, _, _ in self.changed if ":" in n]
-        if self.new:
-            parts.append(_listed("new input", map(_label, self.new)))
-        if self.gone:
-            parts.append(_listed("input", map(_label, self.gone)) + " no longer read")
+        parts += [f"{_label(n)} changed" for n in sorted(settings)]
+        new = [n for n in self.new if n not in settings]
+        gone = [n for n in self.gone if n not in settings]
+        if new:
+            parts.append(_listed("new input", map(_label, new)))
+        if gone:
+            parts.append(_listed("input", map(_label, gone)) + " no longer read")
         if not parts:
             return ("same code and inputs as its latest entry: an imported module, a read file "
                     "or resumable_nb's key format changed, or the entry was removed")
@@ -86,6 +93,8 @@ def _label(entry: str) -> str:
     if kind == "frame":
         where, _, name = what.rpartition(":")
         return f"`{name}` read by {where}"
+    if kind == "proc":
+        return procstate.label(what)
     if kind in {"file", "reads", "cwd", "writes"}:
         return describe(entry)
     return entry

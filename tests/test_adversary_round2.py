@@ -77,8 +77,6 @@ def _write(path: Path, text: str) -> None:
 
 # ---- process state that changes results -------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    'stale: decimal.getcontext() (prec, rounding) is not part of the key'))
 def test_decimal_context_precision(shell: Shell) -> None:
     shell.run("import decimal")
     cell = "%%step dec\nmark('dec')\nr = str(decimal.Decimal(1) / decimal.Decimal(3))"
@@ -88,9 +86,6 @@ def test_decimal_context_precision(shell: Shell) -> None:
     assert shell.ns["r"] == "0.33333"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'stale: np.seterr state is not part of the key; a hit returns inf where a plain '
-    'run raises'))
 def test_numpy_seterr(shell: Shell) -> None:
     shell.run("import numpy as np")
     cell = ("%%step err\nmark('err')\ntry:\n    r = float(np.float64(1.0) / np.float64(0.0))\n"
@@ -101,9 +96,6 @@ def test_numpy_seterr(shell: Shell) -> None:
     assert shell.ns["r"] == "raised"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'stale: pandas options that change results (future.infer_string) are not part of '
-    'the key'))
 def test_pandas_future_infer_string(shell: Shell) -> None:
     shell.run("import pandas as pd")
     cell = "%%step inf\nmark('inf')\nd = str(pd.Series(['a', 'b']).dtype)"
@@ -473,9 +465,6 @@ def test_underscore_after_hit(shell: Shell) -> None:
 
 # ---- more process state, env reads, functions (round 2b) --------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    'stale: the warnings filters are not part of the key; a hit skips the exception a'
-    ' plain run raises'))
 def test_warnings_filter(shell: Shell) -> None:
     shell.run("import warnings")
     cell = ("%%step wf\nmark('wf')\ntry:\n    warnings.warn('x', UserWarning)\n    r = 'ok'\n"
@@ -579,8 +568,6 @@ def test_bound_method_instance_state(shell: Shell) -> None:
     assert shell.ns["y"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'stale: sys.argv read by the step is not an input (sys is keyed by version)'))
 def test_sys_argv(shell: Shell) -> None:
     shell.run("import sys\nsys.argv = ['x', '1']")
     cell = "%%step av\nmark('av')\nv = sys.argv[1]"
@@ -814,8 +801,6 @@ def test_installed_module_function_monkeypatched(shell: Shell) -> None:
 
 # ---- process state a step sets, after a hit in a new kernel ------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    'parity: process state a step sets (os.chdir) is not set again on a hit'))
 def test_chdir_in_step_hit_parity(shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "x.txt").write_text("X")
@@ -830,8 +815,6 @@ def test_chdir_in_step_hit_parity(shell: Shell, tmp_path: Path, monkeypatch: pyt
     assert os.getcwd() == str(tmp_path / "sub")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'parity: process state a step sets (sys.path.append) is not set again on a hit'))
 def test_sys_path_in_step_hit_parity(shell: Shell, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -848,8 +831,6 @@ def test_sys_path_in_step_hit_parity(shell: Shell, tmp_path: Path) -> None:
             sys.path.remove(str(src))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'parity: process state a step sets (decimal.getcontext().prec) is not set again on a hit'))
 def test_decimal_prec_set_in_step_hit_parity(shell: Shell) -> None:
     cell = "%%step dp\nmark('dp')\nimport decimal\ndecimal.getcontext().prec = 5\nn = 1"
     shell.run(cell)

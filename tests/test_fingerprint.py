@@ -273,19 +273,19 @@ def test_golden_fingerprints(value: Any, expected: str) -> None:
 # A change here is a decision: bump FINGERPRINT_VERSION / KEY_VERSION, and paste the new values.
 GOLDEN_KEYS = [
     pytest.param(("x = 1", {}, [], []),
-                 "step-78c21f99e79527acdbf7dbb15410c2d8e59263a1598449a4032b07b4c4e28691", id="no-inputs"),
+                 "step-ec3e279854b81ffd20eeed8644c3d9f569a874b5147bf29f990744725c64476b", id="no-inputs"),
     pytest.param(("y = x + 1", {"x": "a1e91c5d6860d32b80e47451797bd70d"}, ["numpy==2.4.6"], []),
-                 "step-c9f304e10a876c9804ce4e44fe82e51efb53faf493ddb8ee74f90766b979f648", id="one-input"),
+                 "step-db029b8b08824c4b853e046f5ea2d9db16c2e52d59f5feb6053341c538ea814f", id="one-input"),
     pytest.param(("z = f(a, b)", {"b": "471d2b85742b9643143cd27e33b1eefd", "a": "absent",
                                   "f": "4f8efa5a87d044c602b6f74afa7ad0c6"},
                   ["pandas==3.1.1", "json==py3.11.7"], ["tmp", "log"]),
-                 "step-afaef91b49cdd72b6c34a791d8134a11999f29063f595ac4ff4119ca49282b59", id="full"),
+                 "step-b8ee665015a964f2e97d8e7c0abf72d1fdfd2a29d876cb9ca6e0e80d8f430eab", id="full"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), GOLDEN_KEYS)
 def test_golden_step_keys(args: tuple[str, dict[str, str], list[str], list[str]], expected: str) -> None:
-    assert (KEY_VERSION, FINGERPRINT_VERSION) == (1, 8), "new version: paste the new golden keys"
+    assert (KEY_VERSION, FINGERPRINT_VERSION) == (2, 8), "new version: paste the new golden keys"
     assert step_key(*args) == expected
 
 
