@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-__all__ = ["BUDGET", "InName", "InPayload", "candidates", "views"]
+__all__ = ["BUDGET", "InName", "InPayload", "candidates", "root_of", "views"]
 
 BUDGET = 20_000  # objects visited from the inputs, at most
 
@@ -59,7 +59,7 @@ def candidates(namespace: Mapping[str, Any], inputs: Iterable[str], names: Itera
             continue
         seen.add(id(obj))
         if isinstance(obj, ndarray):
-            roots.add(id(_root(obj)))
+            roots.add(id(root_of(obj)))
             if obj.dtype.hasobject:
                 stack.extend(obj.ravel()[:budget].tolist())
         elif isinstance(obj, (list, tuple, set)):
@@ -78,14 +78,14 @@ def candidates(namespace: Mapping[str, Any], inputs: Iterable[str], names: Itera
         value = namespace.get(name)
         if isinstance(value, _IMMUTABLE) or isinstance(value, tuple):
             continue
-        if id(value) in seen or (roots and isinstance(value, ndarray) and id(_root(value)) in roots):
+        if id(value) in seen or (roots and isinstance(value, ndarray) and id(root_of(value)) in roots):
             found.add(name)
         elif not isinstance(value, _REFERENCES) and any(getattr(m, name, None) is value for m in modules):
             found.add(name)
     return found
 
 
-def _root(array: Any) -> Any:
+def root_of(array: Any) -> Any:
     """The object that owns an array's memory: another array, or a buffer (mmap, bytes...)."""
     while getattr(array, "base", None) is not None:
         array = array.base
@@ -111,6 +111,10 @@ class InName:
     base_shape: tuple[int, ...]
     base_dtype: str
     fortran: bool
+    sharers: tuple[str, ...] = ()
+    """The other names that held arrays on the same memory when the step ran: the view is
+    rebuilt only if they still share ``name``'s memory (else which of them it viewed is
+    unknown, and a view of the wrong one would make writes land in the wrong array)."""
 
 
 def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[int, InPayload | InName]:
@@ -134,13 +138,13 @@ def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[int,
     arrays = [v for v in outputs.values() if type(v) is np.ndarray]
     groups: dict[int, list[Any]] = {}
     for a in arrays:
-        root = _root(a)
+        root = root_of(a)
         if type(root) is np.ndarray and not root.dtype.hasobject and _contiguous(root):
             groups.setdefault(id(root), []).append(a)
     found: dict[int, InPayload | InName] = {}
     output_ids = {id(v) for v in outputs.values()}
     for members in groups.values():
-        root = _root(members[0])
+        root = root_of(members[0])
         shared = id(root) in output_ids or len(members) > 1
         small = root.nbytes <= 2 * sum(m.nbytes for m in members if m is not root)
         for view in members:
@@ -156,14 +160,25 @@ def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[int,
 
 def _named_base(view: Any, root: Any, namespace: Mapping[str, Any], outputs: set[int]) -> InName | None:
     start, end = _extent(view)
+    found: InName | None = None
+    sharers: list[str] = []
     for name, value in namespace.items():
-        if (type(value) is type(view) and id(value) not in outputs and _root(value) is root
-                and not name.startswith("_") and _contiguous(value) and value.size):
+        if (type(value) is not type(view) or id(value) in outputs or name.startswith("_")
+                or root_of(value) is not root):
+            continue
+        sharers.append(name)
+        if found is None and _contiguous(value) and value.size:
             base = _address(value)
             if base <= start and end <= base + value.nbytes:
-                return InName(name, start - base, tuple(value.shape), value.dtype.str,
-                              bool(value.flags.f_contiguous and not value.flags.c_contiguous))
-    return None
+                # The offset of the view's first element (not of its lowest byte: they
+                # differ for a negative stride), as _view_at reads it.
+                found = InName(name, _address(view) - base, tuple(value.shape),
+                               value.dtype.str,
+                               bool(value.flags.f_contiguous and not value.flags.c_contiguous))
+    if found is None:
+        return None
+    return InName(found.name, found.offset, found.base_shape, found.base_dtype, found.fortran,
+                  tuple(n for n in sharers if n != found.name))
 
 
 def _address(a: Any) -> int:

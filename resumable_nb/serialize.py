@@ -87,9 +87,11 @@ class _Pickler(pickle.Pickler):
         if self.views and id(obj) in self.views:
             spec = self.views[id(obj)]
             if isinstance(spec, aliases.InPayload):
-                return _view_in, (spec.root, spec.offset, obj.shape, obj.strides, obj.dtype)
+                return _view_in, (spec.root, spec.offset, obj.shape, obj.strides, obj.dtype,
+                                  bool(obj.flags.writeable))
             return _view_named, (spec.name, spec.offset, obj.shape, obj.strides, obj.dtype,
-                                 spec.base_shape, spec.base_dtype, spec.fortran, obj.copy(order="K"))
+                                 spec.base_shape, spec.base_dtype, spec.fortran, obj.copy(order="K"),
+                                 spec.sharers, bool(obj.flags.writeable))
         if self.module_attrs and id(obj) in self.module_attrs:
             return self._by_module_attr(obj, *self.module_attrs[id(obj)])
         if t is types.FunctionType:
@@ -390,26 +392,37 @@ def _npz(arrays: dict[str, Any], allow_pickle: bool, name: str) -> Any:
 
 
 def _view_in(root: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
-             dtype: Any) -> Any:
+             dtype: Any, writeable: bool = True) -> Any:
     """A view of ``root`` (restored from the same payload), as the stored output was."""
     view = _view_at(root, offset, shape, strides, dtype)
     if view is None:  # cannot happen for what aliases.views chose; never a wrong view
         raise RestoreError("a stored view does not fit in its base array")
+    if not writeable:
+        view.flags.writeable = False
     return view
 
 
 def _view_named(classes: Mapping[str, Any], name: str, offset: int, shape: tuple[int, ...],
                 strides: tuple[int, ...], dtype: Any, base_shape: tuple[int, ...], base_dtype: str,
-                fortran: bool, copy: Any) -> Any:
+                fortran: bool, copy: Any, sharers: tuple[str, ...] = (),
+                writeable: bool = True) -> Any:
     """A view of the array under ``name`` in the namespace being restored, when it is laid
-    out as the step's base was and the view shows exactly the stored bytes; else the copy."""
+    out as the step's base was, the other names that shared its memory then still share it,
+    and the view shows exactly the stored bytes; else the copy."""
     import numpy as np
 
+    if not writeable:
+        copy.flags.writeable = False
     base = classes.get(name)
     if (type(base) is not np.ndarray or tuple(base.shape) != tuple(base_shape)
             or base.dtype.str != base_dtype
             or not (base.flags.f_contiguous if fortran else base.flags.c_contiguous)):
         return copy
+    root = aliases.root_of(base)
+    for other in sharers:  # a and b = a[:] then, two arrays now: which one was viewed?
+        value = classes.get(other)
+        if type(value) is np.ndarray and aliases.root_of(value) is not root:
+            return copy
     view = _view_at(base, offset, shape, strides, dtype)
     if view is None or view.shape != copy.shape:
         return copy
@@ -417,7 +430,11 @@ def _view_named(classes: Mapping[str, Any], name: str, offset: int, shape: tuple
         same = bool(np.array_equal(view, copy, equal_nan=view.dtype.kind in "fc"))
     except TypeError:
         same = view.tobytes() == copy.tobytes()
-    return view if same else copy
+    if not same:
+        return copy
+    if not writeable:
+        view.flags.writeable = False
+    return view
 
 
 def _view_at(base: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
