@@ -92,6 +92,12 @@ class _Pickler(pickle.Pickler):
             return _view_named, (spec.name, spec.offset, obj.shape, obj.strides, obj.dtype,
                                  spec.base_shape, spec.base_dtype, spec.fortran, obj.copy(order="K"),
                                  spec.sharers, bool(obj.flags.writeable))
+        if t.__name__ == "memmap" and t.__module__.startswith("numpy") and _maps_a_file(obj):
+            # Its file, mapped again: a copy would cut writes off from the file a plain run
+            # writes ('r+'), or make a read-only map writeable ('r'). 'c' keeps its changes
+            # in memory only: stored by value below.
+            return _memmap, (obj.filename, obj.dtype, obj.mode, obj.offset, obj.shape,
+                             "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C")
         if self.module_attrs and id(obj) in self.module_attrs:
             return self._by_module_attr(obj, *self.module_attrs[id(obj)])
         if t is types.FunctionType:
@@ -389,6 +395,29 @@ def _npz(arrays: dict[str, Any], allow_pickle: bool, name: str) -> Any:
     loaded = np.load(archive, allow_pickle=allow_pickle)
     loaded.fid = archive  # as np.load("x.npz") leaves it: closed with it
     return loaded
+
+
+def _maps_a_file(obj: Any) -> bool:
+    """A memmap numpy made over a whole mapping of a named file (not a slice of one, whose
+    ``offset`` and ``filename`` are its parent's), in a mode that writes through or reads."""
+    import mmap
+
+    return (isinstance(obj.base, mmap.mmap) and bool(obj.filename)
+            and obj.mode in ("r", "r+", "w+"))
+
+
+def _memmap(filename: str, dtype: Any, mode: str, offset: int, shape: tuple[int, ...],
+            order: str) -> Any:
+    """The file mapped again as the step mapped it ('w+' as 'r+': it must not be emptied)."""
+    import numpy as np
+
+    try:
+        memmap: Any = np.memmap  # its stubs want literal modes
+        return memmap(filename, dtype=dtype, mode="r+" if mode == "w+" else mode,
+                         offset=offset, shape=shape, order=order)
+    except (OSError, ValueError) as exc:
+        raise RestoreError(f"the memory-mapped file {filename} cannot be mapped again "
+                           f"({type(exc).__name__}: {exc})") from exc
 
 
 def _view_in(root: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],

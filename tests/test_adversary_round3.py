@@ -218,9 +218,6 @@ def test_resume_rebuilds_a_negative_stride_view_over_the_same_elements(start: St
 
 
 # -- (b) arrays that own their data: subclasses ------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "parity (flags): np.memmap(path, mode='r') is read-only in a plain run; a hit gives a "
-    "writeable memmap (with filename None), so a write that raises in a plain run succeeds"))
 def test_a_read_only_memmap_stays_read_only(shell: Shell, tmp_path: Path) -> None:
     np.arange(5.).tofile(tmp_path / "m.dat")
     setup = f"import numpy as np\n_p = {str(tmp_path / 'm.dat')!r}"
@@ -228,10 +225,6 @@ def test_a_read_only_memmap_stays_read_only(shell: Shell, tmp_path: Path) -> Non
     assert shell.ns["mm"].flags.writeable is False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wrong values on disk: np.memmap(path, mode='r+') made by a step comes back from a hit "
-    "as a memmap over the cache's copy (filename None): mm[0] = 42; mm.flush() no longer "
-    "reaches the file a plain run writes, and a later step reading it sees the old data"))
 def test_a_read_write_memmap_still_writes_its_file(shell: Shell, tmp_path: Path) -> None:
     np.arange(5.).tofile(tmp_path / "m.dat")
     setup = f"import numpy as np\n_p = {str(tmp_path / 'm.dat')!r}"
@@ -414,3 +407,15 @@ def test_matplotlib_settings_after_a_hit_and_after_resume_hold(start: StartKerne
         k3.ok(cell)
     assert start.count("s") == 1 and start.count("s2") == 1
     assert k3.value(rc) == expected
+
+
+def test_a_memmap_made_with_w_plus_comes_back_over_its_file_without_emptying_it(
+        shell: Shell, tmp_path: Path) -> None:
+    setup = f"import numpy as np\n_p = {str(tmp_path / 'w.dat')!r}"
+    cell = ("%%step s\nmark('s')\nmm = np.memmap(_p, dtype='f8', mode='w+', shape=(4,))\n"
+            "mm[:] = [1, 2, 3, 4]\nmm.flush()")
+    _plain_then_hit(shell, setup, cell)
+    assert shell.ns["mm"].tolist() == [1, 2, 3, 4]
+    assert np.fromfile(tmp_path / "w.dat").tolist() == [1, 2, 3, 4]
+    shell.run("mm[1] = 9\nmm.flush()")
+    assert np.fromfile(tmp_path / "w.dat").tolist() == [1, 9, 3, 4]
