@@ -406,3 +406,27 @@ def test_matplotlib_settings_after_a_hit_and_after_resume_hold(start: StartKerne
         k3.ok(cell)
     assert start.count("s") == 1 and start.count("s2") == 1
     assert k3.value(rc) == expected
+
+
+def test_a_hit_never_overwrites_a_file_a_called_function_writes_only_if_absent(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shell.run("import os\ndef ensure(p):\n    if not os.path.exists(p):\n"
+              "        with open(p, 'w') as f:\n            f.write('default')")
+    cell = "%%step s\nmark('s')\nensure('config.txt')\nn = 1"
+    shell.run(cell)
+    (tmp_path / "config.txt").write_text("edited by the user")
+    shell.run(cell)
+    assert (tmp_path / "config.txt").read_text() == "edited by the user"
+    assert shell.count("s") == 2  # the file it may write changed: a plain run
+
+
+def test_an_unconditional_write_only_file_still_hits_and_is_written_back(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cell = "%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('mine')"
+    shell.run(cell)
+    (tmp_path / "out.txt").write_text("rewritten by a later step")
+    shell.fresh()
+    shell.run(cell)
+    assert shell.count("s") == 1 and (tmp_path / "out.txt").read_text() == "mine"
