@@ -340,10 +340,6 @@ def test_aliases_of_an_array_a_step_mutates_hold(shell: Shell, setup: str, body:
     assert shell.ns["_ok"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parity (missing product, low): a hit writes back a file the step only wrote, %resume does "
-    "not: after a crash, with out.txt gone (cleaned tmp folder, another checkout), %resume "
-    "restores the step's variables but not out.txt, which the next step reads"))
 def test_resume_writes_back_a_file_the_step_only_wrote(start: StartKernel) -> None:
     k = start()
     k.ok("%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('xyz')\nz = 1")
