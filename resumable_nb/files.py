@@ -514,7 +514,9 @@ def write_back(stored: Iterable[Any], cwd: str, hashes: FileHashes) -> list[str]
     """
     written = []
     for path, mode, digest, content in stored:
-        target = os.path.join(cwd, path)
+        # Through the links as they are now, as a plain run's open writes (replacing a link
+        # by a file would cut it; writing its old target would change another file).
+        target = os.path.realpath(os.path.join(cwd, path))
         data = memoryview(content).cast("B")
         try:
             st = os.stat(target)
@@ -633,15 +635,24 @@ class StepFiles:
         return out
 
     def record_made(self, step: str, before: Mapping[str, tuple[int, ...] | None],
-                    texts: Mapping[str, Iterable[str]] | None = None) -> None:
+                    texts: Mapping[str, Iterable[str]] | None = None, *, guarded: bool = False) -> None:
         """After a step ran: remember the named files it created or changed, as it left them,
-        and which of them it only wrote (``texts``: the literals naming each path)."""
+        and which of them it only wrote (``texts``: the literals naming each path).
+        ``guarded``: its code (or a notebook function it calls) may write only under a
+        condition on what is there (:func:`guards_tree`): none is taken as only written."""
         made = self.hashes.made.setdefault(step, {})
         write_only: dict[str, dict[str, str | None]] = {}
         self.hashes.write_only[step] = write_only
         self._recorded = step
         keyed = self._keyed[1] if self._keyed[0] == step else {}
         texts = self._texts if texts is None else texts
+        named = {t for ts in texts.values() for t in ts}
+        before = dict(before)
+        for full in self.opened.written - before.keys():
+            # Named by a literal of the step but opened from another folder (os.chdir in the
+            # step): created or emptied by the step, so as it left it.
+            if self.opened.given.get(full) in named:
+                before[full] = None
         for full, sig in before.items():
             try:
                 st = os.stat(full)
@@ -653,8 +664,8 @@ class StepFiles:
             if sig is None or sig != _signature(st):
                 made[full] = self.hashes.digest(full, st)
                 self.hashes.dirty = True
-            if (full in made and full in self.opened.written and full not in self.opened.read
-                    and st.st_size <= WRITE_BACK_LIMIT and texts):
+            if (not guarded and full in made and full in self.opened.written
+                    and full not in self.opened.read and st.st_size <= WRITE_BACK_LIMIT and texts):
                 write_only[full] = {t: keyed.get(f"file:{t}") for t in texts.get(full, ())}
                 self.hashes.dirty = True
 
@@ -675,10 +686,55 @@ class StepFiles:
                 content = _read_mapped(full, st.st_size)
             except OSError:
                 continue
-            rel = os.path.relpath(full, cwd)
-            out.append(Product(rel if not rel.startswith(os.pardir) else full, stat.S_IMODE(st.st_mode),
-                               digest, content))
+            rel = self.opened.as_opened.get(full)
+            if rel is None:
+                continue  # not opened for writing through Python this time: not known where
+            out.append(Product(rel, stat.S_IMODE(st.st_mode), digest, content))
         return out
+
+
+# -- whether what a step writes may depend on what was there -----------------------------------
+# Names that check whether a file is there (or what it is), or catch the error of opening one.
+_GUARDS = frozenset({"exists", "lexists", "is_file", "isfile", "is_dir", "isdir", "access", "listdir",
+                     "scandir", "iterdir", "glob", "rglob", "iglob", "walk", "stat", "lstat",
+                     "FileExistsError", "FileNotFoundError", "IsADirectoryError", "OSError",
+                     "IOError", "EnvironmentError", "Exception", "BaseException", "suppress"})
+
+
+def guards_tree(tree: ast.AST) -> bool:
+    """Whether a step's code may write a file only under a condition on what is there: it
+    checks a file's existence (``exists``, ``isfile``, ``os.access``, ``listdir``, ``glob``...),
+    opens with mode ``'x'``, or handles an exception (``try:``). Then the files it only wrote
+    stay inputs (their state before it ran counts): a hit writing its old version back could
+    replace a file a plain run leaves alone (``if not p.exists(): p.write_text('default')``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            return True
+        if isinstance(node, ast.Name) and node.id in _GUARDS:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in _GUARDS:
+            return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _exclusive(node.value):
+            return True
+    return False
+
+
+def guards_code(code: Any) -> bool:
+    """:func:`guards_tree` for a compiled function (its names, its mode strings, and the
+    functions it defines); a bare ``except:`` with no name it catches is not seen
+    (docs/limitations.md)."""
+    if any(n in _GUARDS for n in getattr(code, "co_names", ())):
+        return True
+    for const in getattr(code, "co_consts", ()):
+        if isinstance(const, str) and _exclusive(const):
+            return True
+        if hasattr(const, "co_names") and guards_code(const):
+            return True
+    return False
+
+
+def _exclusive(text: str) -> bool:
+    return 0 < len(text) <= 4 and "x" in text and set(text) <= set("xbt+")
 
 
 # -- which files a step opens, and how ------------------------------------------------------------
@@ -689,6 +745,12 @@ class Opened:
 
     read: set[str] = field(default_factory=set)
     written: set[str] = field(default_factory=set)
+    # real path -> the path as the step opened it, unresolved (links not followed), relative
+    # to the working directory the step started in (after a chdir in the step too), or
+    # absolute: where a hit writes it back, through the links as they are then.
+    as_opened: dict[str, str] = field(default_factory=dict)
+    given: dict[str, str] = field(default_factory=dict)  # real path -> the text open was given
+    start: str = ""
 
 
 # The audit hook is process-wide and cannot be removed: it is added once and does nothing
@@ -704,7 +766,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         path, mode, flags = args
         if isinstance(path, int):
             return  # a descriptor: already open
-        full = os.path.realpath(os.path.join(os.getcwd(), os.fsdecode(os.fspath(path))))
+        text = os.fsdecode(os.fspath(path))
+        here = os.getcwd()
+        full = os.path.realpath(os.path.join(here, text))
         # "Written" is emptied or created by the open ('w', 'w+' as PIL saves, 'x', O_TRUNC,
         # O_EXCL): what it held cannot matter. Anything else depends on what the file held, as
         # much as reading it: 'r', 'r+', appending.
@@ -718,6 +782,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                 record.read.add(full)
             if writes:
                 record.written.add(full)
+                record.given.setdefault(full, text)
+                record.as_opened.setdefault(full, os.path.normpath(
+                    text if os.path.isabs(text) else os.path.relpath(os.path.join(here, text), record.start)))
     except Exception:  # noqa: BLE001, S110 - a path we cannot resolve: not recorded
         pass
 
@@ -730,7 +797,7 @@ def watch_opens() -> Iterator[Opened]:
     if not _HOOKED:
         sys.addaudithook(_audit)
         _HOOKED.append(True)
-    record = Opened()
+    record = Opened(start=os.getcwd())
     _WATCHING.append(record)
     try:
         yield record

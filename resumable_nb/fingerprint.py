@@ -90,7 +90,7 @@ from ._introspect import (
     type_name,
 )
 from .errors import Unfingerprintable
-from .files import resolve_paths
+from .files import guards_code, resolve_paths
 
 __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "environ_digest",
            "fingerprint", "foreign_attributes", "import_environ_reads", "import_identity",
@@ -155,6 +155,9 @@ class Fingerprinter:
         """Paths the code met builds from its globals and literals (``DATA / 'd.txt'``):
         candidate file inputs (:func:`path_templates`)."""
         self.dynamic: str | None = None  # why a notebook function hides what it reads
+        self.guarded = False
+        """A function met may write a file only under a condition on what is there
+        (:func:`resumable_nb.files.guards_code`)."""
         self._h = xxhash.xxh3_128()
         self._memo: dict[int, int] = {}
         self._stack: list[int] = []  # ids of the containers being hashed (cycle detection)
@@ -497,6 +500,8 @@ class Fingerprinter:
         environment variables its code reads."""
         facts = _code_facts(fn.__code__)
         self.raw(tags.CODE, facts.digest)
+        if not self.guarded and guards_code(fn.__code__):
+            self.guarded = True
         self.value(fn.__defaults__)
         self.value(fn.__kwdefaults__)
         closure = fn.__closure__

@@ -128,6 +128,9 @@ class Restored:
     saved: float = 0.0
     cells: int = 0  # plain cells re-run (a rebuild, not --steps-only)
     placed: set[str] = field(default_factory=set)  # generators put where a restored step left them
+    # The files the restored steps stored (products, files they only wrote), by path, the
+    # last step's version: written back as a hit does (files.write_back).
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping[str, Any],
@@ -153,6 +156,7 @@ def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping
             if j is not None:
                 names_of.setdefault(j, []).append(name)
         values: dict[str, Any] = {}
+        files: dict[str, Any] = {}
         failed: int | None = None
         on_disk = 0
         # Every manifest needed, in a few index queries (one per entry was a third of a
@@ -172,11 +176,13 @@ def restore_state(steps: list[StepView], store: Store, namespace: MutableMapping
             for name in names_of[i]:
                 if name in payload["outputs"]:
                     values[name] = payload["outputs"][name]
+            for stored in payload.get("files") or ():
+                files[stored[0]] = stored
         if failed is None:
             break
         usable = usable[:failed]
     restored = Restored(values=values, deleted={n for n, j in writer.items() if j is None},
-                        steps=usable)
+                        steps=usable, files=files)
     if stopped is not None:
         restored.stopped_at, restored.why = stopped
     # What was read from the cache: the entries' files, not the journal's per-output figures

@@ -149,6 +149,7 @@ class StepRunner:
         self.lazy = False  # map restored arrays copy-on-write instead of reading them
         self.files = files.StepFiles()
         self._function_paths: set[str] = set()  # built by the functions the last keyed step reaches
+        self._function_guarded = False  # one of them may write a file only if absent & co.
         self._named_files: tuple[str, dict[str, tuple[int, ...] | None]] | None = None
 
     # -- entry point --------------------------------------------------------------------
@@ -250,6 +251,7 @@ class StepRunner:
         hidden = self.shell.user_ns_hidden
         skip = set(ignore)
         self._function_paths = set()
+        self._function_guarded = False
         dynamic = analysis.dynamic[0] if analysis.dynamic else None
         frames = _frame_reads(analysis, ns)
         wanted = set(analysis.inputs) | frames.keys() | (self._user_names() if dynamic else set())
@@ -302,6 +304,7 @@ class StepRunner:
             if var in fps and var not in analysis.inputs:
                 fps[f"frame:{label}"] = fps[var]
         self._function_paths = fper.paths
+        self._function_guarded = fper.guarded
         for var in sorted(self._environ_reads(analysis, compiled, fper.env_read)):
             fps[f"env:{var}"] = environ_value(var)
         # Process settings that change results (decimal context, np.seterr, 'error' warnings
@@ -529,7 +532,12 @@ class StepRunner:
         named, self._named_files = self._named_files, None
         self.files.forget_recorded()
         if named is not None and named[0] == name:
-            self.files.record_made(name, named[1])
+            try:
+                guarded = self._function_guarded or files.guards_tree(
+                    ast.parse(self.shell.transform_cell(body)))
+            except SyntaxError:
+                guarded = True
+            self.files.record_made(name, named[1], guarded=guarded)
         products: list[files.Product] = []
         if opts.writes:
             try:

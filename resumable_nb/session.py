@@ -218,6 +218,7 @@ class Session:
         items = timeline(runs, run.run)
         if steps_only or not any(isinstance(i, PlainCell) for i in items):
             plan = plan_resume(runs, run, store, self.shell.user_ns, cells, self.runner.lazy)
+            self._write_back(list(plan.restored.files.values()))
             bind(self.shell.user_ns, plan.restored)
         else:
             rebuilt = self._rebuild(items, store)
@@ -234,6 +235,18 @@ class Session:
         if run_rest:
             self._run_rest(plan, runs)
         return plan
+
+    def _write_back(self, stored: list[Any]) -> None:
+        """Write back the files restored steps stored, as a hit does (files.write_back); a
+        failure is said, not raised: the variables are restored all the same."""
+        if not stored:
+            return
+        from . import files
+
+        try:
+            files.write_back(stored, os.getcwd(), self.runner.files.hashes)
+        except OSError as exc:
+            print(f"[resumable_nb] %resume could not write back a file a restored step wrote ({exc})")
 
     def _rebuild(self, items: list[StepView | PlainCell], store: Store) -> Restored:
         """Re-run the plain cells and restore the steps, in the order they ran, into the
@@ -288,6 +301,7 @@ class Session:
                     break
                 ns.update(payload["outputs"])
                 restored.values.update(payload["outputs"])
+                self._write_back(payload.get("files") or [])  # before a plain cell reads them
                 restored.nbytes += entry.size  # what was read: the entry's file
                 if payload.get("rng") is not None:
                     rng.restore(payload["rng"]["after"])

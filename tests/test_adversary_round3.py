@@ -128,10 +128,6 @@ def test_a_view_of_an_array_a_later_step_mutates_holds(shell: Shell) -> None:
 
 
 # -- (e) files a step only writes, written back on a hit ----------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "wrong file overwritten: the audit hook records the symlink's realpath, and a hit writes "
-    "that old target back; after out.txt is re-pointed to b.txt, the hit overwrites a.txt (which "
-    "the user changed) and leaves b.txt as it was, where a plain run writes b.txt only"))
 def test_a_write_back_follows_the_symlink_as_it_is_now(shell: Shell, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     d = tmp_path / "nb"
@@ -151,11 +147,6 @@ def test_a_write_back_follows_the_symlink_as_it_is_now(shell: Shell, tmp_path: P
     assert ((d / "a.txt").read_text(), (d / "b.txt").read_text()) == ("keep me", "hello")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wrong file overwritten: a file written through '../out.txt' is stored by absolute path "
-    "(files.written_products: a relpath starting with '..'); from another working directory "
-    "the step hits and overwrites the OLD folder's out.txt, and the new ../out.txt a plain run "
-    "writes is never made"))
 def test_a_write_back_outside_the_working_directory_follows_the_working_directory(
         shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for sub in ("p1/nb", "p2/nb"):
@@ -172,9 +163,6 @@ def test_a_write_back_outside_the_working_directory_follows_the_working_director
     assert (tmp_path / "p2/out.txt").read_text() == "hello"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parity (missing product): a step that chdirs into a folder and writes out.txt there hits "
-    "in a new kernel but writes nothing back: sub/out.txt a plain run makes is missing"))
 def test_a_file_written_after_a_chdir_in_the_step_is_written_back(
         shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "p1/sub").mkdir(parents=True)
@@ -287,11 +275,6 @@ def test_setup_magics_replayed_by_a_hit_hold(shell: Shell, tmp_path: Path,
     shell.run("%precision")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "data loss: a step that writes a file only when it is absent (`if not exists: write "
-    "default`) makes it write-only, so its content is no input; after the user edits the file "
-    "the step hits and the write-back replaces the user's content with the old default, which "
-    "a plain run (the file exists: no write) never does"))
 @pytest.mark.parametrize("fresh", [False, True], ids=["same-kernel", "new-kernel"])
 def test_a_hit_never_overwrites_a_file_a_plain_run_would_leave_alone(
         shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh: bool) -> None:
@@ -341,10 +324,6 @@ def test_aliases_of_an_array_a_step_mutates_hold(shell: Shell, setup: str, body:
     assert shell.ns["_ok"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parity (missing product, low): a hit writes back a file the step only wrote, %resume does "
-    "not: after a crash, with out.txt gone (cleaned tmp folder, another checkout), %resume "
-    "restores the step's variables but not out.txt, which the next step reads"))
 def test_resume_writes_back_a_file_the_step_only_wrote(start: StartKernel) -> None:
     k = start()
     k.ok("%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('xyz')\nz = 1")
@@ -419,3 +398,27 @@ def test_a_memmap_made_with_w_plus_comes_back_over_its_file_without_emptying_it(
     assert np.fromfile(tmp_path / "w.dat").tolist() == [1, 2, 3, 4]
     shell.run("mm[1] = 9\nmm.flush()")
     assert np.fromfile(tmp_path / "w.dat").tolist() == [1, 9, 3, 4]
+
+
+def test_a_hit_never_overwrites_a_file_a_called_function_writes_only_if_absent(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shell.run("import os\ndef ensure(p):\n    if not os.path.exists(p):\n"
+              "        with open(p, 'w') as f:\n            f.write('default')")
+    cell = "%%step s\nmark('s')\nensure('config.txt')\nn = 1"
+    shell.run(cell)
+    (tmp_path / "config.txt").write_text("edited by the user")
+    shell.run(cell)
+    assert (tmp_path / "config.txt").read_text() == "edited by the user"
+    assert shell.count("s") == 2  # the file it may write changed: a plain run
+
+
+def test_an_unconditional_write_only_file_still_hits_and_is_written_back(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cell = "%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('mine')"
+    shell.run(cell)
+    (tmp_path / "out.txt").write_text("rewritten by a later step")
+    shell.fresh()
+    shell.run(cell)
+    assert shell.count("s") == 1 and (tmp_path / "out.txt").read_text() == "mine"
