@@ -198,9 +198,9 @@ _PD_GROUPS = ("compute.", "future.", "mode.")
 _PD_DISPLAY = frozenset({"mode.sim_interactive"})  # only how a frame prints
 
 
-def _pd_options() -> dict[str, tuple[Any, Any]] | None:
-    """{option: (value, default)} for pandas' behaviour options; read from its registry (no
-    deprecation warnings, no validation)."""
+def _pd_values() -> list[tuple[str, Any, Any]] | None:
+    """(option, value, default) for pandas' behaviour options, read straight from its registry
+    (no deprecation warnings, no validation); None when pandas is not loaded."""
     if "pandas" not in sys.modules:
         return None
     config = sys.modules.get("pandas._config.config")
@@ -208,13 +208,19 @@ def _pd_options() -> dict[str, tuple[Any, Any]] | None:
     root = getattr(config, "_global_config", None)
     if not isinstance(registered, dict) or not isinstance(root, dict):
         return None
-    out = {}
+    out = []
     for opt, path, default in _pd_behaviour(registered):
         node: Any = root
         for part in path:
             node = node.get(part) if isinstance(node, dict) else None
-        out[opt] = (node, default)
+        out.append((opt, node, default))
     return out
+
+
+def _pd_options() -> dict[str, tuple[Any, Any]] | None:
+    """{option: (value, default)} for pandas' behaviour options."""
+    values = _pd_values()
+    return None if values is None else {opt: (v, d) for opt, v, d in values}
 
 
 _pd_known: list[Any] = [None, 0, ()]  # registry, its size, its behaviour options: one pandas
@@ -233,22 +239,11 @@ def _pd_behaviour(registered: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...
 
 def _pd_read() -> tuple[tuple[str, str], ...] | None:
     """The behaviour options that differ from pandas' defaults (repr: comparable, picklable),
-    sorted; read on every step, so walked here rather than through :func:`_pd_options`."""
-    if "pandas" not in sys.modules:
+    sorted."""
+    values = _pd_values()
+    if values is None:
         return None
-    config = sys.modules.get("pandas._config.config")
-    registered = getattr(config, "_registered_options", None)
-    root = getattr(config, "_global_config", None)
-    if not isinstance(registered, dict) or not isinstance(root, dict):
-        return None
-    out = []
-    for opt, path, default in _pd_behaviour(registered):
-        node: Any = root
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not default and _differs(node, default):
-            out.append((opt, repr(node)))
-    return tuple(out)
+    return tuple((opt, repr(v)) for opt, v, d in values if v is not d and _differs(v, d))
 
 
 def _differs(a: Any, b: Any) -> bool:
