@@ -3,7 +3,9 @@ and real ipykernel kernels (jupyter_client) on a shared cache dir."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,3 +137,23 @@ def browser() -> Iterator[Any]:
 
     with chromium() as b:
         yield b
+
+
+@pytest.fixture
+def local_modules(tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path for modules 'next to the notebook'; cleaned from sys.modules."""
+    folder = tmp_path / "nbdir"
+    folder.mkdir()
+    sys.path.insert(0, str(folder))
+    before = set(sys.modules)
+    yield folder
+    sys.path.remove(str(folder))
+    for name in set(sys.modules) - before:
+        sys.modules.pop(name, None)
+
+
+def forget_modules(*names: str) -> None:
+    """Unload ``names`` so that the next import reads their files again."""
+    for name in names:
+        sys.modules.pop(name, None)
+    importlib.invalidate_caches()

@@ -7,7 +7,6 @@ Each test asserts what a plain run would give. Those that fail today are marked
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import Kernels as StartKernel
 from tests.conftest import Shell
+from tests.conftest import forget_modules as _forget
 
 
 @pytest.fixture(autouse=True)
@@ -49,23 +49,10 @@ def _process_state() -> Iterator[None]:
     np.random.set_state(nprnd)
 
 @pytest.fixture
-def local_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A folder on sys.path, also the working directory ('next to the notebook')."""
-    folder = tmp_path / "nbdir"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    sys.path.insert(0, str(folder))
-    before = set(sys.modules)
-    yield folder
-    sys.path.remove(str(folder))
-    for name in set(sys.modules) - before:
-        sys.modules.pop(name, None)
-
-
-def _forget(*names: str) -> None:
-    for name in names:
-        sys.modules.pop(name, None)
-    importlib.invalidate_caches()
+def local_modules(local_modules: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's folder on sys.path, also the working directory ('next to the notebook')."""
+    monkeypatch.chdir(local_modules)
+    return local_modules
 
 
 def _write(path: Path, text: str) -> None:

@@ -6,33 +6,13 @@ refuses the cache) instead of restoring old outputs.
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Shell
-
-
-@pytest.fixture
-def local_modules(tmp_path: Path) -> Iterator[Path]:
-    """A folder on sys.path for modules 'next to the notebook'; cleaned from sys.modules."""
-    folder = tmp_path / "nbdir"
-    folder.mkdir()
-    sys.path.insert(0, str(folder))
-    before = set(sys.modules)
-    yield folder
-    sys.path.remove(str(folder))
-    for name in set(sys.modules) - before:
-        sys.modules.pop(name, None)
-
-
-def _forget_modules(*names: str) -> None:
-    for name in names:
-        sys.modules.pop(name, None)
-    importlib.invalidate_caches()
+from tests.conftest import forget_modules as _forget_modules
 
 
 def test_library_decorated_notebook_functions_restore_working(shell: Shell) -> None:
