@@ -15,6 +15,13 @@ import pytest
 
 from tests.conftest import Kernels as StartKernel
 from tests.conftest import Shell
+from tests.kernels import Kernel
+
+
+def _kill_mid_cell(k: Kernel) -> None:
+    """SIGKILL the kernel while a cell runs, as an OOM kill would."""
+    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
+    k.kill()
 
 
 def _plain_then_hit(shell: Shell, setup: str, cell: str, after: str = "") -> None:
@@ -196,8 +203,7 @@ def test_resume_rebuilds_a_negative_stride_view_over_the_same_elements(start: St
     k = start()
     k.ok("import numpy as np\na = np.zeros(10)")
     k.ok("%%step s\nmark('s')\nv = a[6:2:-1]")
-    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
-    k.kill()
+    _kill_mid_cell(k)
     k2 = start()
     k2.ok("%resume")
     assert start.count("s") == 1
@@ -293,8 +299,7 @@ def test_partial_resume_names_the_step_left_to_run(start: StartKernel) -> None:
     k = start()
     k.ok("%%step s1\nmark('s1')\nimport numpy as np\na = np.arange(3)")
     k.ok("%%step s2\nmark('s2')\na += 1\nb = int(a.sum())\ng = (i for i in range(3))")
-    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
-    k.kill()
+    _kill_mid_cell(k)
     k2 = start()
     reply = k2.ok("%resume")
     assert "Left to run: s2" in reply.stdout
@@ -327,8 +332,7 @@ def test_aliases_of_an_array_a_step_mutates_hold(shell: Shell, setup: str, body:
 def test_resume_writes_back_a_file_the_step_only_wrote(start: StartKernel) -> None:
     k = start()
     k.ok("%%step s\nmark('s')\nwith open('out.txt', 'w') as f:\n    f.write('xyz')\nz = 1")
-    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
-    k.kill()
+    _kill_mid_cell(k)
     (start.folder / "out.txt").unlink()
     k2 = start()
     k2.ok("%resume")
@@ -340,8 +344,7 @@ def test_resume_re_establishes_views_of_a_plain_cell_array(start: StartKernel) -
     k = start()
     k.ok("import numpy as np\na = np.zeros(10)")
     k.ok("%%step s\nmark('s')\nv = a[2:5]\nw = a[::2]")
-    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
-    k.kill()
+    _kill_mid_cell(k)
     k2 = start()
     k2.ok("%resume")
     k2.ok("v[0] = 5\nw[4] = 7")
@@ -376,8 +379,7 @@ def test_matplotlib_settings_after_a_hit_and_after_resume_hold(start: StartKerne
     for cell in cells:
         k.ok(cell)
     expected = k.value(rc)
-    k.run_until("print('busy', flush=True)\nimport time\ntime.sleep(60)", "busy")
-    k.kill()
+    _kill_mid_cell(k)
     k2 = start()
     k2.ok("%resume")
     assert k2.value(rc) == expected
