@@ -256,7 +256,9 @@ def _check(value: Any, kind: str) -> str:
 # -- the parent -------------------------------------------------------------------------------
 def run_child(work: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "--child", str(work), *args], env=env,
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"child {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

@@ -90,7 +90,7 @@ PD_INDEX = b"I"
 PD_MULTIINDEX = b"J"
 PD_VALUES = b"V"
 PD_INTERVAL = b"G"  # which side of an interval is closed
-PD_STRINGS = b"Z"  # NUL-joined strings: the count, then the joined text
+PD_STRINGS = b"Z"  # strings: their UTF-8 byte lengths (int64), then tags.STR and the bytes
 PD_MISSING = b"H"  # the kind of missing value in a string column
 
 # -- Arrow / polars ----------------------------------------------------------------------

@@ -96,7 +96,7 @@ __all__ = ["FINGERPRINT_VERSION", "Fingerprinter", "Handler", "Writer", "environ
            "fingerprint", "foreign_attributes", "import_environ_reads", "import_identity",
            "module_identity", "path_templates"]
 
-FINGERPRINT_VERSION = 8
+FINGERPRINT_VERSION = 9  # 9: string columns as byte lengths + bytes (Arrow buffers hashed as they are)
 """Increment on any change that alters fingerprints of existing values."""
 
 _MAX_DEPTH = 400

@@ -30,10 +30,26 @@ def test_arrow_strings_hash_like_the_general_path(strings: list[Any],
     frame = pd.DataFrame({"s": pd.array(strings, dtype="string[pyarrow]")})
     series = pd.Series(strings, dtype="str")
     fast = (_hash(frame), _hash(series))
-    monkeypatch.setattr(_fp_pandas, "_ARROW_FEW", 0)  # a few strings: from the Arrow buffers too
+    monkeypatch.setattr(_fp_pandas, "_FEW", 0)  # a few strings: from the Arrow buffers too
     assert (_hash(frame), _hash(series)) == fast
-    monkeypatch.setattr(_fp_pandas, "_ARROW_JOIN_MAX", -1)  # forces the general path
+    monkeypatch.setattr(_fp_pandas, "_arrow_strings", lambda w, a: False)  # the general path
     assert (_hash(frame), _hash(series)) == fast
+
+
+@pytest.mark.parametrize("strings", CASES)
+def test_python_held_strings_hash_like_arrow_held_ones(strings: list[Any]) -> None:
+    python = pd.Series(strings, dtype=pd.StringDtype("python", na_value=float("nan")))
+    assert str(python.dtype) == "str"
+    assert _hash(python) == _hash(pd.Series(strings, dtype="str"))
+
+
+def test_string_lengths_keep_neighbours_apart() -> None:
+    """Byte lengths, not separators, split the strings: moving a character (even a NUL) from
+    one string to the next changes the fingerprint."""
+    for a, b in ([["ab", "c"] * 40, ["a", "bc"] * 40], [["a\x00", "b"] * 40, ["a", "\x00b"] * 40],
+                 [["é", ""] * 40, ["", "é"] * 40]):
+        assert _hash(pd.Series(a, dtype="str")) != _hash(pd.Series(b, dtype="str"))
+        assert _hash(pd.Series(a, dtype=object)) != _hash(pd.Series(b, dtype=object))
 
 
 @pytest.mark.parametrize("start, stop", [(10, 20), (50, 250)])  # a few strings; Arrow's offsets
