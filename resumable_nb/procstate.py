@@ -77,8 +77,19 @@ def _decimal_read() -> tuple[Any, ...] | None:
     if dec is None:
         return None
     ctx = dec.getcontext()
-    traps = tuple(sorted(s.__name__ for s, on in ctx.traps.items() if on))
-    return (ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, ctx.capitals, ctx.clamp, traps)
+    traps = ctx.traps.copy()  # a dict {signal: bool}
+    fresh = _DECIMAL_FRESH_TRAPS.get(dec)
+    if fresh is None:
+        fresh = _DECIMAL_FRESH_TRAPS[dec] = {sig: sig.__name__ in _DECIMAL_FRESH[-1] for sig in traps}
+    if traps == fresh:  # every hit's key reads this: the usual case without sorting names
+        names = _DECIMAL_FRESH[-1]
+    else:
+        names = tuple(sorted(s.__name__ for s, on in traps.items() if on))
+    return (ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, ctx.capitals, ctx.clamp, names)
+
+
+# A new process's traps as decimal's own dict, per decimal module (C or pure Python).
+_DECIMAL_FRESH_TRAPS: dict[Any, dict[Any, bool]] = {}
 
 
 def _decimal_apply(fields: dict[str, Any]) -> None:
@@ -107,10 +118,16 @@ def _fields_diff(names: tuple[str, ...], fresh: tuple[Any, ...]) -> Callable[[An
 _NP_FRESH = (("divide", "warn"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore"))
 
 
+_NP_FRESH_DICT = dict(_NP_FRESH)
+
+
 def _np_read() -> tuple[tuple[str, str], ...] | None:
     np = sys.modules.get("numpy")
     geterr = getattr(np, "geterr", None)
-    return None if geterr is None else tuple(sorted(geterr().items()))
+    if geterr is None:
+        return None
+    state = geterr()
+    return _NP_FRESH if state == _NP_FRESH_DICT else tuple(sorted(state.items()))
 
 
 def _np_diff(before: Any, after: Any) -> dict[str, str] | None:
@@ -142,12 +159,23 @@ def _qualname(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '')}:{getattr(cls, '__qualname__', repr(cls))}"
 
 
+_warnings_seen: list[Any] = [None, ()]  # the filters last read (as a tuple), their key
+
+
 def _warnings_key() -> tuple[Any, ...]:
     """The 'error' filters, in order: only they make a warning raise. IPython's own (it turns
     its ProvisionalCompleterWarning into an error at import) is in every kernel: left out, so
-    that keys taken outside a kernel and in one agree."""
+    that keys taken outside a kernel and in one agree. Remembered for the same filter entries
+    (tuples, compared by identity first: a hit's key reads this on every step)."""
+    now = tuple(warnings.filters)
+    if now != _warnings_seen[0]:
+        _warnings_seen[:] = [now, _error_filters(now)]
+    return _warnings_seen[1]  # type: ignore[no-any-return]
+
+
+def _error_filters(filters: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(f for f in ((a, _pattern(m), _qualname(c), _pattern(d), n)
-                             for a, m, c, d, n in warnings.filters if a == "error")
+                             for a, m, c, d, n in filters if a == "error")
                  if not f[2].startswith("IPython."))
 
 
@@ -208,13 +236,8 @@ def _pd_values() -> list[tuple[str, Any, Any]] | None:
     root = getattr(config, "_global_config", None)
     if not isinstance(registered, dict) or not isinstance(root, dict):
         return None
-    out = []
-    for opt, path, default in _pd_behaviour(registered):
-        node: Any = root
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        out.append((opt, node, default))
-    return out
+    return [(opt, parent.get(leaf) if parent is not None else None, default)
+            for opt, parent, leaf, default in _pd_behaviour(registered, root)]
 
 
 def _pd_options() -> dict[str, tuple[Any, Any]] | None:
@@ -223,18 +246,28 @@ def _pd_options() -> dict[str, tuple[Any, Any]] | None:
     return None if values is None else {opt: (v, d) for opt, v, d in values}
 
 
-_pd_known: list[Any] = [None, 0, ()]  # registry, its size, its behaviour options: one pandas
+_pd_known: list[Any] = [None, 0, None, ()]  # registry, its size, the values' root, the options
 
 
-def _pd_behaviour(registered: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...], Any], ...]:
-    """(option, its path, default) of the behaviour options; picked out of the ~150 options
-    once per registry (an option registered later makes it again)."""
-    if _pd_known[0] is not registered or _pd_known[1] != len(registered):
-        _pd_known[:] = [registered, len(registered), tuple(
-            (opt, tuple(opt.split(".")), getattr(spec, "defval", None))
-            for opt, spec in sorted(registered.items())
-            if opt.startswith(_PD_GROUPS) and opt not in _PD_DISPLAY)]
-    return _pd_known[2]  # type: ignore[no-any-return]
+def _pd_behaviour(registered: dict[str, Any], root: dict[str, Any]
+                  ) -> tuple[tuple[str, dict[str, Any] | None, str, Any], ...]:
+    """(option, the dict holding its value, its key there, default) of the behaviour options;
+    picked out of the ~150 options once per registry (an option registered later makes it
+    again). pandas sets an option in the dict its group made at registration: that dict is
+    read directly, not walked to from the root on every key."""
+    if _pd_known[0] is not registered or _pd_known[1] != len(registered) or _pd_known[2] is not root:
+        options = []
+        for opt, spec in sorted(registered.items()):
+            if not opt.startswith(_PD_GROUPS) or opt in _PD_DISPLAY:
+                continue
+            *groups, leaf = opt.split(".")
+            parent: Any = root
+            for part in groups:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            options.append((opt, parent if isinstance(parent, dict) else None, leaf,
+                            getattr(spec, "defval", None)))
+        _pd_known[:] = [registered, len(registered), root, tuple(options)]
+    return _pd_known[3]  # type: ignore[no-any-return]
 
 
 def _pd_read() -> tuple[tuple[str, str], ...] | None:
@@ -282,6 +315,16 @@ def _argv_key() -> tuple[str, ...] | None:
     kernel: ``ipykernel_launcher.py -f kernel-1.json``): the tail of ``sys.orig_argv``, led by
     the script, ``-c``, or the file of the module run with ``-m``."""
     argv = tuple(sys.argv)
+    if argv == _argv_seen[0]:
+        return _argv_seen[1]  # type: ignore[no-any-return]
+    _argv_seen[:] = [argv, _argv_key_of(argv)]
+    return _argv_seen[1]  # type: ignore[no-any-return]
+
+
+_argv_seen: list[Any] = [None, None]  # sys.argv last read, its key
+
+
+def _argv_key_of(argv: tuple[str, ...]) -> tuple[str, ...] | None:
     orig = list(getattr(sys, "orig_argv", ()))
     n = len(argv)
     if not n or len(orig) < n + 1 or list(argv[1:]) != orig[len(orig) - n + 1:]:

@@ -278,6 +278,9 @@ def _pickled_size(value: Any, namespace: Mapping[str, Any], limit: int) -> int |
     return counter.n
 
 
+_COPY_BELOW = 1 << 20
+
+
 def load(data: bytes | bytearray | memoryview, buffers: list[Any],
          namespace: MutableMapping[str, Any], classes: Mapping[str, Any] | None = None) -> Any:
     """Unpickle ``data``; notebook functions get ``namespace`` as their globals.
@@ -287,7 +290,10 @@ def load(data: bytes | bytearray | memoryview, buffers: list[Any],
 
     :raises RestoreError: when a referenced notebook class is missing or its code changed.
     """
-    unpickler = _Unpickler(_BytesReader(data), buffers=buffers)
+    # A small stream through io.BytesIO (C reads; a copy of a bytearray costs less than the
+    # Python-level reads of _BytesReader: 5 per one-line step's payload); a big one without a copy.
+    small = len(data) < _COPY_BELOW
+    unpickler = _Unpickler(io.BytesIO(data) if small else _BytesReader(data), buffers=buffers)
     unpickler.namespace = namespace
     unpickler.classes = namespace if classes is None else classes
     return unpickler.load()

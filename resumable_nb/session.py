@@ -575,7 +575,8 @@ class Session:
         return panel
 
     def _appended(self) -> None:
-        self._refresh_panels()
+        if self._panels:  # iterating even an empty WeakSet costs a guard per record
+            self._refresh_panels()
         if self.team is not None and self._journal is not None:
             self.team.mirror(self._journal)
 
