@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -117,14 +117,18 @@ class InName:
     unknown, and a view of the wrong one would make writes land in the wrong array)."""
 
 
-def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[int, InPayload | InName]:
+def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any],
+          read: Collection[str] = ()) -> dict[int, InPayload | InName]:
     """For each output array that is a view (``a_slice = a[2:5]``, ``B = A.reshape(...)``),
     how to make it a view again on a restore, by id; arrays left out are stored as copies.
 
     - When its root buffer (following ``.base``) is an output: a view of it, in the payload.
     - Else when a namespace name that is not an output holds an array with the same root, and
       the view lies within that array's memory, which is contiguous (so a restore lays it out
-      the same): a view of that name. The loader checks the bytes against a stored copy.
+      the same): a view of that name, preferring a name the step ``read`` (``v = b[1:4]`` is
+      a view of ``b`` in a plain run, whatever else shares ``b``'s memory). The loader checks
+      the bytes against a stored copy; for a name the step did not read, also that the names
+      which shared its memory still do.
     - Else when the root is shared with another output: a view of the root, stored once in the
       payload, when it is at most twice the size of its views (never a whole big array for a
       small slice).
@@ -150,7 +154,8 @@ def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[int,
         for view in members:
             if view is root:
                 continue
-            named = None if id(root) in output_ids else _named_base(view, root, namespace, output_ids)
+            named = None if id(root) in output_ids else _named_base(view, root, namespace, output_ids,
+                                                                     read)
             if named is not None:
                 found[id(view)] = named
             elif shared and (id(root) in output_ids or small):
@@ -158,11 +163,15 @@ def views(outputs: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[int,
     return found
 
 
-def _named_base(view: Any, root: Any, namespace: Mapping[str, Any], outputs: set[int]) -> InName | None:
+def _named_base(view: Any, root: Any, namespace: Mapping[str, Any], outputs: set[int],
+                read: Collection[str] = ()) -> InName | None:
     start, end = _extent(view)
     found: InName | None = None
     sharers: list[str] = []
-    for name, value in namespace.items():
+    first = [n for n in read if n in namespace]
+    rest = set(first)
+    for name in [*first, *(n for n in namespace if n not in rest)]:
+        value = namespace[name]
         if (type(value) is not type(view) or id(value) in outputs or name.startswith("_")
                 or root_of(value) is not root):
             continue
@@ -177,6 +186,8 @@ def _named_base(view: Any, root: Any, namespace: Mapping[str, Any], outputs: set
                                bool(value.flags.f_contiguous and not value.flags.c_contiguous))
     if found is None:
         return None
+    if found.name in first:  # what the step viewed: right whatever else shares it now
+        return found
     return InName(found.name, found.offset, found.base_shape, found.base_dtype, found.fortran,
                   tuple(n for n in sharers if n != found.name))
 

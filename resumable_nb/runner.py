@@ -675,7 +675,8 @@ class StepRunner:
         try:
             entry = store.put(key, name, payload, ns, outputs=result.outputs, deleted=result.deleted,
                               duration=result.duration,
-                              extra={"reason": result.reason, "rng": rng.summary(payload.get("rng"))})
+                              extra={"reason": result.reason, "rng": rng.summary(payload.get("rng"))},
+                              read=[k for k in result.inputs if ":" not in k])
             result.stored = True
             result.output_sizes = dict(entry.output_sizes)
         except StoreError as exc:

@@ -38,7 +38,7 @@ import pickle
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from . import aliases
@@ -166,17 +166,18 @@ class _Pickler(pickle.Pickler):
 
 def dump(value: Any, file: Writer, namespace: Mapping[str, Any],
          buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None,
-         sizes: dict[str, int] | None = None) -> None:
+         sizes: dict[str, int] | None = None, read: Collection[str] = ()) -> None:
     """Pickle ``value`` into ``file``; large contiguous buffers go to ``buffer_callback``.
 
     ``sizes``: for a step payload (``{"outputs": {...}, ...}``), filled with each output's
     share of what is written — its bytes in the pickle stream plus its out-of-band buffers.
-    An object shared by two outputs counts for the first one.
+    An object shared by two outputs counts for the first one. ``read``: the names the step
+    read (an output array that views one is stored as a view of it: aliases.views).
     """
     defined = {id(v) for v in _iter_values(value) if isinstance(v, type)}
     outputs = value.get("outputs") if isinstance(value, dict) else None
     module_attrs = _module_attrs(value, namespace)
-    views = aliases.views(outputs, namespace) if isinstance(outputs, dict) else {}
+    views = aliases.views(outputs, namespace, read) if isinstance(outputs, dict) else {}
     if sizes is None or not isinstance(outputs, dict):
         _Pickler(file, namespace, defined, buffer_callback, module_attrs, views).dump(value)
         return

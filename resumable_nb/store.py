@@ -37,7 +37,7 @@ import stat
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -531,8 +531,9 @@ class Store:
     # -- writing ------------------------------------------------------------------------
     def put(self, key: str, step: str, payload: Mapping[str, Any], namespace: Mapping[str, Any],
             *, outputs: tuple[str, ...], deleted: tuple[str, ...], duration: float,
-            extra: Mapping[str, Any] | None = None) -> Entry:
-        """Store ``payload`` (pickled with :mod:`serialize`) under ``key``.
+            extra: Mapping[str, Any] | None = None, read: Collection[str] = ()) -> Entry:
+        """Store ``payload`` (pickled with :mod:`serialize`) under ``key``; ``read``: the names
+        the step read (for :func:`serialize.dump`).
 
         Streams to a temp file: a multi-GB array is never copied into a bytes object.
 
@@ -552,7 +553,8 @@ class Store:
                 w = _HashingWriter(f.fileno(), mac)
                 _faults.point("payload-before-write")
                 sizes: dict[str, int] = {}
-                serialize.dump(payload, w, namespace, buffer_callback=buffers.append, sizes=sizes)
+                serialize.dump(payload, w, namespace, buffer_callback=buffers.append, sizes=sizes,
+                               read=read)
                 pickle_len = w.pos
                 digest = mac.hexdigest()
                 w.mac = None  # buffers get their own (faster) MACs

@@ -44,14 +44,9 @@ def test_a_negative_stride_view_writes_through_to_the_same_element(shell: Shell)
     assert shell.ns["a"].tolist() == [0, 0, 0, 0, 0, 0, 5, 0, 0, 0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "wrong values: a view of an input is rebuilt over the first namespace array sharing its "
-    "root (aliases._named_base), here `a`, which the step never read; in a new kernel where `a` "
-    "and `b` are separate arrays with equal bytes, the hit's v is a view of `a`, the plain "
-    "run's a view of `b`: v[0] = 99 then changed a, not b. Now the view is rebuilt only when "
-    "the names that shared its memory then still share it, so v comes back as its own array "
-    "(no wrong write, see the test below): parity, not wrong values"))
 def test_a_view_is_rebuilt_over_the_name_the_step_read(shell: Shell) -> None:
+    """The step read `b`: the view is stored as a view of `b` (not of `a`, the first name
+    sharing its memory), and rebuilt over `b` in a kernel where `a` and `b` are now two arrays."""
     cell = "%%step s\nmark('s')\nv = b[1:4]"
     shell.run("import numpy as np\na = np.arange(6.)\nb = a[:]")
     shell.run(cell)
