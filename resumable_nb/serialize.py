@@ -347,6 +347,12 @@ def _owning_array(frombuffer: Any, buf: Any, *args: Any) -> Any:
 
     import numpy
 
+    if array.size == 0:  # empty_like and copy() give an empty array zero strides; a slice keeps its own
+        empty = numpy.empty(array.shape, array.dtype)
+        if empty.strides != array.strides:
+            return array
+        empty.flags.writeable = array.flags.writeable
+        return empty
     # Same layout as the buffer's: C, Fortran, or (numpy 2) a transposed array's axis order.
     owned = numpy.empty_like(array, order="K")
     if owned.strides != array.strides:  # not a dense layout empty_like can repeat
