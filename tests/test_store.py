@@ -3,7 +3,6 @@ permissions, full and read-only disks (real tmpfs / read-only bind mounts when w
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tracemalloc
@@ -17,6 +16,7 @@ import pytest
 
 from resumable_nb.errors import CorruptEntry, StoreError
 from resumable_nb.store import Store
+from tests.conftest import edit_manifest
 
 
 @pytest.fixture
@@ -124,13 +124,7 @@ def test_payload_is_not_unpickled_before_its_hmac_matches(store: Store, tmp_path
 
 def test_tampered_manifest_is_detected(store: Store, _key_file: Path) -> None:
     put(store, "k", {"a": 1})
-    index = diskcache.Cache(str(store.root / "index"))
-    record = json.loads(index.get("k"))
-    manifest = json.loads(record["m"])
-    manifest["outputs"] = ["a", "other"]
-    record["m"] = json.dumps(manifest, sort_keys=True)
-    index.set("k", json.dumps(record).encode())
-    index.close()
+    edit_manifest(store.root, "k", lambda m: m.__setitem__("outputs", ["a", "other"]))
     other = Store(store.root, _key_file)  # another kernel: this one trusts what it verified
     with pytest.raises(CorruptEntry, match="signature"):
         other.get("k")
