@@ -59,7 +59,7 @@ from .states import COMPLETE, JournalStatus, journal_status
 __all__ = ["JOURNAL_VERSION", "GateView", "Journal", "RunView", "StepView", "journal_path", "read_events",
            "runs", "verify_lines"]
 
-JOURNAL_VERSION = 2  # 2: records carry an HMAC (1: an unkeyed checksum)
+JOURNAL_VERSION = 3  # 3: a hit is one step_finished carrying the source; 2: records carry an HMAC
 
 
 _last_micros = 0
